@@ -1,0 +1,400 @@
+"""Multi-reward group advantage estimators.
+
+One entry point, :func:`compute_advantages`, dispatches to one small function per method. Every estimator receives
+the same :class:`RewardBatch` (rewards ``[N, K]``, group index, weights, lazily computed group statistics) and the
+same :class:`AdvantageOptions`, and returns ``(advantages [N], effective_weights [K])``. A new method is one function
+plus one entry in :data:`ESTIMATORS`.
+
+Notation (per group g, component k): μ_gk, σ_gk are the group mean/std of r_k over the samples where r_k is present;
+``dev_ik = r_ik - μ_gk`` (0 where missing); ``z_ik = dev_ik / (σ_gk + eps)``; w are the user weights (default 1/K),
+w̄ = w / Σw. Missing components (NaN / ±inf) are left out of their statistics and contribute 0; a sample with every
+component missing is *unscorable*: advantage 0, excluded from batch statistics.
+
+All statistics are float64; the returned advantages are float32. See ``docs/methods.md`` for each method's paper,
+equation, our eps/ddof choices and where we depart from the official code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from varpo.stats import (
+    STAT_DTYPE,
+    GroupIndex,
+    GroupStats,
+    batch_mean_std,
+    batch_whiten,
+    broadcast,
+    combined_std,
+    group_index,
+    group_stats,
+    safe_div,
+    segment_sum,
+    valid_mask,
+)
+
+SAW_BASES = ("grpo", "gdpo")
+RVPO_VARIANTS = ("softmin", "explicit")
+
+
+@dataclass(frozen=True)
+class AdvantageOptions:
+    """Options shared by all estimators (validated once; unknown/invalid values raise a one-line ``ValueError``).
+
+    Attributes:
+        eps: added to every std denominator (default 1e-6 as verl; TRL uses 1e-4).
+        ddof: std delta degrees of freedom; 1 = unbiased (verl/TRL), 0 = population (the papers' identities).
+        names: K component names used in stats keys (default "0", "1", ...).
+        sigma_ema: optional :class:`SigmaEMA` (dvao only): shrink per-group σ toward a running mean.
+        saw_base: SAW route, "grpo" (weight rewards, group z-score) or "gdpo" (weight z-scores, batch whiten).
+        saw_offsets: per-component shift applied before SAW's coefficient of variation (official code: +3 on a
+            [-3, 3] correctness reward). CV is not shift-invariant, so this changes the weights.
+        rvpo_k: RVPO soft-min temperature k > 0 (k -> 0: mean, i.e. GDPO; k -> inf: min over components).
+        rvpo_variant: "softmin" (paper's main form) or "explicit" (mean - β·variance).
+        rvpo_beta: β of the explicit variant.
+    """
+
+    eps: float = 1e-6
+    ddof: int = 1
+    names: tuple[str, ...] | None = None
+    sigma_ema: SigmaEMA | None = None
+    saw_base: str = "grpo"
+    saw_offsets: tuple[float, ...] | None = None
+    rvpo_k: float = 1.0
+    rvpo_variant: str = "softmin"
+    rvpo_beta: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
+        if self.ddof not in (0, 1):
+            raise ValueError(f"ddof must be 0 or 1, got {self.ddof!r}")
+        if self.saw_base not in SAW_BASES:
+            raise ValueError(f"saw_base must be one of {SAW_BASES}, got {self.saw_base!r}")
+        if self.rvpo_variant not in RVPO_VARIANTS:
+            raise ValueError(f"rvpo_variant must be one of {RVPO_VARIANTS}, got {self.rvpo_variant!r}")
+        if not (math.isfinite(self.rvpo_k) and self.rvpo_k > 0):
+            raise ValueError(f"rvpo_k must be a finite number > 0, got {self.rvpo_k!r}")
+        if not (math.isfinite(self.rvpo_beta) and self.rvpo_beta >= 0):
+            raise ValueError(f"rvpo_beta must be a finite number >= 0, got {self.rvpo_beta!r}")
+        if self.sigma_ema is not None and not isinstance(self.sigma_ema, SigmaEMA):
+            raise ValueError(f"sigma_ema must be a varpo.SigmaEMA or None, got {type(self.sigma_ema).__name__}")
+
+
+@dataclass
+class AdvantageOutput:
+    """Result of :func:`compute_advantages`: ``advantages [N]`` float32 and scalar diagnostics."""
+
+    advantages: Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class SigmaEMA:
+    """Running mean of per-component group std across calls, used by ``dvao`` to stabilise small groups.
+
+    Beyond the papers: DVAO names noisy σ estimates at small G as future work. With ``shrink = s`` the dvao
+    denominator uses σ̃_gk = (1 - s)·σ_gk + s·σ̄_k, where σ̄_k is an exponential moving average (``decay``) of the
+    batch mean of σ_gk over groups where component k has >= 2 samples. ``shrink=0`` recovers eq. 9 exactly.
+    A component absent from a whole group stays out of that group's denominator. The engine keeps one instance per
+    run and saves :meth:`state_dict` with its checkpoints.
+    """
+
+    def __init__(self, decay: float = 0.9, shrink: float = 0.5) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"SigmaEMA decay must be in [0, 1), got {decay!r}")
+        if not 0.0 <= shrink <= 1.0:
+            raise ValueError(f"SigmaEMA shrink must be in [0, 1], got {shrink!r}")
+        self.decay, self.shrink = float(decay), float(shrink)
+        self.value: Tensor | None = None  # [K] float64
+
+    def update(self, std: Tensor, count: Tensor) -> Tensor:
+        """Fold this batch's per-group std ``[P, K]`` into the running mean; returns σ̄ ``[K]``."""
+        informative = (count >= 2).to(STAT_DTYPE)  # [P, K]
+        n = informative.sum(0)
+        batch = safe_div((std * informative).sum(0), n)  # [K]
+        if self.value is None or self.value.shape != batch.shape:
+            self.value = batch.clone()
+        else:
+            # Components without any informative group this batch keep their previous value.
+            self.value = torch.where(n > 0, self.decay * self.value + (1 - self.decay) * batch, self.value)
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shrink": self.shrink, "value": None if self.value is None else self.value.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.shrink = float(state["decay"]), float(state["shrink"])
+        self.value = None if state["value"] is None else torch.tensor(state["value"], dtype=STAT_DTYPE)
+
+
+class RewardBatch:
+    """The inputs every estimator sees. Group statistics are computed lazily and at most once."""
+
+    def __init__(self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int) -> None:
+        self.rewards = rewards  # [N, K] as given (any float dtype)
+        self.index = index
+        self.weights = weights  # [K] float64, user weights w
+        self.ddof = ddof
+        self.valid = valid_mask(rewards)  # [N, K]
+        self.scorable = self.valid.any(1)  # [N]
+
+    @cached_property
+    def stats(self) -> GroupStats:
+        return group_stats(self.rewards, self.index, self.ddof)
+
+    @cached_property
+    def wbar(self) -> Tensor:
+        return self.weights / self.weights.sum()  # [K]
+
+    def zscores(self, eps: float) -> Tensor:
+        """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups."""
+        return safe_div(self.stats.dev, broadcast(self.stats.std, self.index) + eps)
+
+
+Estimate = tuple[Tensor, Tensor]  # (advantages [N] float64, effective weights [K] float64)
+Estimator = Callable[[RewardBatch, AdvantageOptions], Estimate]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Estimators. Each docstring: formula, source, numeric choices.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def grpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:
+    """Reward combination (RC) + GRPO: r = Σ_k w_k r_k ; A = (r - μ_g(r)) / (σ_g(r) + eps).
+
+    DVAO eq. 1-2 (GRPO: Shao et al. 2024). Missing components are mean-imputed (they add 0 to r - μ).
+    """
+    w = b.weights if weights is None else weights
+    c = b.stats.dev @ w  # [N]  r - μ_g(r), exactly (see stats.combined_std)
+    sigma = combined_std(b.stats.dev, w, b.index, b.scorable, b.ddof)  # [N]
+    return safe_div(c, sigma + o.eps), w / w.sum().clamp_min(1e-300)
+
+
+def dr_grpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
+    """Dr. GRPO (Liu et al. 2025): A = r - μ_g(r), no std division. Also GVPO's centered reward."""
+    return b.stats.dev @ b.weights, b.wbar
+
+
+def ac(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:
+    """Advantage combination (AC): A = Σ_k w_k z_k with per-component group z-scores. DVAO eq. 5-6."""
+    w = b.weights if weights is None else weights
+    return b.zscores(o.eps) @ w, w / w.sum().clamp_min(1e-300)
+
+
+def gdpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:
+    """GDPO (Liu et al. 2026): A = batch_whiten(Σ_k w_k z_k), whitening over *samples*.
+
+    Matches NVlabs' TRL implementation (per-sample batch normalization). verl's ``gdpo`` whitens over tokens
+    (``masked_whiten``), which gives zero-signal samples a nonzero advantage -μ_tok/σ_tok; we do not.
+    """
+    x, eff = ac(b, o, weights)
+    return batch_whiten(x, b.scorable, o.eps, b.ddof), eff
+
+
+def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
+    """DVAO (Jiang et al. 2026, eq. 9): A = Σ_k w̃_k z_k = Σ_k w_k (r_k - μ_k) / (Σ_l w_l σ_l + eps).
+
+    w̃_gk = w_k σ_gk / Σ_l w_l σ_gl (variance-adaptive weights). A component with σ_gk = 0 drops out of numerator
+    and denominator; a group with all σ = 0 gets 0. With ``sigma_ema`` the denominator uses shrunk σ̃ (see SigmaEMA).
+    """
+    std, count = b.stats.std, b.stats.count  # [P, K]
+    if o.sigma_ema is not None:
+        ema = o.sigma_ema.update(std, count)
+        present = (count > 0).to(STAT_DTYPE)
+        std = ((1 - o.sigma_ema.shrink) * std + o.sigma_ema.shrink * ema) * present
+    wsig = std * b.weights  # [P, K]
+    denom = wsig.sum(1)  # [P]
+    adv = safe_div(b.stats.dev @ b.weights, broadcast(denom, b.index) + o.eps)
+    tilde = safe_div(wsig, denom.unsqueeze(1))  # [P, K] w̃; rows of zero-signal groups are 0
+    has_signal = denom > 0
+    eff = safe_div(tilde[has_signal].sum(0), torch.tensor(float(has_signal.sum()), dtype=STAT_DTYPE))
+    return adv, eff
+
+
+def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
+    """SAW weights w'_k = (Σ_l w_l) · w_k CV_k / Σ_l w_l CV_l, CV_k = σ_batch(r_k + off_k) / (|μ_batch| + eps).
+
+    Statistics over the whole batch (not per group), recomputed every call, no smoothing (official code:
+    Zhaolutuan/SAW ray_trainer.py, branches grpo-h / gdpo-h, which hard-code K=2 and +3 offset on correctness).
+    Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
+    """
+    r = b.rewards.to(STAT_DTYPE)
+    if o.saw_offsets is not None:
+        r = r + torch.tensor(o.saw_offsets, dtype=STAT_DTYPE)
+    mean, std = batch_mean_std(r, b.valid, b.ddof)  # [K]
+    cv = std / (mean.abs() + o.eps)
+    wcv = b.weights * cv
+    return safe_div(b.weights.sum() * wcv, wcv.sum()), cv
+
+
+def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
+    """SAW (He, Bi et al. 2026): :func:`saw_weights`, then ``saw_base`` = grpo (combine rewards) or gdpo."""
+    w, _ = saw_weights(b, o)
+    if float(w.sum()) == 0.0:  # constant batch: no informative component
+        return torch.zeros(b.rewards.shape[0], dtype=STAT_DTYPE), w
+    return (grpo if o.saw_base == "grpo" else gdpo)(b, o, weights=w)
+
+
+def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
+    """RVPO (Montero et al. 2026): A = batch_whiten(-(1/k) log Σ_k w̄_k exp(-k z_k)) (soft-min of z-scores).
+
+    Computed with logsumexp. k -> 0 gives Σ w̄ z (GDPO), k -> inf gives min_k z_k, and for small spread
+    A ≈ μ_z - (k/2) Var_w̄(z). ``rvpo_variant="explicit"``: Σ w̄ z - β Σ w̄ (z - Σ w̄ z)². Missing components have
+    z = 0. Effective weights: mean over samples of the soft-min's gradient ∂A/∂z_k = softmax(log w̄ - k z)_k.
+    Differs from the paper: no official code; batch whitening after aggregation and eps/ddof follow GDPO.
+    """
+    z = b.zscores(o.eps)  # [N, K]
+    rows = b.scorable
+    if o.rvpo_variant == "softmin":
+        logits = torch.log(b.wbar) - o.rvpo_k * z  # [N, K]
+        x = -torch.logsumexp(logits, dim=1) / o.rvpo_k
+        grad = torch.softmax(logits, dim=1)  # ∂x/∂z_k
+        eff = safe_div(grad[rows].sum(0), rows.sum().to(STAT_DTYPE))
+    else:
+        mu = z @ b.wbar
+        x = mu - o.rvpo_beta * ((z - mu.unsqueeze(1)) ** 2 @ b.wbar)
+        eff = b.wbar
+    return batch_whiten(torch.where(rows, x, 0.0), rows, o.eps, b.ddof), eff
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    "grpo": grpo,
+    "dr_grpo": dr_grpo,
+    "ac": ac,
+    "gdpo": gdpo,
+    "dvao": dvao,
+    "saw": saw,
+    "rvpo": rvpo,
+}
+METHODS: tuple[str, ...] = tuple(ESTIMATORS)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------------------------
+
+
+def compute_advantages(
+    rewards: Tensor,
+    group_ids: Tensor,
+    method: str = "dvao",
+    weights: Sequence[float] | Tensor | None = None,
+    **options,
+) -> AdvantageOutput:
+    """Sequence-level advantages from a multi-component reward matrix.
+
+    Args:
+        rewards: ``[N, K]`` (or ``[N]`` for K=1) float; NaN/±inf marks a missing component.
+        group_ids: ``[N]`` int; samples of one prompt share an id; any order and group sizes.
+        method: one of :data:`METHODS`.
+        weights: ``[K]`` non-negative component weights, default uniform 1/K.
+        **options: fields of :class:`AdvantageOptions` (eps, ddof, names, sigma_ema, saw_base, saw_offsets,
+            rvpo_k, rvpo_variant, rvpo_beta).
+
+    Returns:
+        :class:`AdvantageOutput` with ``advantages [N]`` float32 (0 for unscorable samples, groups of size 1 and
+        zero-variance groups; never NaN/inf) and ``stats`` (floats): ``weight/<name>`` effective weight per
+        component (sums to 1 when there is signal), ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
+        ``adv_max_abs``, ``adv_mean``, ``adv_std``, ``reward_mean/<name>``, ``reward_std/<name>``,
+        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw).
+    """
+    if method not in ESTIMATORS:
+        raise ValueError(f"unknown advantage method {method!r}; choose one of {METHODS}")
+    rewards = torch.as_tensor(rewards)
+    if rewards.dim() == 1:
+        rewards = rewards.unsqueeze(1)
+    if rewards.dim() != 2 or not rewards.is_floating_point():
+        raise ValueError(f"rewards must be a float tensor [N, K], got {rewards.dtype} {tuple(rewards.shape)}")
+    n, k = rewards.shape
+    group_ids = torch.as_tensor(group_ids, device=rewards.device)
+    if group_ids.shape != (n,):
+        raise ValueError(f"group_ids must have shape [N]=({n},), got {tuple(group_ids.shape)}")
+    opts = _options(options, k)
+    w = _weights(weights, k, rewards.device)
+    batch = RewardBatch(rewards, group_index(group_ids), w, opts.ddof)
+    if n == 0:
+        return AdvantageOutput(torch.zeros(0, dtype=torch.float32, device=rewards.device), {})
+    adv, eff = ESTIMATORS[method](batch, opts)
+    adv = torch.where(batch.scorable & torch.isfinite(adv), adv, 0.0)
+    return AdvantageOutput(adv.to(torch.float32), _stats(batch, opts, method, adv, eff))
+
+
+def _options(options: dict, k: int) -> AdvantageOptions:
+    allowed = AdvantageOptions.__dataclass_fields__
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown advantage option(s) {unknown}; allowed: {sorted(allowed)}")
+    for key in ("names", "saw_offsets"):
+        if options.get(key) is not None:
+            options[key] = tuple(options[key])
+            if len(options[key]) != k:
+                raise ValueError(f"{key} must have K={k} entries, got {len(options[key])}")
+    return AdvantageOptions(**options)
+
+
+def _weights(weights, k: int, device) -> Tensor:
+    if weights is None:
+        return torch.full((k,), 1.0 / k, dtype=STAT_DTYPE, device=device)
+    w = torch.as_tensor(weights, dtype=STAT_DTYPE, device=device).flatten()
+    if w.numel() != k:
+        raise ValueError(f"weights must have K={k} entries, got {w.numel()}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise ValueError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}")
+    return w
+
+
+def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: Tensor) -> dict[str, float]:
+    """Diagnostics, gathered into one tensor so there is a single device->host sync."""
+    k = b.rewards.shape[1]
+    names = o.names or tuple(str(i) for i in range(k))
+    rows = b.scorable.to(STAT_DTYPE)
+    n = rows.sum().clamp_min(1.0)
+    a = adv * rows
+    std, count = b.stats.std, b.stats.count  # [P, K]
+    present = count > 0
+    signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
+    groups = max(b.index.num_groups, 1)
+    r_mean, r_std = batch_mean_std(b.rewards, b.valid, b.ddof)
+    scalars = torch.stack(
+        [
+            1.0 - signal.to(STAT_DTYPE).sum() / groups,
+            a.abs().sum() / n,
+            (a * a).sum() / n,
+            a.abs().max(),
+            a.sum() / n,
+            (((a - a.sum() / n) * rows) ** 2).sum().div(n).sqrt(),
+            1.0 - rows.sum() / max(rows.numel(), 1),
+        ]
+    )
+    per_k = torch.stack(
+        [
+            eff.to(STAT_DTYPE),
+            r_mean,
+            r_std,
+            safe_div((std * present).sum(0), present.sum(0).to(STAT_DTYPE)),
+            1.0 - b.valid.to(STAT_DTYPE).mean(0),
+        ]
+    )
+    keys = ["weight", "reward_mean", "reward_std", "group_std_mean", "frac_missing"]
+    if method == "saw":
+        per_k = torch.cat([per_k, saw_weights(b, o)[1].unsqueeze(0)])
+        keys.append("saw_cv")
+    values = torch.nan_to_num(torch.cat([scalars, per_k.flatten()]), nan=0.0, posinf=0.0, neginf=0.0).tolist()
+    out = dict(
+        zip(
+            ["frac_zero_std_groups", "adv_abs_mean", "adv_sq_mean", "adv_max_abs", "adv_mean", "adv_std", "frac_unscorable"],
+            values[:7],
+        )
+    )
+    rest = values[7:]
+    for i, key in enumerate(keys):
+        for j, name in enumerate(names):
+            out[f"{key}/{name}"] = rest[i * k + j]
+    return out

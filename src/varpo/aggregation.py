@@ -1,0 +1,133 @@
+"""Loss aggregation: reduce a per-token loss matrix ``[B, T]`` to the scalar that is back-propagated.
+
+Names follow verl's ``loss_agg_mode`` with underscores. With L_i = Σ_t m_it (unmasked length of sequence i),
+M = ``max_length`` (maximum response length) and B' = number of sequences with L_i > 0:
+
+=========================  =============================================================  ==========================
+mode                       loss                                                           source
+=========================  =============================================================  ==========================
+``token_mean``             Σ_it l_it m_it / Σ_it m_it                                     DAPO (Yu et al. 2025)
+``seq_mean_token_mean``    (1/B') Σ_i (Σ_t l_it m_it / L_i)                               GRPO (Shao et al. 2024)
+``seq_mean_token_sum_norm`` Σ_it l_it m_it / (B'·M)                                       Dr. GRPO (Liu et al. 2025)
+``vl_norm``                (1/M) Σ_i [L_i^-α / Σ_j L_j^-α] Σ_t l_it m_it                   VL Norm / ΔL Norm (He et al.
+                                                                                          2025, eq. for x_i, §3)
+=========================  =============================================================  ==========================
+
+``vl_norm`` with α = 0 is exactly ``seq_mean_token_sum_norm``. Σ_j runs over the whole rollout batch, as in the
+official ΔL-Normalization code (not per group).
+
+**Micro-batch invariance.** Every mode is a sum over rows divided by *global* normalizers (token count, sequence
+count, Σ_j L_j^-α). Compute them once per optimizer step from the full batch mask with :func:`loss_scale` and pass
+``scale=`` for every micro-batch: the micro-batch losses then *sum* to the full-batch loss, so gradient accumulation
+gives exactly the full-batch gradient (do not divide by the number of accumulation steps again).
+Sequences with L_i = 0 (fully masked rows) contribute nothing and are not counted in B'.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "vl_norm")
+_NEEDS_MAX_LENGTH = ("seq_mean_token_sum_norm", "vl_norm")
+
+
+@dataclass(frozen=True)
+class LossScale:
+    """Global normalizers of one optimizer step (computed from the full rollout batch mask).
+
+    Attributes:
+        num_tokens: Σ_it m_it.
+        num_seqs: B', number of sequences with at least one unmasked token.
+        len_pow_sum: Σ_j L_j^-α over those sequences (for ``vl_norm``).
+        alpha: the α used for ``len_pow_sum``.
+    """
+
+    num_tokens: float
+    num_seqs: float
+    len_pow_sum: float
+    alpha: float = 1.0
+
+
+def _lengths(mask: Tensor) -> Tensor:
+    return mask.to(torch.float64).sum(-1)  # [B]
+
+
+def _len_pow(lengths: Tensor, alpha: float) -> Tensor:
+    """L_i^-α, 0 for empty sequences."""
+    return torch.where(lengths > 0, lengths.clamp_min(1.0).pow(-alpha), torch.zeros_like(lengths))
+
+
+def loss_scale(mask: Tensor, *, alpha: float = 1.0) -> LossScale:
+    """Global normalizers from the full-batch ``mask [B, T]`` (see module docstring)."""
+    _check_alpha(alpha)
+    lengths = _lengths(mask)
+    return LossScale(
+        num_tokens=float(lengths.sum()),
+        num_seqs=float((lengths > 0).sum()),
+        len_pow_sum=float(_len_pow(lengths, alpha).sum()),
+        alpha=float(alpha),
+    )
+
+
+def vl_norm_weights(lengths: Tensor, alpha: float = 1.0) -> Tensor:
+    """Per-sequence VL Norm weights ``[B]``: L_i^-α / mean_j L_j^-α (mean over sequences with L_j > 0).
+
+    Multiplying sequence-level advantages by these weights and aggregating with ``seq_mean_token_sum_norm`` gives
+    exactly ``vl_norm``: Σ_it w_i l_it / (B'·M) = (1/M) Σ_i [L_i^-α / Σ_j L_j^-α] Σ_t l_it. This is how the official
+    ΔL-Normalization code implements it, and how the verl plug-in does (verl has no aggregation registry).
+    """
+    _check_alpha(alpha)
+    lengths = lengths.to(torch.float64)
+    pw = _len_pow(lengths, alpha)
+    n = (lengths > 0).sum().clamp_min(1)
+    mean = pw.sum() / n
+    return torch.where(mean > 0, pw / mean.clamp_min(1e-300), torch.zeros_like(pw))
+
+
+def aggregate_loss(
+    per_token_loss: Tensor,
+    mask: Tensor,
+    mode: str = "token_mean",
+    *,
+    max_length: int | None = None,
+    alpha: float = 1.0,
+    scale: LossScale | None = None,
+) -> Tensor:
+    """Reduce ``per_token_loss [B, T]`` under ``mask [B, T]`` to a scalar (see module docstring for each mode).
+
+    Args:
+        mode: one of :data:`AGGREGATIONS`.
+        max_length: M, the maximum response length (required by ``seq_mean_token_sum_norm`` and ``vl_norm``).
+        alpha: VL Norm exponent α >= 0 (α = 1 minimum variance, α = 0 Dr. GRPO).
+        scale: global normalizers from :func:`loss_scale` on the full batch; ``None`` = this call is the full batch.
+    """
+    if mode not in AGGREGATIONS:
+        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {AGGREGATIONS}")
+    if per_token_loss.shape != mask.shape:
+        raise ValueError(f"per_token_loss {tuple(per_token_loss.shape)} and mask {tuple(mask.shape)} must match")
+    if mode in _NEEDS_MAX_LENGTH and (max_length is None or max_length <= 0):
+        raise ValueError(f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0")
+    if scale is None:
+        scale = loss_scale(mask, alpha=alpha)
+    elif mode == "vl_norm" and not math.isclose(scale.alpha, alpha):
+        raise ValueError(f"scale was computed with alpha={scale.alpha} but aggregate_loss got alpha={alpha}")
+    m = mask.to(per_token_loss.dtype)
+    seq_sum = (per_token_loss * m).sum(-1)  # [B]
+    if mode == "token_mean":
+        return seq_sum.sum() / max(scale.num_tokens, 1.0)
+    if mode == "seq_mean_token_mean":
+        lengths = m.sum(-1)
+        return (seq_sum / lengths.clamp_min(1.0)).sum() / max(scale.num_seqs, 1.0)
+    if mode == "seq_mean_token_sum_norm":
+        return seq_sum.sum() / (max(scale.num_seqs, 1.0) * max_length)
+    weights = _len_pow(_lengths(mask), alpha).to(per_token_loss.dtype)  # [B] L_i^-α
+    return (weights * seq_sum).sum() / (max(scale.len_pow_sum, 1e-300) * max_length)
+
+
+def _check_alpha(alpha: float) -> None:
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")

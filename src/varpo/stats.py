@@ -1,0 +1,161 @@
+"""Group statistics: vectorized, NaN-aware segment reductions over group ids.
+
+Every estimator in :mod:`varpo.advantages` is composed from the primitives here. Samples of one prompt share a
+group id; ids may come in **any order** with **any group sizes** (verl reorders samples in ``_balance_batch``,
+failed generations leave partial groups). Nothing here loops over groups or samples in Python:
+
+* :func:`group_index` maps arbitrary ids to dense segment indices ``0..P-1``. It uses
+  ``torch.unique_consecutive`` (O(N)) and only falls back to a sort (``torch.unique``) when a group id appears in
+  more than one run. When every run has the same length ``G`` and no id repeats (TRL's ``RepeatSampler`` layout),
+  reductions take a dense ``view(P, G, K)`` fast path.
+* :func:`segment_sum` is ``index_add_`` (scatter) on the general path and a dense ``sum`` on the fast path.
+
+Numerics: statistics are computed in float64 (rewards of magnitude 1e30 square to 1e60, which overflows float32)
+and non-finite rewards (NaN, ±inf) are treated as *missing*: they are excluded from their component's statistics and
+their centered deviation is 0, so they never propagate.
+
+Standard deviation convention: ``std = sqrt(Σ (x - μ)² / (n - ddof))``; with ``n - ddof <= 0`` (a group of size 1
+with ``ddof=1``) the std is defined as 0, i.e. "no signal" — verl instead gives singleton groups mean 0 / std 1,
+which turns the raw score into an advantage; we deliberately do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+STAT_DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class GroupIndex:
+    """Dense segment index for a batch of group ids.
+
+    Attributes:
+        inverse: ``[N]`` int64, segment index of each sample in ``0..num_groups-1``.
+        num_groups: P, the number of distinct group ids.
+        group_size: G when the layout is contiguous with equal group sizes (``ids.view(P, G)`` rows are the groups),
+            else ``None``. Enables the dense fast path.
+    """
+
+    inverse: Tensor
+    num_groups: int
+    group_size: int | None = None
+
+
+def group_index(group_ids: Tensor) -> GroupIndex:
+    """Map arbitrary group ids ``[N]`` to a :class:`GroupIndex` (vectorized, O(N) for contiguous layouts)."""
+    ids = torch.as_tensor(group_ids)
+    if ids.dim() != 1:
+        raise ValueError(f"group_ids must be 1-D [N], got shape {tuple(ids.shape)}")
+    n = ids.numel()
+    if n == 0:
+        return GroupIndex(torch.zeros(0, dtype=torch.long, device=ids.device), 0, None)
+    runs, run_inverse, counts = torch.unique_consecutive(ids, return_inverse=True, return_counts=True)
+    # A run-length encoding is a valid grouping only if no id appears in two runs (sorting P run ids, not N samples).
+    if torch.unique(runs).numel() == runs.numel():
+        size = int(counts[0])
+        dense = bool((counts == size).all()) and size * runs.numel() == n
+        return GroupIndex(run_inverse.long(), int(runs.numel()), size if dense else None)
+    _, inverse = torch.unique(ids, return_inverse=True)
+    return GroupIndex(inverse.long(), int(inverse.max()) + 1, None)
+
+
+def segment_sum(x: Tensor, index: GroupIndex) -> Tensor:
+    """Per-group sums: ``[N, ...] -> [P, ...]``."""
+    if index.group_size is not None:
+        return x.reshape(index.num_groups, index.group_size, *x.shape[1:]).sum(1)
+    out = torch.zeros((index.num_groups, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    return out.index_add_(0, index.inverse, x)
+
+
+def broadcast(per_group: Tensor, index: GroupIndex) -> Tensor:
+    """Per-group values back to samples: ``[P, ...] -> [N, ...]``."""
+    if index.group_size is not None:
+        p, g = index.num_groups, index.group_size
+        return per_group.unsqueeze(1).expand(p, g, *per_group.shape[1:]).reshape(p * g, *per_group.shape[1:])
+    return per_group.index_select(0, index.inverse)
+
+
+def valid_mask(rewards: Tensor) -> Tensor:
+    """``[N, K]`` bool: the component is present (finite) for that sample."""
+    return torch.isfinite(rewards)
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Per-component group statistics of a reward matrix (float64).
+
+    Attributes:
+        dev: ``[N, K]`` centered deviation ``r - μ_group`` (0 where the reward is missing).
+        std: ``[P, K]`` group std with the requested ddof (0 for groups with ``n - ddof <= 0``).
+        count: ``[P, K]`` number of valid samples of that component in the group.
+    """
+
+    dev: Tensor
+    std: Tensor
+    count: Tensor
+
+
+def group_stats(rewards: Tensor, index: GroupIndex, ddof: int = 1) -> GroupStats:
+    """NaN-aware per-group, per-component mean/std of ``rewards [N, K]``.
+
+    μ_gk = Σ_{i∈g, valid} r_ik / n_gk ;  σ_gk = sqrt(Σ (r_ik - μ_gk)² / (n_gk - ddof)), 0 if n_gk - ddof <= 0.
+    Two-pass (center first, then square) for accuracy.
+    """
+    valid = valid_mask(rewards)
+    r = torch.where(valid, rewards.to(STAT_DTYPE), 0.0)  # [N, K]
+    cnt = segment_sum(valid.to(STAT_DTYPE), index)  # [P, K]
+    mean = segment_sum(r, index) / cnt.clamp_min(1.0)  # [P, K]
+    dev = torch.where(valid, r - broadcast(mean, index), 0.0)  # [N, K]
+    std = dispersion(segment_sum(dev * dev, index), cnt, ddof)  # [P, K]
+    return GroupStats(dev=dev, std=std, count=cnt)
+
+
+def dispersion(sum_sq: Tensor, count: Tensor, ddof: int) -> Tensor:
+    """``sqrt(sum_sq / (count - ddof))`` with 0 where the denominator is not positive."""
+    denom = count - ddof
+    return torch.where(denom > 0, (sum_sq / denom.clamp_min(1e-300)).sqrt(), torch.zeros_like(sum_sq))
+
+
+def combined_std(dev: Tensor, weights: Tensor, index: GroupIndex, scorable: Tensor, ddof: int = 1) -> Tensor:
+    """Group std of the combined (weighted-sum) reward, ``[N]`` broadcast.
+
+    The combined deviation ``c_i = Σ_k w_k (r_ik - μ_gk)`` has group mean exactly 0 (each component's deviations
+    sum to 0 over its valid samples, missing entries contribute 0), so σ_g = sqrt(Σ_{i∈g} c_i² / (n_g - ddof)) where
+    n_g counts *scorable* samples (at least one component present).
+    """
+    c = dev @ weights.to(dev.dtype)  # [N]
+    cnt = segment_sum(scorable.to(dev.dtype), index)  # [P]
+    return broadcast(dispersion(segment_sum(c * c, index), cnt, ddof), index)
+
+
+def batch_whiten(x: Tensor, include: Tensor, eps: float, ddof: int = 1) -> Tensor:
+    """Sample-level batch normalization ``(x - mean) / (std + eps)`` over the rows in ``include`` ``[N]`` bool.
+
+    Rows outside ``include`` (unscorable samples) get 0 and do not enter the statistics. This is the GDPO batch
+    step as in NVlabs' TRL implementation (per *sample*), not verl's ``masked_whiten`` (per *token*).
+    """
+    w = include.to(x.dtype)
+    n = w.sum()
+    mean = (x * w).sum() / n.clamp_min(1.0)
+    centered = (x - mean) * w
+    std = dispersion((centered * centered).sum(), n, ddof)
+    return safe_div(centered, std + eps)
+
+
+def batch_mean_std(x: Tensor, valid: Tensor, ddof: int = 1) -> tuple[Tensor, Tensor]:
+    """Per-column mean and std of ``x [N, K]`` over valid entries (used by SAW's batch-level CV)."""
+    v = valid.to(STAT_DTYPE)
+    xs = torch.where(valid, x.to(STAT_DTYPE), 0.0)
+    n = v.sum(0)  # [K]
+    mean = xs.sum(0) / n.clamp_min(1.0)
+    dev = torch.where(valid, xs - mean, 0.0)
+    return mean, dispersion((dev * dev).sum(0), n, ddof)
+
+
+def safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` with 0 where ``den == 0`` (0/0 means "no signal", never NaN)."""
+    return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
