@@ -35,7 +35,6 @@ from varpo.stats import (
     group_index,
     group_stats,
     safe_div,
-    segment_sum,
     valid_mask,
 )
 
@@ -242,6 +241,15 @@ def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     return (grpo if o.saw_base == "grpo" else gdpo)(b, o, weights=w)
 
 
+def soft_min(z: Tensor, wbar: Tensor, k: float) -> Tensor:
+    """Weighted soft-min ``-(1/k) log Σ_j w̄_j exp(-k z_j)`` over the last dim (RVPO's aggregator), via logsumexp.
+
+    Properties (tested): k -> 0 gives Σ w̄ z; k -> inf gives min_j z_j; for z = μ + δ with small δ it is
+    μ + Σ w̄ δ - (k/2) Var_w̄(δ) + O(δ³).
+    """
+    return -torch.logsumexp(torch.log(wbar) - k * z, dim=-1) / k
+
+
 def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     """RVPO (Montero et al. 2026): A = batch_whiten(-(1/k) log Σ_k w̄_k exp(-k z_k)) (soft-min of z-scores).
 
@@ -253,9 +261,8 @@ def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     z = b.zscores(o.eps)  # [N, K]
     rows = b.scorable
     if o.rvpo_variant == "softmin":
-        logits = torch.log(b.wbar) - o.rvpo_k * z  # [N, K]
-        x = -torch.logsumexp(logits, dim=1) / o.rvpo_k
-        grad = torch.softmax(logits, dim=1)  # ∂x/∂z_k
+        x = soft_min(z, b.wbar, o.rvpo_k)  # [N]
+        grad = torch.softmax(torch.log(b.wbar) - o.rvpo_k * z, dim=1)  # ∂x/∂z_k
         eff = safe_div(grad[rows].sum(0), rows.sum().to(STAT_DTYPE))
     else:
         mu = z @ b.wbar

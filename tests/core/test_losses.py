@@ -1,0 +1,150 @@
+"""Policy losses: hand values, gradients against the papers' formulas, GVPO Theorem 3.1."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import varpo
+
+
+def _ones(b, t):
+    return torch.ones(b, t)
+
+
+def test_ppo_clip_hand_values():
+    # one token each: ratio e (log-ratio 1) or 1 (on-policy); A = +1 / -1; clip ε = .2, ε_high = .28
+    logp = torch.tensor([[1.0], [1.0], [0.0], [-1.0]])
+    old = torch.zeros(4, 1)
+    adv = torch.tensor([1.0, -1.0, 2.0, 1.0])
+    loss, m = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=_ones(4, 1),
+                                clip_low=0.2, clip_high=0.28)
+    # row 0: min(e·1, 1.28·1) = 1.28 -> -1.28   (clipped above, A > 0)
+    # row 1: min(-e, -1.28) = -e    -> e       (A < 0: unclipped side is the pessimistic one)
+    # row 2: on-policy: -2
+    # row 3: ratio 1/e < .8, A > 0: min(e^-1, .8) = e^-1 -> -e^-1
+    torch.testing.assert_close(loss.squeeze(1), torch.tensor([-1.28, math.e, -2.0, -math.exp(-1)]))
+    assert m["clip_frac_high"] == pytest.approx(0.25) and m["clip_frac_low"] == 0.0
+    assert m["ratio_max"] == pytest.approx(math.e) and m["ratio_min"] == pytest.approx(math.exp(-1))
+
+
+def test_ppo_clip_sequence_level_ratio_gspo():
+    logp = torch.tensor([[0.3, 0.1, 9.0]])  # third token is padding
+    old = torch.zeros(1, 3)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    loss, m = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=torch.tensor([1.0]),
+                                mask=mask, importance_sampling_level="sequence", clip_low=0.5)
+    ratio = math.exp(0.2)  # exp(mean of the unmasked log-ratios)
+    torch.testing.assert_close(loss, torch.full((1, 3), -ratio))
+    assert m["ratio_mean"] == pytest.approx(ratio)
+
+
+def test_ppo_clip_k3_kl():
+    logp = torch.tensor([[-1.0, -2.0]])
+    ref = torch.tensor([[-1.5, -1.0]])
+    loss, m = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=logp.detach(), advantages=torch.zeros(1),
+                                mask=_ones(1, 2), ref_logprobs=ref, beta=0.1)
+    d = ref - logp
+    kl = torch.exp(d) - d - 1
+    torch.testing.assert_close(loss, 0.1 * kl)
+    assert m["kl"] == pytest.approx(float(kl.mean()))
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=logp, advantages=torch.zeros(1), mask=_ones(1, 2),
+                          beta=0.1)
+
+
+def test_ppo_clip_on_policy_gradient_is_reinforce():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, generator=gen, requires_grad=True)
+    logp = torch.log_softmax(logits, -1)
+    adv = torch.tensor([1.0, -0.5, 2.0])
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.float32)
+    loss, _ = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=logp.detach(), advantages=adv, mask=mask)
+    (g1,) = torch.autograd.grad(varpo.aggregate_loss(loss, mask, "token_mean"), logits, retain_graph=True)
+    reinforce = -(adv.unsqueeze(1) * logp * mask).sum() / mask.sum()
+    (g2,) = torch.autograd.grad(reinforce, logits)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_policy_loss_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown policy loss"):
+        varpo.policy_loss("ppo", logprobs=None)
+
+
+# ---- GVPO -------------------------------------------------------------------------------------------------------
+def _gvpo_inputs(seed: int, groups: int = 3, g: int = 4, t: int = 6):
+    gen = torch.Generator().manual_seed(seed)
+    b = groups * g
+    logits = torch.randn(b, t, generator=gen, dtype=torch.float64, requires_grad=True)
+    old = torch.randn(b, t, generator=gen, dtype=torch.float64) - 1.0
+    mask = (torch.rand(b, t, generator=gen) > 0.3).double()
+    mask[:, 0] = 1.0
+    ids = torch.arange(groups).repeat_interleave(g)[torch.randperm(b, generator=gen)] * 10 + 3  # shuffled
+    rewards = torch.rand(b, 2, generator=gen, dtype=torch.float64)
+    return logits, old, mask, ids, rewards
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gvpo_gradient_equals_paper_eq8(seed):
+    logits, old, mask, ids, rewards = _gvpo_inputs(seed)
+    beta, g = 0.1, 4
+    logp = torch.nn.functional.logsigmoid(logits)  # any differentiable per-token log-prob
+    a = varpo.compute_advantages(rewards, ids, method="dr_grpo").advantages.double()
+    loss, _ = varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=old, advantages=a, mask=mask, group_ids=ids,
+                                gvpo_beta=beta)
+    (got,) = torch.autograd.grad(loss.sum(), logits, retain_graph=True)
+    # eq. 8 (+ Listing 1's 1/(k-1)): ∇L = -β Σ_i [(a_i - ā) - β(s_i - s_old,i - mean_g(s - s_old))] ∇ s_i / (k-1)
+    with torch.no_grad():
+        s = (logp * mask).sum(-1)
+        implicit = s - (old * mask).sum(-1)
+        weight = torch.empty_like(s)
+        for gid in ids.unique():
+            sel = ids == gid
+            weight[sel] = (a[sel] - a[sel].mean()) - beta * (implicit[sel] - implicit[sel].mean())
+    (want,) = torch.autograd.grad((-beta * weight.detach() * (logp * mask).sum(-1)).sum() / (g - 1), logits)
+    torch.testing.assert_close(got, want)
+
+
+def test_gvpo_value_and_whole_group_check():
+    logits, old, mask, ids, rewards = _gvpo_inputs(2)
+    logp = torch.nn.functional.logsigmoid(logits)
+    a = varpo.compute_advantages(rewards, ids, method="dr_grpo").advantages.double()
+    loss, m = varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=logp.detach(), advantages=a, mask=mask,
+                                group_ids=ids)
+    assert loss.shape == (12, 1)
+    # on-policy R_θ = 0 in value: loss_i = ½ (a_i - ā)² / (k - 1)
+    torch.testing.assert_close(loss.squeeze(1), 0.5 * a.detach() ** 2 / 3)
+    assert m["implicit_reward_abs_mean"] == 0.0
+    with pytest.raises(ValueError, match="whole groups"):
+        varpo.policy_loss("gvpo", logprobs=logp[:-1], old_logprobs=old[:-1], advantages=a[:-1], mask=mask[:-1],
+                          group_ids=ids[:-1])
+    with pytest.raises(ValueError, match="whole groups"):
+        varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=old, advantages=a, mask=mask, group_ids=ids,
+                          group_size=6)
+
+
+def test_gvpo_theorem_3_1_tabular_policy_converges_to_tilted_reference():
+    """Minimising the GVPO loss over a tabular softmax policy reaches π* = π_ref·exp(R/β)/Z (Theorem 3.1/3.2).
+
+    Six responses of one prompt, all in one group (uniform sampling distribution, which satisfies Theorem 3.2's
+    support condition); the reference (= sampling policy π_θ') is fixed.
+    """
+    gen = torch.Generator().manual_seed(0)
+    beta = 0.5
+    ref_logp = torch.log_softmax(torch.randn(6, generator=gen, dtype=torch.float64), 0)
+    reward = torch.rand(6, generator=gen, dtype=torch.float64) * 2
+    theta = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    ids = torch.zeros(6, dtype=torch.long)
+    adv = varpo.compute_advantages(reward, ids, method="dr_grpo").advantages.double()
+    opt = torch.optim.Adam([theta], lr=0.05)
+    for _ in range(3000):
+        logp = torch.log_softmax(theta, 0).unsqueeze(1)  # [6, 1]: one "token" per response
+        loss, _ = varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=ref_logp.unsqueeze(1), advantages=adv,
+                                    mask=torch.ones(6, 1, dtype=torch.float64), group_ids=ids, gvpo_beta=beta)
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    target = torch.softmax(ref_logp + reward / beta, 0)
+    torch.testing.assert_close(torch.softmax(theta.detach(), 0), target, rtol=1e-4, atol=1e-5)
