@@ -1,0 +1,178 @@
+"""`VarpoGRPOConfig`: TRL's `GRPOConfig` plus the varpo estimator, policy loss and loss aggregation options.
+
+One dataclass drives the Python API, the CLI (`key=value` overrides, see :mod:`varpo.run.spec`) and YAML (keys are
+field names). Every invalid value or combination fails in ``__post_init__`` with a one-line ``ValueError`` that names
+the field and the allowed values, so a bad run never starts a model download or a rollout.
+
+TRL options that VarpoGRPOTrainer replaces (``loss_type``, ``multi_objective_aggregation``, ``scale_rewards``) or
+whose loss-side features the varpo loss does not implement (``delta``, ``top_entropy_quantile``,
+``off_policy_mask_threshold``, entropy bonus, liger) must stay at their defaults: silently ignoring them would train
+something else than what the config says.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import torch
+from trl import GRPOConfig
+
+from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
+from varpo.aggregation import AGGREGATIONS
+from varpo.losses import POLICY_LOSSES
+
+# Options that only mean something for one advantage method: (field, method that uses it).
+_METHOD_ONLY = {
+    "saw_base": "saw",
+    "saw_offsets": "saw",
+    "rvpo_k": "rvpo",
+    "rvpo_k_end": "rvpo",
+    "rvpo_variant": "rvpo",
+    "rvpo_beta": "rvpo",
+    "sigma_ema": "dvao",
+}
+
+# TRL fields the varpo trainer supersedes or does not support, with the value they must keep.
+_TRL_SUPERSEDED = {
+    "loss_type": ("dapo", "use policy_loss and loss_aggregation"),
+    "multi_objective_aggregation": ("sum_then_normalize", "use advantage_method"),
+    "scale_rewards": ("group", "use advantage_method (e.g. dr_grpo for no std scaling)"),
+    "delta": (None, "two-sided clipping is not part of varpo's ppo_clip"),
+    "top_entropy_quantile": (1.0, "not supported by the varpo loss"),
+    "off_policy_mask_threshold": (None, "not supported by the varpo loss"),
+    "entropy_coef": (0.0, "not supported by the varpo loss"),
+    "use_adaptive_entropy": (False, "not supported by the varpo loss"),
+    "use_liger_kernel": (False, "the varpo loss needs per-token log-probs"),
+}
+
+
+@dataclass
+class VarpoGRPOConfig(GRPOConfig):
+    """GRPOConfig + varpo options. Defaults that differ from GRPOConfig: ``logging_steps=1`` (metrics.jsonl gets one
+    line per optimizer step) and ``bf16`` resolves to False on a machine without CUDA (TRL's ``None -> True`` would
+    fail on CPU)."""
+
+    logging_steps: float = field(default=1, metadata={"help": "Log every X optimizer steps (1: every step)."})
+
+    advantage_method: str = field(
+        default="dvao", metadata={"help": f"Advantage estimator, one of {', '.join(METHODS)}."}
+    )
+    eps: float = field(default=1e-6, metadata={"help": "Added to every std denominator (> 0)."})
+    ddof: int = field(default=1, metadata={"help": "Std degrees of freedom: 1 unbiased, 0 population."})
+    saw_base: str = field(default="grpo", metadata={"help": f"saw only: route, one of {', '.join(SAW_BASES)}."})
+    saw_offsets: list[float] | None = field(
+        default=None, metadata={"help": "saw only: per-component shift before the coefficient of variation."}
+    )
+    rvpo_k: float = field(default=1.0, metadata={"help": "rvpo only: soft-min temperature k > 0 (start of anneal)."})
+    rvpo_k_end: float | None = field(
+        default=None, metadata={"help": "rvpo only: k at the last step; k is annealed linearly over max_steps."}
+    )
+    rvpo_variant: str = field(default="softmin", metadata={"help": f"rvpo only: one of {', '.join(RVPO_VARIANTS)}."})
+    rvpo_beta: float = field(default=0.5, metadata={"help": "rvpo only: β of the explicit variant (>= 0)."})
+    sigma_ema: float | None = field(
+        default=None,
+        metadata={"help": "dvao only: decay in [0, 1) of the running mean of group σ (None: off; true: 0.9)."},
+    )
+    sigma_ema_shrink: float = field(
+        default=0.5, metadata={"help": "dvao + sigma_ema: weight s of the running mean in the σ denominator."}
+    )
+    policy_loss: str = field(default="ppo_clip", metadata={"help": f"Policy loss, one of {', '.join(POLICY_LOSSES)}."})
+    gvpo_beta: float = field(default=0.1, metadata={"help": "gvpo only: β of the implicit reward (> 0)."})
+    loss_aggregation: str = field(
+        default="token_mean", metadata={"help": f"Loss aggregation, one of {', '.join(AGGREGATIONS)}."}
+    )
+    vl_norm_alpha: float = field(default=1.0, metadata={"help": "vl_norm only: length exponent α in [0, 1]."})
+    max_response_length: int | None = field(
+        default=None,
+        metadata={"help": "M for seq_mean_token_sum_norm / vl_norm (default: max_completion_length)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.sigma_ema is True:
+            self.sigma_ema = 0.9
+        elif self.sigma_ema is False:
+            self.sigma_ema = None
+        if self.bf16 is None and not self.fp16 and not torch.cuda.is_available():
+            self.bf16 = False
+        self._validate_varpo()
+        super().__post_init__()
+        if self.max_response_length is None:
+            self.max_response_length = self.max_completion_length
+        if self.loss_aggregation in ("seq_mean_token_sum_norm", "vl_norm") and self.max_response_length is None:
+            _fail("max_response_length", None, f"a positive int (loss_aggregation='{self.loss_aggregation}' needs M)")
+        if self.policy_loss == "gvpo" and self.per_device_train_batch_size % self.num_generations:
+            _fail(
+                "per_device_train_batch_size",
+                self.per_device_train_batch_size,
+                f"a multiple of num_generations={self.num_generations} (gvpo needs whole groups per micro-batch)",
+            )
+
+    def _validate_varpo(self) -> None:
+        _choice("advantage_method", self.advantage_method, METHODS)
+        _choice("policy_loss", self.policy_loss, tuple(POLICY_LOSSES))
+        _choice("loss_aggregation", self.loss_aggregation, AGGREGATIONS)
+        _choice("saw_base", self.saw_base, SAW_BASES)
+        _choice("rvpo_variant", self.rvpo_variant, RVPO_VARIANTS)
+        _choice("ddof", self.ddof, (0, 1))
+        _number("eps", self.eps, "a finite number > 0", lambda v: v > 0)
+        _number("rvpo_k", self.rvpo_k, "a finite number > 0", lambda v: v > 0)
+        if self.rvpo_k_end is not None:
+            _number("rvpo_k_end", self.rvpo_k_end, "a finite number > 0 or null", lambda v: v > 0)
+        _number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
+        _number("gvpo_beta", self.gvpo_beta, "a finite number > 0", lambda v: v > 0)
+        _number("vl_norm_alpha", self.vl_norm_alpha, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+        _number("sigma_ema_shrink", self.sigma_ema_shrink, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+        if self.sigma_ema is not None:
+            _number("sigma_ema", self.sigma_ema, "a decay in [0, 1), true or null", lambda v: 0 <= v < 1)
+        if self.saw_offsets is not None and not (
+            isinstance(self.saw_offsets, (list, tuple)) and all(_finite(v) for v in self.saw_offsets)
+        ):
+            _fail("saw_offsets", self.saw_offsets, "a list of finite numbers (one per reward function) or null")
+        if self.max_response_length is not None:
+            _number("max_response_length", self.max_response_length, "a positive int or null", lambda v: v >= 1)
+        if self.reward_weights is not None and not all(_finite(w) and w >= 0 for w in self.reward_weights):
+            _fail("reward_weights", self.reward_weights, "finite, non-negative numbers (one per reward function)")
+
+        defaults = {f.name: f.default for f in fields(VarpoGRPOConfig)}
+        for name, method in _METHOD_ONLY.items():
+            if getattr(self, name) != defaults[name] and self.advantage_method != method:
+                _fail(name, getattr(self, name), f"its default (it is only used by advantage_method='{method}')")
+        if self.vl_norm_alpha != defaults["vl_norm_alpha"] and self.loss_aggregation != "vl_norm":
+            _fail(
+                "vl_norm_alpha", self.vl_norm_alpha, "its default 1.0 (it is only used by loss_aggregation='vl_norm')"
+            )
+        if self.gvpo_beta != defaults["gvpo_beta"] and self.policy_loss != "gvpo":
+            _fail("gvpo_beta", self.gvpo_beta, "its default 0.1 (it is only used by policy_loss='gvpo')")
+        if self.policy_loss == "gvpo":
+            if self.loss_aggregation != "token_mean":
+                _fail(
+                    "loss_aggregation",
+                    self.loss_aggregation,
+                    "token_mean with policy_loss='gvpo' (one loss per sequence)",
+                )
+            if self.beta != 0.0:
+                _fail("beta", self.beta, "0.0 with policy_loss='gvpo' (its KL regulariser is gvpo_beta)")
+            if self.importance_sampling_level != "token":
+                _fail("importance_sampling_level", self.importance_sampling_level, "token with policy_loss='gvpo'")
+        for name, (default, why) in _TRL_SUPERSEDED.items():
+            if getattr(self, name) != default:
+                _fail(name, getattr(self, name), f"{default!r} with VarpoGRPOTrainer ({why})")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fail(name: str, value, allowed: str) -> None:
+    raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+
+
+def _choice(name: str, value, allowed: tuple) -> None:
+    if value not in allowed or isinstance(value, bool):
+        _fail(name, value, " | ".join(str(a) for a in allowed))
+
+
+def _number(name: str, value, allowed: str, ok) -> None:
+    if not _finite(value) or not ok(value):
+        _fail(name, value, allowed)

@@ -1,0 +1,94 @@
+"""``metrics.jsonl``: one JSON object per logged step, durable across SIGKILL.
+
+Each record is written with a single ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``-ed, so after a kill
+at any point the file holds whole records plus at most one torn (unterminated) last line. :func:`read_metrics`
+ignores such a line; :func:`repair_metrics` removes it and, on resume, also drops records newer than the checkpoint
+being resumed (those steps are trained and logged again), so the file stays a single monotonic history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/inf
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    return value
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """All complete records of a metrics file (a torn or corrupt line is skipped); [] if the file is missing."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    with open(path, "rb") as f:
+        for raw in f.read().split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                records.append(json.loads(raw))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+    return records
+
+
+def repair_metrics(path: str | os.PathLike, max_step: int | None = None) -> int:
+    """Rewrite ``path`` keeping whole, parseable records with ``step <= max_step``; return the number kept."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept = [r for r in read_metrics(path) if max_step is None or r.get("step", 0) <= max_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(kept)
+
+
+class MetricsJSONLCallback(TrainerCallback):
+    """Append every ``on_log`` payload (plus ``step``) to ``<output_dir>/metrics.jsonl``, flushed and fsync-ed.
+
+    A fresh run (global step 0 at train start) starts a new file; a resumed run keeps the history up to the
+    checkpoint's step.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
+        self.output_dir = output_dir
+        self.path: Path | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.path = Path(self.output_dir or args.output_dir) / METRICS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if state.global_step == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            repair_metrics(self.path, max_step=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.path is None or not logs:
+            return
+        record = {"step": state.global_step, **{k: _clean(v) for k, v in logs.items()}}
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,344 @@
+"""`VarpoGRPOTrainer`: TRL's `GRPOTrainer` with varpo advantages, policy losses and loss aggregation.
+
+Tested against trl 1.16.x (pinned in pyproject). The override surface is deliberately small; each override calls
+``super()`` where TRL's code can be kept:
+
+* ``__init__`` wraps callable reward functions in :class:`~varpo.trl.rewards.IsolatedReward` (a grader that raises
+  costs only that sample's component) and adds the ``metrics.jsonl`` callback.
+* ``_calculate_rewards``: ``super()`` returns the *globally gathered* ``[N, K]`` reward matrix; it is kept for the
+  advantage step and the per-function error counts are logged.
+* ``_generate_and_score_completions``: ``super()`` generates and scores as usual; its advantages are then replaced by
+  :func:`varpo.compute_advantages` over the global matrix (explicit group ids from TRL's contiguous
+  ``RepeatSampler`` layout, weights = ``reward_weights``) and the local slice is kept. The loss normalizers of the
+  whole generation batch (:func:`varpo.loss_scale`, summed over processes) are stored as 0-dim tensors, which TRL's
+  shuffle/split pass through unchanged, so every micro-batch divides by the same global constants and gradient
+  accumulation is exact.
+* ``_prepare_inputs`` (gvpo only): TRL shuffles samples before splitting the generation batch into micro-batches,
+  which would scatter groups; for gvpo the shuffle permutes whole groups instead.
+* ``_compute_loss``: per-token log-probs from TRL's helper, then :func:`varpo.policy_loss` +
+  :func:`varpo.aggregate_loss`.
+* ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: persist the dvao ``SigmaEMA`` state with checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+from accelerate.utils import gather
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from trl import GRPOTrainer
+from trl.trainer.utils import (
+    get_callable_name,
+    is_async_callable,
+    split_pixel_values_by_grid,
+    split_tensor_dict,
+    unsplit_pixel_values_by_grid,
+)
+
+import varpo
+from varpo.trl.config import VarpoGRPOConfig
+from varpo.trl.metrics import MetricsJSONLCallback
+from varpo.trl.rewards import IsolatedReward
+
+STATE_FILE = "varpo_state.json"
+_SCALE_KEYS = ("varpo_num_tokens", "varpo_num_seqs", "varpo_len_pow_sum")
+# Forward kwargs TRL passes to `_get_per_token_logps_and_entropies` for multimodal batches (None when absent).
+_FORWARD_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
+
+
+@dataclass
+class Trace:
+    """Opt-in record of what the trainer computed (``trainer.trace = Trace()``), for tests and debugging.
+
+    ``rollouts``: per generation batch, the global rewards ``[N, K]``, group ids ``[N]``, advantages ``[N]`` and the
+    options passed to :func:`varpo.compute_advantages`. ``loss_advantages``: the advantages each loss call received.
+    """
+
+    rollouts: list[dict] = field(default_factory=list)
+    loss_advantages: list[torch.Tensor] = field(default_factory=list)
+
+
+class VarpoGRPOTrainer(GRPOTrainer):
+    """Same constructor as :class:`trl.GRPOTrainer`; ``args`` must be a :class:`VarpoGRPOConfig`."""
+
+    def __init__(self, model, reward_funcs=None, args: VarpoGRPOConfig | None = None, *pargs, callbacks=None, **kwargs):
+        if not isinstance(args, VarpoGRPOConfig):
+            raise TypeError(f"VarpoGRPOTrainer needs args=VarpoGRPOConfig(...), got {type(args).__name__}")
+        funcs = reward_funcs if isinstance(reward_funcs, list) else [] if reward_funcs is None else [reward_funcs]
+        funcs = [_isolate(f) for f in funcs]
+        callbacks = [*(callbacks or []), MetricsJSONLCallback()]
+        super().__init__(model, funcs, args, *pargs, callbacks=callbacks, **kwargs)
+        self.sigma_ema = None
+        if args.sigma_ema is not None:
+            self.sigma_ema = varpo.SigmaEMA(decay=args.sigma_ema, shrink=args.sigma_ema_shrink)
+        self.trace: Trace | None = None
+        self._varpo_rewards: torch.Tensor | None = None
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Rewards and advantages
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # global [N, K]
+        self._varpo_rewards = rewards
+        mode = "train" if self.model.training else "eval"
+        isolated = [(i, f) for i, f in enumerate(self.reward_funcs) if isinstance(f, IsolatedReward)]
+        if isolated:
+            counts = torch.tensor([float(f.pop_errors()) for _, f in isolated], device=rewards.device)
+            counts = gather(counts.unsqueeze(0)).sum(0).tolist()
+            for (i, _), count in zip(isolated, counts, strict=True):
+                self._metrics[mode][f"reward/{self.reward_func_names[i]}/errors"].append(count)
+        return rewards
+
+    def current_rvpo_k(self) -> float:
+        """RVPO temperature at the current step: linear from ``rvpo_k`` to ``rvpo_k_end`` over ``max_steps``."""
+        k0, k1 = self.args.rvpo_k, self.args.rvpo_k_end
+        if k1 is None:
+            return k0
+        progress = min(1.0, self.state.global_step / max(self.state.max_steps - 1, 1))
+        return k0 + (k1 - k0) * progress
+
+    def advantage_options(self, train: bool) -> dict:
+        """Keyword options for :func:`varpo.compute_advantages` at the current step."""
+        a = self.args
+        return dict(
+            eps=a.eps,
+            ddof=a.ddof,
+            names=list(self.reward_func_names),
+            sigma_ema=self.sigma_ema if train else None,  # evaluation must not move the running σ
+            saw_base=a.saw_base,
+            saw_offsets=a.saw_offsets,
+            rvpo_k=self.current_rvpo_k(),
+            rvpo_variant=a.rvpo_variant,
+            rvpo_beta=a.rvpo_beta,
+        )
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        train = self.model.training
+        mode = "train" if train else "eval"
+        rewards = self._varpo_rewards  # global [N, K], set by _calculate_rewards during super()
+        group_size = self.num_generations if train else self.num_generations_eval
+        n = rewards.shape[0]
+        # RepeatSampler puts the G copies of a prompt next to each other and gather() concatenates processes in
+        # rank order, so sample j of the global batch belongs to prompt j // G.
+        group_ids = torch.arange(n, device=rewards.device) // group_size
+        options = self.advantage_options(train)
+        result = varpo.compute_advantages(
+            rewards, group_ids, self.args.advantage_method, weights=self.reward_weights.to(rewards.device), **options
+        )
+        b = out["advantages"].shape[0]
+        local = slice(self.accelerator.process_index * b, (self.accelerator.process_index + 1) * b)
+        out["advantages"] = result.advantages[local].to(out["advantages"].device)
+        out["varpo_group_ids"] = group_ids[local]
+        for key, value in zip(_SCALE_KEYS, self._global_scale(out), strict=True):
+            out[key] = value
+        self._log_advantage_stats(mode, result.stats)
+        if self.trace is not None and train:
+            self.trace.rollouts.append(
+                dict(
+                    step=self.state.global_step,
+                    rewards=rewards.detach().cpu().clone(),
+                    group_ids=group_ids.cpu(),
+                    advantages=result.advantages.detach().cpu().clone(),
+                    weights=self.reward_weights.clone(),
+                    options={k: v for k, v in options.items() if k != "sigma_ema"},
+                )
+            )
+        return out
+
+    def _global_scale(self, out) -> tuple[torch.Tensor, ...]:
+        """Loss normalizers (tokens, sequences, Σ L^-α) of the whole generation batch, summed over processes."""
+        mask = self._loss_mask(out)
+        if self.args.policy_loss == "gvpo":
+            mask = torch.ones(mask.shape[0], 1, device=mask.device)  # one loss "token" per sequence
+        s = varpo.loss_scale(mask, alpha=self.args.vl_norm_alpha)
+        local = torch.tensor([s.num_tokens, s.num_seqs, s.len_pow_sum], dtype=torch.float64, device=mask.device)
+        total = gather(local.unsqueeze(0)).sum(0) if self.accelerator.num_processes > 1 else local
+        return tuple(total.unbind())
+
+    def _log_advantage_stats(self, mode: str, stats: dict[str, float]) -> None:
+        metrics = self._metrics[mode]
+        for key, value in stats.items():
+            metrics[f"adv/{key}"].append(value)
+        for name in self.reward_func_names:
+            metrics[f"reward/{name}/mean"].append(stats[f"reward_mean/{name}"])
+            metrics[f"reward/{name}/std"].append(stats[f"reward_std/{name}"])
+        if self.args.advantage_method == "rvpo":
+            metrics["rvpo_k"].append(self.current_rvpo_k())
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Micro-batching and loss
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _prepare_inputs(self, generation_batch):
+        if self.args.policy_loss != "gvpo" or not self.model.training:
+            return super()._prepare_inputs(generation_batch)
+        # Same as GRPOTrainer._prepare_inputs (train branch) with a group-preserving shuffle.
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if self._step % generate_every == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            batch = split_pixel_values_by_grid(batch)
+            batch = shuffle_groups(batch, batch["varpo_group_ids"])
+            chunks = split_tensor_dict(batch, self.args.steps_per_generation)
+            self._buffered_inputs = [unsplit_pixel_values_by_grid(chunk) for chunk in chunks]
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    @staticmethod
+    def _loss_mask(inputs) -> torch.Tensor:
+        mask = inputs["completion_mask"]
+        return mask * inputs["tool_mask"] if inputs.get("tool_mask") is not None else mask
+
+    def _compute_loss(self, model, inputs):
+        args = self.args
+        train = self.model.training
+        mode = "train" if train else "eval"
+        prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        mask = self._loss_mask(inputs)
+        logps, entropies, _ = self._get_per_token_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            completion_ids.size(1),
+            compute_entropy=True,
+            **{key: inputs.get(key) for key in _FORWARD_KEYS},
+        )
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        advantages = inputs["advantages"]
+        if self.trace is not None and train:
+            self.trace.loss_advantages.append(advantages.detach().cpu().clone())
+        scale = varpo.LossScale(*(float(inputs[k]) for k in _SCALE_KEYS), alpha=args.vl_norm_alpha)
+
+        if args.policy_loss == "gvpo":
+            group_ids = inputs["varpo_group_ids"]
+            group_size = self.num_generations if train else self.num_generations_eval
+            _assert_whole_groups(group_ids, group_size)
+            loss_matrix, metrics = varpo.policy_loss(
+                "gvpo",
+                logprobs=logps,
+                old_logprobs=old,
+                advantages=advantages,
+                mask=mask,
+                group_ids=group_ids,
+                gvpo_beta=args.gvpo_beta,
+                group_size=group_size,
+            )
+            agg_mask = torch.ones_like(loss_matrix)
+        else:
+            loss_matrix, metrics = varpo.policy_loss(
+                "ppo_clip",
+                logprobs=logps,
+                old_logprobs=old,
+                advantages=advantages,
+                mask=mask,
+                ref_logprobs=inputs.get("ref_per_token_logps"),
+                beta=self.beta,
+                clip_low=self.epsilon_low,
+                clip_high=self.epsilon_high,
+                importance_sampling_level=self.importance_sampling_level,
+            )
+            if "importance_sampling_ratio" in inputs:  # vLLM sampler/trainer mismatch correction, as in TRL
+                loss_matrix = loss_matrix * inputs["importance_sampling_ratio"]
+            agg_mask = mask
+        loss = varpo.aggregate_loss(
+            loss_matrix,
+            agg_mask,
+            args.loss_aggregation,
+            max_length=args.max_response_length,
+            alpha=args.vl_norm_alpha,
+            scale=scale,
+        )
+        # `scale` spans the whole generation batch of all processes: DDP averages gradients over processes (x P)
+        # and one optimizer step sees steps_per_generation / grad_accum of the generation batch.
+        factor = self.accelerator.num_processes
+        if train:
+            factor = factor * args.steps_per_generation / self.current_gradient_accumulation_steps
+        loss = loss * factor
+        self._log_loss_metrics(mode, metrics, entropies, mask)
+        return loss
+
+    def _log_loss_metrics(self, mode: str, metrics: dict[str, float], entropies, mask) -> None:
+        m = mask.to(entropies.dtype)
+        local = [(entropies.detach() * m).sum(), m.sum(), *(torch.tensor(float(v)) for v in metrics.values())]
+        values = torch.stack([v.to(entropies.device, torch.float64) for v in local])
+        if self.accelerator.num_processes > 1:
+            values = gather(values.unsqueeze(0))
+            totals = values.sum(0)
+            means = values.mean(0)
+        else:
+            totals = means = values
+        self._metrics[mode]["entropy"].append(float(totals[0] / totals[1].clamp_min(1.0)))
+        for key, value in zip(metrics, means[2:].tolist(), strict=True):
+            self._metrics[mode][f"loss/{key}"].append(value)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Checkpoints: the dvao running σ is training state
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.sigma_ema is not None and self.args.should_save:
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            with open(os.path.join(folder, STATE_FILE), "w") as f:
+                json.dump({"sigma_ema": self.sigma_ema.state_dict()}, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, STATE_FILE) if checkpoint else None
+        if self.sigma_ema is not None and path and os.path.exists(path):
+            with open(path) as f:
+                self.sigma_ema.load_state_dict(json.load(f)["sigma_ema"])
+
+
+def _isolate(func):
+    """Wrap plain callables; reward models (nn.Module), hub ids and async functions are passed to TRL unchanged."""
+    if isinstance(func, (str, torch.nn.Module, IsolatedReward)) or is_async_callable(func):
+        return func
+    return IsolatedReward(func, get_callable_name(func))
+
+
+def shuffle_groups(batch: dict, group_ids: torch.Tensor) -> dict:
+    """Shuffle a generation batch by whole groups (contiguous runs of equal ``group_ids``), like TRL's
+    ``shuffle_sequence_dict`` but keeping each group's samples adjacent so an even split never cuts a group."""
+    ids = group_ids.cpu()
+    _, counts = torch.unique_consecutive(ids, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    order = torch.randperm(len(counts))
+    perm = torch.cat([torch.arange(int(starts[g]), int(starts[g] + counts[g])) for g in order.tolist()])
+
+    def permute(value):
+        if value is None or (isinstance(value, torch.Tensor) and value.ndim == 0):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value[perm.to(value.device)]
+        return [value[i] for i in perm.tolist()]
+
+    return {key: permute(value) for key, value in batch.items()}
+
+
+def _assert_whole_groups(group_ids: torch.Tensor, group_size: int) -> None:
+    _, counts = torch.unique(group_ids, return_counts=True)
+    if not bool((counts == group_size).all()):
+        raise RuntimeError(
+            f"gvpo micro-batch holds partial groups (sizes {sorted(set(counts.tolist()))}, expected {group_size}); "
+            "per_device_train_batch_size must be a multiple of num_generations"
+        )
