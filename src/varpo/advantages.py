@@ -28,12 +28,12 @@ from varpo.stats import (
     STAT_DTYPE,
     GroupIndex,
     GroupStats,
-    batch_mean_std,
     batch_whiten,
     broadcast,
     combined_std,
     group_index,
     group_stats,
+    pooled_mean_std,
     safe_div,
     valid_mask,
 )
@@ -141,11 +141,18 @@ class RewardBatch:
         self.weights = weights  # [K] float64, user weights w
         self.ddof = ddof
         self.valid = valid_mask(rewards)  # [N, K]
-        self.scorable = self.valid.any(1)  # [N]
+        self.all_valid = bool(self.valid.all())
+        n = rewards.shape[0]
+        self.scorable = torch.ones(n, dtype=torch.bool, device=rewards.device) if self.all_valid else self.valid.any(1)
 
     @cached_property
     def stats(self) -> GroupStats:
-        return group_stats(self.rewards, self.index, self.ddof)
+        return group_stats(self.rewards, self.index, self.ddof, valid=self.valid, all_valid=self.all_valid)
+
+    @cached_property
+    def pooled(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Batch-level (pooled over groups) per-component mean, std, count ``[K]``."""
+        return pooled_mean_std(self.stats, self.ddof)
 
     @cached_property
     def wbar(self) -> Tensor:
@@ -153,7 +160,8 @@ class RewardBatch:
 
     def zscores(self, eps: float) -> Tensor:
         """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups."""
-        return safe_div(self.stats.dev, broadcast(self.stats.std, self.index) + eps)
+        inv = safe_div(torch.ones_like(self.stats.std), self.stats.std + eps)  # [P, K], cheap per-group reciprocal
+        return self.stats.dev * broadcast(inv, self.index)
 
 
 Estimate = tuple[Tensor, Tensor]  # (advantages [N] float64, effective weights [K] float64)
@@ -224,10 +232,9 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     Zhaolutuan/SAW ray_trainer.py, branches grpo-h / gdpo-h, which hard-code K=2 and +3 offset on correctness).
     Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
     """
-    r = b.rewards.to(STAT_DTYPE)
+    mean, std, _ = b.pooled  # [K]; a shift moves the mean only
     if o.saw_offsets is not None:
-        r = r + torch.tensor(o.saw_offsets, dtype=STAT_DTYPE)
-    mean, std = batch_mean_std(r, b.valid, b.ddof)  # [K]
+        mean = mean + torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=mean.device)
     cv = std / (mean.abs() + o.eps)
     wcv = b.weights * cv
     return safe_div(b.weights.sum() * wcv, wcv.sum()), cv
@@ -241,13 +248,19 @@ def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     return (grpo if o.saw_base == "grpo" else gdpo)(b, o, weights=w)
 
 
-def soft_min(z: Tensor, wbar: Tensor, k: float) -> Tensor:
-    """Weighted soft-min ``-(1/k) log Σ_j w̄_j exp(-k z_j)`` over the last dim (RVPO's aggregator), via logsumexp.
+def soft_min(z: Tensor, wbar: Tensor, k: float) -> tuple[Tensor, Tensor]:
+    """Weighted soft-min ``-(1/k) log Σ_j w̄_j exp(-k z_j)`` over the last dim (RVPO's aggregator).
 
-    Properties (tested): k -> 0 gives Σ w̄ z; k -> inf gives min_j z_j; for z = μ + δ with small δ it is
-    μ + Σ w̄ δ - (k/2) Var_w̄(δ) + O(δ³).
+    Returns ``(value [...], grad [..., K])`` where ``grad = ∂value/∂z = softmax(log w̄ - k z)``; one ``exp`` with the
+    max-shift (logsumexp) trick. Properties (tested): k -> 0 gives Σ w̄ z; k -> inf gives min_j z_j; for
+    z = μ + δ with small δ it is μ + Σ w̄ δ - (k/2) Var_w̄(δ) + O(δ³).
     """
-    return -torch.logsumexp(torch.log(wbar) - k * z, dim=-1) / k
+    logits = torch.log(wbar) - k * z  # [..., K]
+    top = logits.max(dim=-1, keepdim=True).values
+    e = torch.exp(logits - top)
+    total = e.sum(-1, keepdim=True)
+    value = -(torch.log(total) + top).squeeze(-1) / k
+    return value, e / total
 
 
 def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -261,8 +274,7 @@ def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     z = b.zscores(o.eps)  # [N, K]
     rows = b.scorable
     if o.rvpo_variant == "softmin":
-        x = soft_min(z, b.wbar, o.rvpo_k)  # [N]
-        grad = torch.softmax(torch.log(b.wbar) - o.rvpo_k * z, dim=1)  # ∂x/∂z_k
+        x, grad = soft_min(z, b.wbar, o.rvpo_k)  # [N], [N, K] = ∂x/∂z_k
         eff = safe_div(grad[rows].sum(0), rows.sum().to(STAT_DTYPE))
     else:
         mu = z @ b.wbar
@@ -368,7 +380,7 @@ def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: T
     present = count > 0
     signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
     groups = max(b.index.num_groups, 1)
-    r_mean, r_std = batch_mean_std(b.rewards, b.valid, b.ddof)
+    r_mean, r_std, r_count = b.pooled
     scalars = torch.stack(
         [
             1.0 - signal.to(STAT_DTYPE).sum() / groups,
@@ -386,7 +398,7 @@ def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: T
             r_mean,
             r_std,
             safe_div((std * present).sum(0), present.sum(0).to(STAT_DTYPE)),
-            1.0 - b.valid.to(STAT_DTYPE).mean(0),
+            1.0 - r_count / max(b.rewards.shape[0], 1),
         ]
     )
     keys = ["weight", "reward_mean", "reward_std", "group_std_mean", "frac_missing"]

@@ -92,26 +92,46 @@ class GroupStats:
         dev: ``[N, K]`` centered deviation ``r - μ_group`` (0 where the reward is missing).
         std: ``[P, K]`` group std with the requested ddof (0 for groups with ``n - ddof <= 0``).
         count: ``[P, K]`` number of valid samples of that component in the group.
+        mean: ``[P, K]`` group mean μ_gk.
+        sum_sq: ``[P, K]`` Σ_i (r_ik - μ_gk)² (for pooled batch statistics).
     """
 
     dev: Tensor
     std: Tensor
     count: Tensor
+    mean: Tensor
+    sum_sq: Tensor
 
 
-def group_stats(rewards: Tensor, index: GroupIndex, ddof: int = 1) -> GroupStats:
+def group_stats(
+    rewards: Tensor, index: GroupIndex, ddof: int = 1, valid: Tensor | None = None, all_valid: bool | None = None
+) -> GroupStats:
     """NaN-aware per-group, per-component mean/std of ``rewards [N, K]``.
 
     μ_gk = Σ_{i∈g, valid} r_ik / n_gk ;  σ_gk = sqrt(Σ (r_ik - μ_gk)² / (n_gk - ddof)), 0 if n_gk - ddof <= 0.
-    Two-pass (center first, then square) for accuracy.
+    Two-pass (center first, then square) for accuracy. ``valid`` (``[N, K]`` bool) and ``all_valid`` may be
+    passed when already known; ``None`` means "compute it" (when everything is valid the masking is skipped). A group whose std is below float64 rounding noise of its mean
+    (σ <= 1e-12·|μ|) is treated as constant: σ = 0 and deviations 0 — otherwise ``sum(0.1 × 16) / 16 != 0.1``
+    would turn a constant group into ±1 z-scores when eps = 0.
     """
-    valid = valid_mask(rewards)
-    r = torch.where(valid, rewards.to(STAT_DTYPE), 0.0)  # [N, K]
-    cnt = segment_sum(valid.to(STAT_DTYPE), index)  # [P, K]
+    valid = valid_mask(rewards) if valid is None else valid
+    all_valid = bool(valid.all()) if all_valid is None else all_valid
+    r = rewards.to(STAT_DTYPE) if all_valid else torch.where(valid, rewards.to(STAT_DTYPE), 0.0)  # [N, K]
+    if all_valid and index.group_size is not None:
+        cnt = torch.full((index.num_groups, r.shape[1]), float(index.group_size), dtype=STAT_DTYPE, device=r.device)
+    else:
+        cnt = segment_sum(valid.to(STAT_DTYPE), index)  # [P, K]
     mean = segment_sum(r, index) / cnt.clamp_min(1.0)  # [P, K]
-    dev = torch.where(valid, r - broadcast(mean, index), 0.0)  # [N, K]
-    std = dispersion(segment_sum(dev * dev, index), cnt, ddof)  # [P, K]
-    return GroupStats(dev=dev, std=std, count=cnt)
+    dev = r - broadcast(mean, index)  # [N, K]
+    if not all_valid:
+        dev = torch.where(valid, dev, 0.0)
+    sum_sq = segment_sum(dev * dev, index)  # [P, K]
+    std = dispersion(sum_sq, cnt, ddof)
+    constant = std <= 1e-12 * mean.abs()
+    if bool(constant.any()):
+        std = torch.where(constant, 0.0, std)
+        dev.mul_(broadcast((~constant).to(STAT_DTYPE), index))
+    return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq)
 
 
 def dispersion(sum_sq: Tensor, count: Tensor, ddof: int) -> Tensor:
@@ -146,14 +166,15 @@ def batch_whiten(x: Tensor, include: Tensor, eps: float, ddof: int = 1) -> Tenso
     return safe_div(centered, std + eps)
 
 
-def batch_mean_std(x: Tensor, valid: Tensor, ddof: int = 1) -> tuple[Tensor, Tensor]:
-    """Per-column mean and std of ``x [N, K]`` over valid entries (used by SAW's batch-level CV)."""
-    v = valid.to(STAT_DTYPE)
-    xs = torch.where(valid, x.to(STAT_DTYPE), 0.0)
-    n = v.sum(0)  # [K]
-    mean = xs.sum(0) / n.clamp_min(1.0)
-    dev = torch.where(valid, xs - mean, 0.0)
-    return mean, dispersion((dev * dev).sum(0), n, ddof)
+def pooled_mean_std(stats: GroupStats, ddof: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch (all groups pooled) per-component mean, std and count ``[K]`` from group statistics, exactly:
+    μ = Σ_g n_g μ_g / Σ n_g ;  Σ(r - μ)² = Σ_g [SS_g + n_g (μ_g - μ)²] (parallel variance formula).
+    Costs O(P·K) instead of another pass over the [N, K] rewards.
+    """
+    n = stats.count.sum(0)  # [K]
+    mean = (stats.count * stats.mean).sum(0) / n.clamp_min(1.0)
+    ss = stats.sum_sq.sum(0) + (stats.count * (stats.mean - mean) ** 2).sum(0)
+    return mean, dispersion(ss, n, ddof), n
 
 
 def safe_div(num: Tensor, den: Tensor) -> Tensor:
