@@ -242,3 +242,11 @@ def test_sigma_ema_shrinks_small_group_noise_and_zero_shrink_is_exact():
     tilde = 0.5 * torch.tensor([math.sqrt(0.5), 0.0], dtype=torch.float64) + 0.5 * bar
     want = 0.5 * torch.tensor([0.5, -0.5], dtype=torch.float64) / (0.5 * tilde.sum() + 1e-6)
     torch.testing.assert_close(damped, want.float())
+
+
+@pytest.mark.parametrize("method", varpo.METHODS)
+def test_constant_group_with_rounding_noise_is_exactly_zero(method):
+    # sum(0.1 × 16) / 16 != 0.1 in floating point; with eps = 0 a naive z-score would be ±1 noise.
+    rewards = torch.cat([torch.full((16, 1), 0.1, dtype=torch.float64), torch.full((16, 1), 0.7, dtype=torch.float64)], 1)
+    out = varpo.compute_advantages(rewards, torch.zeros(16, dtype=torch.long), method=method, eps=0.0)
+    assert torch.equal(out.advantages, torch.zeros(16))
