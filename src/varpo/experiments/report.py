@@ -1,0 +1,270 @@
+"""``varpo report SWEEP_DIR``: ``report.md`` + PNGs from a sweep directory — every run, every method, with intervals.
+
+Honesty is structural here, not left to the reader: every variant in the grid gets a row (also one whose runs all
+failed), unfinished runs are listed with their error, each number comes with its n and interval, the reference
+point is printed next to every hypervolume, and the header records the exact commands and commits of the sweep
+and of the report. Rows keep the grid's order (the order given to ``--methods``), never a ranking by score.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+
+from varpo.experiments import analysis, figures
+from varpo.experiments.grid import format_weight
+from varpo.experiments.records import git_commit, write_text
+from varpo.experiments.results import MetricKeys, Sweep, load_sweep
+from varpo.experiments.summary import MeanCI
+
+REPORT_FILE = "report.md"
+
+
+def default_reference(objectives: Sequence[str]) -> list[float]:
+    """0 per objective: the worst value of a success rate / avg@k score, so the hypervolume is the area (volume)
+    of the score region a method's sweep attains, comparable across sweeps and papers."""
+    return [0.0] * len(objectives)
+
+
+def write_report(
+    sweep_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    reference: Sequence[float] | None = None,
+    confidence: float = 0.95,
+    window: int = 15,
+    keys: MetricKeys = MetricKeys(),
+    argv: Sequence[str] | None = None,
+) -> Path:
+    """Write ``report.md`` and its figures into ``out_dir`` (default: the sweep directory); return the report path.
+
+    Args:
+        sweep_dir: a directory written by :func:`varpo.experiments.sweep.run_sweep`.
+        reference: hypervolume reference point, one value per objective (default 0 each; must be a point every
+            useful result exceeds, i.e. the worst acceptable score).
+        confidence: level of the t-intervals over seeds.
+        window: centered moving-average window of the training-dynamics curves (the papers use 15).
+        keys: where the training metrics live in ``metrics.jsonl``.
+        argv: the command that produced the report (recorded in its header).
+    """
+    sweep = load_sweep(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    objectives = sweep.objectives
+    lines = _header(sweep, argv)
+    if not objectives:
+        lines += ["", "**No run has finished yet**, so there is nothing to compare.", ""]
+        lines += _unfinished(sweep)
+        return write_text(out / REPORT_FILE, "\n".join(lines) + "\n")
+    ref = list(reference) if reference is not None else default_reference(objectives)
+    if len(ref) != len(objectives):
+        raise ValueError(f"reference point has {len(ref)} values but the task has {len(objectives)} objectives")
+    main_w = sweep.main_weights
+    lines += _hypervolume_section(sweep, objectives, ref, confidence, out)
+    lines += _frontier_section(sweep, objectives, ref, out)
+    lines += _score_section(sweep, objectives, main_w, confidence)
+    lines += _dynamics_section(sweep, objectives, main_w, keys, window, out)
+    lines += _monotonicity_section(sweep, objectives, main_w, confidence, out)
+    lines += _unfinished(sweep)
+    return write_text(out / REPORT_FILE, "\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Sections
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _header(sweep: Sweep, argv: Sequence[str] | None) -> list[str]:
+    m = sweep.manifest
+    n_done, n_all = len(sweep.finished), len(sweep.runs)
+    lines = [
+        f"# Sweep report: `{sweep.dir.name}`",
+        "",
+        f"- Runs: **{n_done} of {n_all} finished** ({n_all - n_done} not finished, listed at the end).",
+        f"- Variants (grid order): {', '.join(f'`{v}`' for v in sweep.variants)}.",
+        f"- Weights: {', '.join(_w(w) for w in sweep.weights)}; seeds: {', '.join(map(str, sweep.seeds))}.",
+        f"- Config: `config.yaml` in the sweep directory (sha256 `{str(m.get('config_sha256', '?'))[:16]}`, "
+        f"from `{m.get('config_source', '?')}`).",
+        "- Sweep commands (each invocation; a resumed sweep has several):",
+    ]
+    for inv in m.get("invocations", []):
+        cmd = " ".join(inv["argv"]) if inv.get("argv") else "(Python API)"
+        overrides = " ".join(inv.get("overrides") or [])
+        machine = inv.get("machine", {})
+        lines.append(
+            f"  - `{cmd}` — commit `{inv.get('commit')}`, started {inv.get('started')}, "
+            f"jobs {inv.get('jobs')} × {inv.get('threads_per_run')} thread(s), "
+            f"{machine.get('cpus', '?')} CPUs, torch {machine.get('torch', '?')}"
+            + (f"; overrides `{overrides}`" if overrides else "")
+        )
+    report_cmd = " ".join(argv) if argv else f"varpo report {sweep.dir}"
+    lines.append(f"- Report: `{report_cmd}` at commit `{git_commit()}`.")
+    return lines
+
+
+def _hypervolume_section(sweep, objectives, ref, confidence, out) -> list[str]:
+    rows = analysis.hypervolumes(sweep, objectives, ref, confidence)
+    figures.hypervolume_figure(rows, ref, out / "hypervolume.png")
+    ref_text = "(" + ", ".join(f"{o} = {v:g}" for o, v in zip(objectives, ref)) + ")"
+    lines = [
+        "",
+        f"## Hypervolume ({len(objectives)}-D)",
+        "",
+        f"Reference point {ref_text}. Per seed, the hypervolume of that seed's points over all weights (one point per "
+        f"weight vector, every objective maximized); mean ± {confidence:.0%} t-interval over seeds. "
+        '"of seed means" is the hypervolume of the seed-averaged points drawn in the frontier figure.',
+        "",
+        "| variant | hypervolume | per seed | weights per seed | of seed means |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        per_seed = ", ".join(f"s{s}: {v:.4f}" for s, v in r.per_seed.items()) or "—"
+        counts = ", ".join(f"{c}/{len(sweep.weights)}" for c in r.runs_per_seed.values())
+        lines.append(f"| `{r.variant}` | {_ci(r.ci, 4)} | {per_seed} | {counts} | {_num(r.of_means, 4)} |")
+    lines += ["", _hv_reading(rows, confidence)]
+    below = analysis.below_reference(sweep, objectives, ref)
+    if below:
+        lines += [
+            "",
+            f"**Warning**: {len(below)} run score(s) lie below the reference point and add no hypervolume "
+            "(pass a lower `--reference`): " + "; ".join(below[:20]) + (" …" if len(below) > 20 else ""),
+        ]
+    lines += ["", "![hypervolume](hypervolume.png)"]
+    return lines
+
+
+def _hv_reading(rows, confidence) -> str:
+    scored = [r for r in rows if r.ci.n]
+    if not scored:
+        return "No variant has a finished run."
+    best = max(scored, key=lambda r: r.ci.mean)
+    if best.ci.n < 2:
+        return f"Highest mean: `{best.variant}`; with one seed there are no intervals, so no difference is established."
+    overlap = [r.variant for r in scored if r is not best and r.ci.n >= 2 and r.ci.high >= best.ci.low]
+    text = f"Highest mean: `{best.variant}` ({_ci(best.ci, 4)})."
+    if overlap:
+        text += (
+            f" Its {confidence:.0%} interval overlaps {', '.join(f'`{v}`' for v in overlap)}: at this number of seeds "
+            "those differences are not established."
+        )
+    else:
+        text += f" Its {confidence:.0%} interval overlaps no other variant's."
+    return text
+
+
+def _frontier_section(sweep, objectives, ref, out) -> list[str]:
+    points = analysis.frontier_points(sweep, objectives)
+    lines = ["", "## Pareto frontiers", ""]
+    lines.append(
+        "Each dot: one variant at one weight vector (label: w1), mean over seeds, error bars ±1 std over seeds; the "
+        "line is the variant's non-dominated staircase. For K > 2 objectives every pair is drawn; the hypervolume "
+        "above is K-dimensional."
+    )
+    for i, j in combinations(range(len(objectives)), 2):
+        name = f"pareto_{_slug(objectives[i])}__{_slug(objectives[j])}.png"
+        figures.pareto_figure(points, objectives, (i, j), out / name, ref)
+        lines += ["", f"![{objectives[i]} vs {objectives[j]}]({name})"]
+    lines += [
+        "",
+        "| variant | weights | " + " | ".join(objectives) + " | seeds |",
+        "|---|---|" + "---|" * len(objectives) + "---|",
+    ]
+    for variant, pts in points.items():
+        for p in pts:
+            cells = " | ".join(f"{m:.3f} ± {s:.3f}" if math.isfinite(s) else f"{m:.3f}" for m, s in zip(p.mean, p.std))
+            lines.append(f"| `{variant}` | {_w(p.weights)} | {cells} | {p.n} |")
+    return lines
+
+
+def _score_section(sweep, objectives, main_w, confidence) -> list[str]:
+    columns = [*objectives, "all"]
+    lines = [
+        "",
+        f"## Held-out scores at weights {_w(main_w)} (Table 1/2 style)",
+        "",
+        f'Mean ± {confidence:.0%} t-interval over seeds of the final held-out score per objective, and "all": the '
+        "fraction of samples that meet every objective at once.",
+        "",
+        "| | " + " | ".join(columns) + " | n |",
+        "|---|" + "---|" * len(columns) + "---|",
+    ]
+    for row in analysis.score_table(sweep, objectives, main_w, confidence):
+        lines.append(f"| `{row.label}` | " + " | ".join(_ci(row.cells[c]) for c in columns) + f" | {row.n} |")
+    return lines
+
+
+def _dynamics_section(sweep, objectives, main_w, keys, window, out) -> list[str]:
+    panels = analysis.dynamics(sweep, objectives, main_w, keys, window)
+    lines = ["", f"## Training dynamics at weights {_w(main_w)}", ""]
+    if not panels:
+        return lines + ["No run logged training metrics (metrics.jsonl) under the expected keys."]
+    figures.panels_figure(panels, sweep.variants, out / "dynamics.png", "Training dynamics", window)
+    lines.append(
+        f"Per-objective reward mean and std over the rollout batch, completion length, effective weight of each "
+        f"objective (the weight each method actually applied), and mean |advantage|, vs optimizer step; mean over "
+        f"seeds (faint) and its centered moving average, window {window} (bold), as DVAO Fig. 1–2."
+    )
+    return lines + ["", "![dynamics](dynamics.png)"]
+
+
+def _monotonicity_section(sweep, objectives, main_w, confidence, out) -> list[str]:
+    columns = [*objectives, "all"]
+    rows = analysis.monotonicity_table(sweep, objectives, confidence)
+    lines = [
+        "",
+        "## Monotonicity (VL Norm Table 5)",
+        "",
+        "Per run, the Pearson correlation between the evaluation index {0, 1, 2, …} and the held-out score at each "
+        f"evaluation during training (+1: steady improvement); mean ± {confidence:.0%} t-interval over all runs of the "
+        "variant (every weight and seed). Runs with fewer than 3 evaluations or a constant score are left out.",
+        "",
+        "| variant | " + " | ".join(columns) + " | evals per run |",
+        "|---|" + "---|" * len(columns) + "---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| `{row.variant}` | " + " | ".join(_ci(row.cells[c]) for c in columns) + f" | {row.evals_per_run} |"
+        )
+    panels = analysis.eval_curves(sweep, objectives, main_w)
+    if panels:
+        figures.panels_figure(panels, sweep.variants, out / "eval_curves.png", f"Held-out scores at {_w(main_w)}", 1)
+        lines += ["", "![eval curves](eval_curves.png)"]
+    return lines
+
+
+def _unfinished(sweep: Sweep) -> list[str]:
+    runs = sweep.unfinished
+    lines = ["", "## Runs not finished", ""]
+    if not runs:
+        return lines + ["None: every run of the grid finished."]
+    entries = sweep.manifest.get("runs", {})
+    lines += ["| run | status | error |", "|---|---|---|"]
+    for r in runs:
+        error = (entries.get(r.point.name, {}).get("error") or "").replace("|", "/")
+        lines.append(f"| `{r.point.name}` | {r.status} | {error} |")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Formatting
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _ci(ci: MeanCI, digits: int = 3) -> str:
+    return ci.format(digits)
+
+
+def _num(x: float, digits: int = 3) -> str:
+    return "—" if not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _w(w: tuple[float, ...] | None) -> str:
+    return "—" if w is None else "(" + ", ".join(format_weight(x) for x in w) + ")"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)

@@ -1,0 +1,244 @@
+"""Run a grid of training runs, one subprocess each, resumable and in parallel, with a manifest of what ran.
+
+Layout of a sweep directory::
+
+    SWEEP_DIR/
+      sweep.json            manifest: grid, every invocation (argv, commit, machine, time), status of every run
+      config.yaml           the config every run started from (a resumed sweep must use the same bytes)
+      runs/<point.name>/    one run: the engine's output (metrics.jsonl, ...), run.log, eval.json
+
+**The runner contract.** A run is the command ``RUNNER… CONFIG --run-dir RUN_DIR key=value…`` (default runner:
+``python -m varpo.experiments.runner``). It must train, evaluate on held-out prompts, and write ``RUN_DIR/eval.json``
+last and atomically (schema in :mod:`varpo.experiments.results`). Exit status 0 + a parseable ``eval.json`` =
+finished; anything else = failed (the run's ``run.log`` keeps its output). Because each run is its own process, a
+crash, OOM or hang (``timeout``) costs that run only.
+
+**Resume.** A run whose ``eval.json`` parses is skipped. Any other existing run directory is a run that died
+mid-way: it is deleted and started again from scratch (runs are short; a half-trained run cannot be told apart from
+a finished one by its metrics alone).
+
+**Parallelism.** Up to ``jobs`` runs at once (default: available CPUs // ``threads_per_run``); each subprocess gets
+``OMP_NUM_THREADS = MKL_NUM_THREADS = threads_per_run`` and the engine override ``num_threads=threads_per_run`` so
+runs do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from varpo.experiments.grid import GridPoint
+from varpo.experiments.records import available_cpus, git_commit, machine, read_json, write_json, write_text
+
+MANIFEST = "sweep.json"
+CONFIG_COPY = "config.yaml"
+RUNS = "runs"
+EVAL_FILE = "eval.json"
+LOG_FILE = "run.log"
+DEFAULT_RUNNER = (sys.executable, "-m", "varpo.experiments.runner")
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one grid point in this invocation."""
+
+    point: GridPoint
+    status: str  # "done" | "failed" | "skipped" (finished in an earlier invocation)
+    returncode: int | None = None
+    wall_s: float | None = None
+    command: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def default_jobs(threads_per_run: int = 1) -> int:
+    """Runs at once so that jobs × threads ≈ available CPUs (at least 1)."""
+    return max(1, available_cpus() // max(1, threads_per_run))
+
+
+def run_dir(sweep_dir: str | os.PathLike, point: GridPoint) -> Path:
+    return Path(sweep_dir) / RUNS / point.name
+
+
+def is_finished(sweep_dir: str | os.PathLike, point: GridPoint) -> bool:
+    """Finished = the run's eval.json exists and parses as a JSON object."""
+    return isinstance(read_json(run_dir(sweep_dir, point) / EVAL_FILE), dict)
+
+
+def run_command(
+    runner: Sequence[str], config: Path, rdir: Path, point: GridPoint, overrides: Sequence[str], threads: int
+) -> list[str]:
+    """The exact argv of one run (recorded in the manifest). Sweep-wide overrides come first, the point's last, so
+    the grid always wins over a conflicting ``key=value`` given to the sweep."""
+    return [
+        *runner,
+        str(config),
+        "--run-dir",
+        str(rdir),
+        *overrides,
+        f"num_threads={threads}",
+        *point.overrides(),
+    ]
+
+
+def run_sweep(
+    config: str | os.PathLike,
+    sweep_dir: str | os.PathLike,
+    points: Sequence[GridPoint],
+    overrides: Sequence[str] = (),
+    *,
+    runner: Sequence[str] | None = None,
+    jobs: int | None = None,
+    threads_per_run: int = 1,
+    timeout: float | None = None,
+    argv: Sequence[str] | None = None,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Run every unfinished point of ``points`` and return one outcome per point (grid order).
+
+    Args:
+        config: YAML config every run starts from (copied to ``SWEEP_DIR/config.yaml``).
+        sweep_dir: output directory; re-running with the same directory resumes.
+        points: the grid (:func:`varpo.experiments.grid.expand_grid`).
+        overrides: ``key=value`` applied to every run (budget: ``max_steps=…``, ``eval_prompts=…``).
+        runner: argv prefix of one run (default ``python -m varpo.experiments.runner``); tests inject a fake.
+        jobs: runs at once (default :func:`default_jobs`).
+        threads_per_run: torch/OpenMP threads per run.
+        timeout: seconds after which a run is killed and marked failed (None: no limit).
+        argv: the command line that started the sweep (recorded in the manifest).
+        on_outcome: called in the main thread after each run finishes (progress display).
+    """
+    config = Path(config).resolve()
+    sweep_dir = Path(sweep_dir).resolve()
+    runner = list(runner or DEFAULT_RUNNER)
+    jobs = jobs or default_jobs(threads_per_run)
+    if len({p.name for p in points}) != len(points):
+        raise ValueError("the grid has duplicate points")
+    config_copy = _pin_config(config, sweep_dir)
+    manifest = _open_manifest(sweep_dir, config, points, overrides, runner, jobs, threads_per_run, timeout, argv)
+    lock = threading.Lock()
+
+    def record(outcome: RunOutcome) -> None:
+        with lock:
+            entry = manifest["runs"].setdefault(outcome.point.name, {"point": outcome.point.to_dict()})
+            if outcome.status == "skipped":
+                entry["status"] = "done"  # finished earlier (possibly killed before the manifest was updated)
+            else:
+                entry.update(
+                    status=outcome.status,
+                    returncode=outcome.returncode,
+                    wall_s=outcome.wall_s,
+                    command=outcome.command,
+                    error=outcome.error,
+                    commit=manifest["invocations"][-1]["commit"],
+                )
+            write_json(sweep_dir / MANIFEST, manifest)
+
+    outcomes: dict[str, RunOutcome] = {}
+    todo = []
+    for point in points:
+        if is_finished(sweep_dir, point):
+            outcomes[point.name] = RunOutcome(point, "skipped")
+            record(outcomes[point.name])
+            if on_outcome:
+                on_outcome(outcomes[point.name])
+        else:
+            todo.append(point)
+
+    def launch(point: GridPoint) -> RunOutcome:
+        rdir = run_dir(sweep_dir, point)
+        if rdir.exists():
+            shutil.rmtree(rdir)
+        rdir.mkdir(parents=True)
+        cmd = run_command(runner, config_copy, rdir, point, overrides, threads_per_run)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run), "MKL_NUM_THREADS": str(threads_per_run)}
+        start = time.perf_counter()
+        error = None
+        with open(rdir / LOG_FILE, "w") as log:
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            try:
+                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+                rc = proc.returncode
+            except subprocess.TimeoutExpired:
+                rc, error = None, f"killed after the {timeout:g} s timeout"
+            except OSError as exc:  # runner not found / not executable
+                rc, error = None, f"could not start the runner: {exc}"
+        wall = time.perf_counter() - start
+        if error is None and rc != 0:
+            error = f"exit status {rc}; see {rdir / LOG_FILE}"
+        elif error is None and not is_finished(sweep_dir, point):
+            error = f"exit status 0 but no valid {EVAL_FILE}; see {rdir / LOG_FILE}"
+        return RunOutcome(point, "failed" if error else "done", rc, round(wall, 3), cmd, error)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(launch, p) for p in todo]
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes[outcome.point.name] = outcome
+            record(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+    with lock:
+        manifest["invocations"][-1]["finished"] = _now()
+        write_json(sweep_dir / MANIFEST, manifest)
+    return [outcomes[p.name] for p in points]
+
+
+def load_manifest(sweep_dir: str | os.PathLike) -> dict:
+    manifest = read_json(Path(sweep_dir) / MANIFEST)
+    if not isinstance(manifest, dict):
+        raise FileNotFoundError(f"{Path(sweep_dir) / MANIFEST} is missing or unreadable: not a sweep directory")
+    return manifest
+
+
+def _pin_config(config: Path, sweep_dir: Path) -> Path:
+    """Copy the config into the sweep; a resumed sweep whose config changed is a different experiment: refuse."""
+    text = config.read_text()
+    copy = sweep_dir / CONFIG_COPY
+    if copy.exists() and copy.read_text() != text:
+        raise ValueError(
+            f"{config} differs from the config this sweep started with ({copy}); use a new sweep directory"
+        )
+    if not copy.exists():
+        write_text(copy, text)
+    return copy
+
+
+def _open_manifest(sweep_dir, config, points, overrides, runner, jobs, threads, timeout, argv) -> dict:
+    manifest = read_json(sweep_dir / MANIFEST)
+    if not isinstance(manifest, dict):
+        manifest = {"version": 1, "config_source": str(config), "runs": {}, "invocations": []}
+    manifest["config_sha256"] = hashlib.sha256((sweep_dir / CONFIG_COPY).read_bytes()).hexdigest()
+    manifest["invocations"].append(
+        {
+            "argv": list(argv) if argv is not None else None,
+            "commit": git_commit(),
+            "started": _now(),
+            "machine": machine(),
+            "runner": runner,
+            "overrides": list(overrides),
+            "jobs": jobs,
+            "threads_per_run": threads,
+            "timeout_s": timeout,
+            "points": [p.name for p in points],
+        }
+    )
+    for p in points:
+        manifest["runs"].setdefault(p.name, {"point": p.to_dict(), "status": "pending"})
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_json(sweep_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

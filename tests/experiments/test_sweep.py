@@ -1,0 +1,95 @@
+"""The sweep driver with a stand-in runner: parallel launch, manifest, resume, failure isolation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from varpo.experiments.grid import expand_grid
+from varpo.experiments.records import read_json
+from varpo.experiments.sweep import EVAL_FILE, MANIFEST, load_manifest, run_dir, run_sweep
+
+
+def launches(sweep: Path) -> list[str]:
+    path = sweep / "launches.log"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_sweep_runs_all_then_resume_skips_finished(tmp_path, config, fake_runner):
+    sweep = tmp_path / "sweep"
+    points = expand_grid("grpo,dvao", "0.3,0.7", "2")
+    outcomes = run_sweep(config, sweep, points, ["max_steps=12"], runner=fake_runner, jobs=2, argv=["varpo", "sweep"])
+    assert [o.status for o in outcomes] == ["done"] * 8
+    assert sorted(launches(sweep)) == sorted(p.name for p in points)
+    manifest = load_manifest(sweep)
+    assert {e["status"] for e in manifest["runs"].values()} == {"done"}
+    entry = manifest["runs"][points[0].name]
+    assert entry["command"][-3:] == points[0].overrides()[-3:] and "max_steps=12" in entry["command"]
+    assert manifest["invocations"][0]["argv"] == ["varpo", "sweep"] and manifest["invocations"][0]["commit"]
+
+    # second invocation: nothing to do
+    outcomes = run_sweep(config, sweep, points, ["max_steps=12"], runner=fake_runner, jobs=2)
+    assert [o.status for o in outcomes] == ["skipped"] * 8
+    assert len(launches(sweep)) == 8
+
+    # a run that died mid-way (no eval.json, stale files) is wiped and relaunched; the others are skipped
+    victim = run_dir(sweep, points[3])
+    (victim / EVAL_FILE).unlink()
+    (victim / "stale.txt").write_text("half-trained")
+    outcomes = run_sweep(config, sweep, points, ["max_steps=12"], runner=fake_runner, jobs=2)
+    assert [o.point.name for o in outcomes if o.status == "done"] == [points[3].name]
+    assert launches(sweep).count(points[3].name) == 2 and len(launches(sweep)) == 9
+    assert not (victim / "stale.txt").exists()
+    assert len(load_manifest(sweep)["invocations"]) == 3
+
+
+def test_failed_runs_are_isolated_and_recorded(tmp_path, config, fake_runner, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "grpo")
+    sweep = tmp_path / "sweep"
+    points = expand_grid("grpo,dvao", "0.5", "1")
+    outcomes = {o.point.method: o for o in run_sweep(config, sweep, points, runner=fake_runner, jobs=1)}
+    assert outcomes["grpo"].status == "failed" and outcomes["grpo"].returncode == 3
+    assert outcomes["dvao"].status == "done"
+    entry = load_manifest(sweep)["runs"][outcomes["grpo"].point.name]
+    assert entry["status"] == "failed" and "exit status 3" in entry["error"]
+    assert "simulated crash" in (run_dir(sweep, outcomes["grpo"].point) / "run.log").read_text()
+    # retry after the fault is gone: only the failed run is launched
+    monkeypatch.delenv("FAKE_FAIL")
+    again = run_sweep(config, sweep, points, runner=fake_runner, jobs=1)
+    assert {o.point.method: o.status for o in again} == {"grpo": "done", "dvao": "skipped"}
+
+
+def test_timeout_and_missing_eval_are_failures(tmp_path, config):
+    sweep = tmp_path / "sweep"
+    points = expand_grid("grpo", "0.5", "1")
+    slow = ["python3", "-c", "import time; time.sleep(30)"]
+    (outcome,) = run_sweep(config, sweep, points, runner=slow, timeout=0.5)
+    assert outcome.status == "failed" and "timeout" in outcome.error
+    silent = ["python3", "-c", "pass"]
+    (outcome,) = run_sweep(config, sweep, points, runner=silent)
+    assert outcome.status == "failed" and "no valid eval.json" in outcome.error
+
+
+def test_changed_config_is_refused(tmp_path, config, fake_runner):
+    sweep = tmp_path / "sweep"
+    points = expand_grid("grpo", "0.5", "1")
+    run_sweep(config, sweep, points, runner=fake_runner)
+    config.write_text(config.read_text() + "learning_rate: 1.0\n")
+    with pytest.raises(ValueError, match="differs from the config"):
+        run_sweep(config, sweep, points, runner=fake_runner)
+
+
+def test_manifest_is_valid_json_after_every_run(tmp_path, config, fake_runner):
+    sweep = tmp_path / "sweep"
+    seen = []
+
+    def check(_outcome):
+        seen.append(read_json(sweep / MANIFEST) is not None)
+        assert not [p for p in os.listdir(sweep) if p.endswith(".tmp")]
+
+    run_sweep(config, sweep, expand_grid("grpo,ac,dvao", "0.5", "1"), runner=fake_runner, jobs=3, on_outcome=check)
+    assert seen == [True] * 3
+    shutil.rmtree(sweep)
