@@ -1,0 +1,51 @@
+"""Verifiable multi-objective tasks: tool calling, math, countdown.
+
+    import varpo.tasks
+    task = varpo.tasks.get_task("toolcall")           # "math", "countdown"; options as keyword arguments
+    ds = task.generate(n=100, seed=0)                  # datasets.Dataset: prompt, gold completion, reward columns
+    task.reward_funcs                                  # [correctness, format]: TRL reward functions, column order K
+    task.score(ds[0]["completion"], **ds[0])           # {"correctness": 3.0, "format": 1.0}
+    varpo.tasks.evaluate(task, [(row, samples), ...])  # means, avg@k, pass@k, all-objectives rate
+
+See docs/tasks.md for prompt formats, reward definitions and data layouts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from varpo.tasks.base import RewardFn, Task
+from varpo.tasks.countdown import CountdownTask
+from varpo.tasks.evaluation import EvalResult, evaluate, pass_at_k
+from varpo.tasks.math import MathTask
+from varpo.tasks.toolcall import ToolCallTask
+
+TASKS: dict[str, type[Task]] = {"toolcall": ToolCallTask, "math": MathTask, "countdown": CountdownTask}
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """The task called `name` with its options set (see each task class for the options it takes)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
+    cls = TASKS[name]
+    try:
+        return cls(**options)
+    except TypeError as e:
+        from dataclasses import fields
+
+        valid = sorted(f.name for f in fields(cls) if f.init)
+        raise TypeError(f"task {name!r} takes options {valid}; got {sorted(options)}") from e
+
+
+__all__ = [
+    "TASKS",
+    "CountdownTask",
+    "EvalResult",
+    "MathTask",
+    "RewardFn",
+    "Task",
+    "ToolCallTask",
+    "evaluate",
+    "get_task",
+    "pass_at_k",
+]
