@@ -1,0 +1,125 @@
+"""The ``varpo_*`` advantage estimators: verl's estimator signature in, :func:`varpo.compute_advantages` out.
+
+Each registered function only translates data: it builds the ``[N, K]`` reward matrix (components from the
+active :mod:`varpo.verl.context`, or ``token_level_rewards.sum(-1)`` when no ``reward_keys`` are configured), maps
+uids to group ids (grouping by uid value, never by position: verl reorders rows in ``_balance_batch``), calls the
+core, optionally applies VL Norm's length weights (:func:`varpo.vl_norm_weights`) and broadcasts the sequence
+advantage over ``response_mask``. No formula lives here.
+
+Rows with an empty ``response_mask`` (the V1 trainer's synthetic padding samples) are marked unscorable (all
+components NaN): they get advantage 0 and stay out of every batch statistic (GDPO/RVPO whitening, SAW's CV,
+VL Norm's mean).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+import varpo
+from varpo.verl.context import as_list, current_advantage_inputs, group_index
+from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings
+
+# One SigmaEMA per (decay, shrink) and process: the TaskRunner computes every step's advantages in one process,
+# so the running σ̄ persists across steps of a run (it is not checkpointed: a resumed run starts a fresh EMA).
+_SIGMA_EMA: dict[tuple[float, float], varpo.SigmaEMA] = {}
+
+_NO_COMPONENTS = (
+    "varpo_{method}: algorithm.varpo.reward_keys={keys} but no reward components reached the estimator. With "
+    "verl's V1 trainer set trainer.v1.trainer_mode=varpo; with the legacy trainer (trainer.use_v1=false) the "
+    "varpo plug-in must be loaded (check for a 'varpo verl plug-in failed to load' error at startup)."
+)
+
+
+def _component(columns: Mapping[str, Any], key: str, n: int) -> np.ndarray:
+    if key not in columns:
+        available = sorted(k for k in columns if k != "uid")
+        raise KeyError(
+            f"reward component {key!r} (algorithm.varpo.reward_keys) not found in the reward function's output; "
+            f"available keys: {available}"
+        )
+    values = as_list(columns[key])
+    if len(values) != n:
+        raise ValueError(f"reward component {key!r} has {len(values)} values for {n} rows")
+    out = np.empty(n, dtype=np.float64)
+    for i, v in enumerate(values):
+        try:
+            out[i] = np.nan if v is None else float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"reward component {key!r} row {i}: {v!r} is not a number") from None
+    return out
+
+
+def reward_matrix(
+    settings: VarpoSettings, method: str, token_level_rewards: torch.Tensor, index: np.ndarray, extra: Any = None
+) -> torch.Tensor:
+    """``[N, K]`` float64 rewards: configured components (NaN = missing) or the summed token-level reward."""
+    n = token_level_rewards.shape[0]
+    if not settings.reward_keys:
+        return token_level_rewards.detach().to("cpu", torch.float64).sum(-1, keepdim=True)
+    inputs = current_advantage_inputs()
+    columns = inputs.columns if inputs is not None and inputs.columns else extra
+    if not columns or not any(k in columns for k in settings.reward_keys):
+        raise RuntimeError(_NO_COMPONENTS.format(method=method, keys=list(settings.reward_keys)))
+    if "uid" in columns:
+        uids = [str(u) for u in as_list(columns["uid"])]
+        if uids != [str(u) for u in index]:
+            raise RuntimeError(
+                "varpo: reward components are not row-aligned with the batch being scored (uid order differs); "
+                "a verl change reordered rows between the component source and compute_advantage"
+            )
+    return torch.from_numpy(np.stack([_component(columns, k, n) for k in settings.reward_keys], axis=1))
+
+
+def compute(
+    method: str,
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray | None = None,
+    config: Any = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl advantage-estimator contract: returns ``(advantages, returns)``, both ``[N, T]`` (the same tensor)."""
+    if index is None:
+        raise ValueError(f"varpo_{method} groups samples by uid; verl passed no index (non_tensor_batch['uid'])")
+    settings = VarpoSettings.from_algorithm(config)
+    index = np.asarray(as_list(index), dtype=object)
+    rewards = reward_matrix(settings, method, token_level_rewards, index, kwargs.get("non_tensor_batch"))
+    lengths = response_mask.detach().to("cpu").sum(-1).to(torch.float64)
+    rewards[lengths <= 0] = float("nan")  # synthetic padding rows: unscorable, out of all statistics
+    options = dict(settings.advantage_options, names=settings.names)
+    if settings.uses_sigma_ema:
+        ema_key = settings.sigma_ema_args()
+        options["sigma_ema"] = _SIGMA_EMA.setdefault(ema_key, varpo.SigmaEMA(*ema_key))
+    out = varpo.compute_advantages(
+        rewards, torch.from_numpy(group_index(index)), method, settings.reward_weights, **options
+    )
+    adv = out.advantages.to(torch.float64)
+    if settings.vl_norm_alpha is not None:
+        adv = adv * varpo.vl_norm_weights(lengths, settings.vl_norm_alpha)
+    inputs = current_advantage_inputs()
+    if inputs is not None:
+        inputs.stats.update(out.stats)
+    scores = adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1)
+    scores = scores * response_mask.to(scores.dtype)
+    return scores, scores
+
+
+def make_estimator(method: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """A distinct, named function per method (verl's registry requires one function object per name)."""
+
+    def estimator(token_level_rewards, response_mask, index=None, config=None, **kwargs):
+        return compute(method, token_level_rewards, response_mask, index=index, config=config, **kwargs)
+
+    estimator.__name__ = estimator.__qualname__ = f"varpo_{method}"
+    estimator.__doc__ = f"verl advantage estimator for varpo.compute_advantages(method={method!r})."
+    return estimator
+
+
+#: registered name -> function, one per varpo method.
+ESTIMATORS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
+    name: make_estimator(method) for name, method in METHOD_OF_ESTIMATOR.items()
+}

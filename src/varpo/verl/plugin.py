@@ -1,0 +1,54 @@
+"""verl entry point (``[project.entry-points."verl.plugins"] varpo = "varpo.verl.plugin"``).
+
+verl imports this module on every ``import verl`` — driver, TaskRunner, engine, rollout and reward workers — so
+registrations exist wherever verl looks them up (advantages in the TaskRunner, policy losses in the workers).
+
+Loud failure: verl wraps plug-in loading in ``except Exception: logger.debug(...)``, so a broken plug-in would
+otherwise surface much later as "Unknown advantage estimator". We log the full traceback at ERROR level (visible
+with verl's default WARNING logging) and re-raise. ``python -m varpo.verl.train`` imports this module directly, so
+there the error stops the launch.
+
+Registered here:
+
+* ``varpo_<method>`` advantage estimators for every ``varpo.METHODS`` (:mod:`varpo.verl.estimators`);
+* the ``varpo_gvpo`` policy loss (:mod:`varpo.verl.losses`);
+* the legacy-trainer hook (:mod:`varpo.verl.legacy`, one wrapped function);
+* V1 trainer modes ``varpo*`` (:mod:`varpo.verl.trainer`) — only when TransferQueue, which verl's V1 trainer
+  itself needs, is installed; without it no V1 run is possible at all.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+logger = logging.getLogger("varpo.verl")
+
+
+def register() -> None:
+    """Register everything; idempotent (verl's registries accept re-registering the same object)."""
+    from verl.trainer.ppo import core_algos
+
+    from varpo.verl import POLICY_LOSS_NAME, legacy
+    from varpo.verl.estimators import ESTIMATORS
+    from varpo.verl.losses import gvpo_policy_loss
+
+    for name, fn in ESTIMATORS.items():
+        core_algos.register_adv_est(name)(fn)
+    core_algos.register_policy_loss(POLICY_LOSS_NAME)(gvpo_policy_loss)
+    legacy.install()
+    if importlib.util.find_spec("transfer_queue") is None:
+        logger.info("varpo: transfer_queue is not installed, so verl's V1 trainer cannot run; V1 modes not registered")
+    else:
+        import varpo.verl.trainer  # noqa: F401  (registers the varpo* V1 trainer modes)
+
+
+try:
+    register()
+except BaseException:
+    logger.error(
+        "varpo verl plug-in failed to load; varpo_* estimators, varpo_gvpo and the varpo trainer modes are NOT "
+        "available (verl itself only logs this at debug level)",
+        exc_info=True,
+    )
+    raise

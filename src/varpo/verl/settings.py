@@ -1,0 +1,304 @@
+"""The ``algorithm.varpo`` options and the whole-config checks that run before verl starts Ray.
+
+Why a separate block: verl keeps ``algorithm`` as a plain ``DictConfig`` (never converted to ``AlgoConfig``), so
+``+algorithm.varpo.<key>=...`` on the hydra command line reaches every advantage-estimator call as
+``config.varpo`` without touching verl's schemas. Values are validated by the core library itself
+(:func:`VarpoSettings.validate` runs :func:`varpo.compute_advantages` on a dummy batch), so there is no second copy
+of any rule here; this module only checks how our keys combine with verl's.
+
+:func:`check_config` is called by the launcher (``python -m varpo.verl.train``, before Ray) and again by our V1
+trainer modes at ``init`` (for runs started with verl's own ``main_ppo``). It raises :class:`ConfigError` listing
+every problem and returns non-fatal warnings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+import varpo
+from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
+
+#: registered estimator name -> varpo method, derived from the core so both stay in step.
+METHOD_OF_ESTIMATOR: dict[str, str] = {f"{ESTIMATOR_PREFIX}{m}": m for m in varpo.METHODS}
+#: methods whose point is combining several reward components (K=1 makes them degenerate).
+MULTI_REWARD_METHODS = ("ac", "gdpo", "dvao", "saw", "rvpo")
+#: the only verl aggregation under which advantage scaling by L^-α/mean L^-α is exactly VL Norm.
+VL_NORM_AGG_MODE = "seq-mean-token-sum-norm"
+
+#: every key accepted under ``algorithm.varpo`` -> what it does (also used in error messages).
+KEYS: dict[str, str] = {
+    "reward_keys": "reward components (keys of the reward function's dict / reward_extra_info), K columns",
+    "reward_weights": "K non-negative component weights (default uniform 1/K)",
+    "vl_norm_alpha": "VL Norm α: scale advantages by L^-α/mean L^-α (needs loss_agg_mode=seq-mean-token-sum-norm)",
+    "gvpo_beta": "GVPO β of the implicit reward R = β·(log π - log π_old) (default 0.1)",
+    "sigma_ema_decay": "dvao only: EMA decay of the per-component σ (enables varpo.SigmaEMA, default 0.9)",
+    "sigma_ema_shrink": "dvao only: shrinkage of group σ toward the EMA (enables varpo.SigmaEMA, default 0.5)",
+    "eps": "added to every std denominator (default 1e-6, as verl)",
+    "ddof": "std degrees of freedom, 1 = unbiased as verl/TRL, 0 = population",
+    "saw_base": "saw only: 'grpo' (weight rewards) or 'gdpo' (weight z-scores, batch whiten)",
+    "saw_offsets": "saw only: K per-component shifts before the coefficient of variation (official: [3, 0])",
+    "rvpo_k": "rvpo only: soft-min temperature k > 0",
+    "rvpo_variant": "rvpo only: 'softmin' or 'explicit'",
+    "rvpo_beta": "rvpo only: β of the explicit variant",
+}
+_ADVANTAGE_KEYS = ("eps", "ddof", "saw_base", "saw_offsets", "rvpo_k", "rvpo_variant", "rvpo_beta")
+
+
+class ConfigError(ValueError):
+    """A verl config that cannot run with varpo (all problems in one message)."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _tuple(value: Any, cast, key: str) -> tuple | None:
+    value = _plain(value)
+    if value is None:
+        return None
+    if isinstance(value, str | int | float):
+        value = [value]
+    if not isinstance(value, Sequence):
+        raise ConfigError(f"algorithm.varpo.{key} must be a list, got {value!r}")
+    try:
+        return tuple(cast(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"algorithm.varpo.{key}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class VarpoSettings:
+    """Parsed ``algorithm.varpo`` block (all optional; an absent block means single-reward defaults)."""
+
+    reward_keys: tuple[str, ...] | None = None
+    reward_weights: tuple[float, ...] | None = None
+    vl_norm_alpha: float | None = None
+    gvpo_beta: float = 0.1
+    sigma_ema_decay: float | None = None
+    sigma_ema_shrink: float | None = None
+    advantage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_algorithm(cls, algorithm: Any) -> VarpoSettings:
+        """Parse ``config.algorithm.varpo`` (``algorithm`` may be a DictConfig, a dict or None)."""
+        raw = None if algorithm is None else _plain(algorithm.get("varpo", None))
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"algorithm.varpo must be a mapping of options, got {raw!r}")
+        unknown = sorted(set(raw) - set(KEYS))
+        if unknown:
+            allowed = "\n".join(f"  {k}: {v}" for k, v in KEYS.items())
+            raise ConfigError(f"unknown key(s) algorithm.varpo.{unknown}; allowed:\n{allowed}")
+        keys = _tuple(raw.get("reward_keys"), str, "reward_keys")
+        if keys is not None and len(set(keys)) != len(keys):
+            raise ConfigError(f"algorithm.varpo.reward_keys has duplicates: {list(keys)}")
+        weights = _tuple(raw.get("reward_weights"), float, "reward_weights")
+        options = {k: _plain(raw[k]) for k in _ADVANTAGE_KEYS if raw.get(k) is not None}
+        if "saw_offsets" in options:
+            options["saw_offsets"] = _tuple(options["saw_offsets"], float, "saw_offsets")
+
+        def number(key: str, default=None):
+            value = raw.get(key)
+            if value is None:
+                return default
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"algorithm.varpo.{key} must be a number, got {value!r}") from None
+
+        return cls(
+            reward_keys=keys,
+            reward_weights=weights,
+            vl_norm_alpha=number("vl_norm_alpha"),
+            gvpo_beta=number("gvpo_beta", 0.1),
+            sigma_ema_decay=number("sigma_ema_decay"),
+            sigma_ema_shrink=number("sigma_ema_shrink"),
+            advantage_options=options,
+        )
+
+    @property
+    def num_components(self) -> int:
+        return len(self.reward_keys) if self.reward_keys else 1
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.reward_keys or ("reward",)
+
+    @property
+    def uses_sigma_ema(self) -> bool:
+        return self.sigma_ema_decay is not None or self.sigma_ema_shrink is not None
+
+    def sigma_ema_args(self) -> tuple[float, float]:
+        return (
+            0.9 if self.sigma_ema_decay is None else self.sigma_ema_decay,
+            0.5 if self.sigma_ema_shrink is None else self.sigma_ema_shrink,
+        )
+
+    def validate(self, method: str | None) -> None:
+        """Check values with the core library's own validation (raises ConfigError with its message)."""
+        try:
+            if self.reward_weights is not None and self.reward_keys is None:
+                raise ValueError("reward_weights needs reward_keys (one weight per component)")
+            if self.uses_sigma_ema and method != "dvao":
+                raise ValueError(f"sigma_ema_* only applies to varpo_dvao, not {method!r}")
+            if not (math.isfinite(self.gvpo_beta) and self.gvpo_beta > 0):
+                raise ValueError(f"gvpo_beta must be a finite number > 0, got {self.gvpo_beta!r}")
+            if self.vl_norm_alpha is not None:
+                varpo.vl_norm_weights(torch.ones(1), self.vl_norm_alpha)
+            if method is not None:
+                k = self.num_components
+                options = dict(self.advantage_options, names=self.names)
+                if self.uses_sigma_ema:
+                    options["sigma_ema"] = varpo.SigmaEMA(*self.sigma_ema_args())
+                dummy = torch.tensor([[0.0] * k, [1.0] * k])
+                varpo.compute_advantages(dummy, torch.zeros(2, dtype=torch.long), method, self.reward_weights, **options)
+        except ValueError as exc:
+            raise ConfigError(f"algorithm.varpo: {exc}") from None
+
+
+def _select(cfg: Any, path: str, default: Any = None) -> Any:
+    return OmegaConf.select(cfg, path, default=default)
+
+
+def uses_varpo(cfg: Any) -> bool:
+    """Whether the run selects one of our estimators or our policy loss."""
+    return (
+        _select(cfg, "algorithm.adv_estimator") in METHOD_OF_ESTIMATOR
+        or _select(cfg, "actor_rollout_ref.actor.policy_loss.loss_mode") == POLICY_LOSS_NAME
+    )
+
+
+def uses_gvpo(cfg: Any) -> bool:
+    return _select(cfg, "actor_rollout_ref.actor.policy_loss.loss_mode") == POLICY_LOSS_NAME
+
+
+def _plugin_policy_error() -> str | None:
+    policy = os.getenv("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
+    if policy == "auto":
+        return None
+    if policy != "none" and "varpo" in {p.strip() for p in policy.split(",")}:
+        return None
+    return (
+        f"VERL_USE_EXTERNAL_PLUGINS={policy!r} stops verl from loading the varpo plug-in in its Ray workers; "
+        "unset it or add 'varpo' to the list"
+    )
+
+
+def check_config(cfg: Any) -> list[str]:
+    """Validate how ``algorithm.varpo`` combines with the rest of a composed verl config.
+
+    Returns warnings; raises :class:`ConfigError` listing every error. A config that does not use varpo and has
+    no ``algorithm.varpo`` block passes untouched.
+    """
+    estimator = _select(cfg, "algorithm.adv_estimator")
+    method = METHOD_OF_ESTIMATOR.get(estimator)
+    gvpo = uses_gvpo(cfg)
+    has_block = _select(cfg, "algorithm.varpo") is not None
+    if not (method or gvpo):
+        if has_block:
+            raise ConfigError(
+                f"algorithm.varpo is set but neither algorithm.adv_estimator ({estimator!r}) is one of "
+                f"{sorted(METHOD_OF_ESTIMATOR)} nor policy_loss.loss_mode is {POLICY_LOSS_NAME!r}"
+            )
+        return []
+
+    settings = VarpoSettings.from_algorithm(_select(cfg, "algorithm"))
+    settings.validate(method)
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    plugin_error = _plugin_policy_error()
+    if plugin_error:
+        errors.append(plugin_error)
+
+    use_v1 = bool(_select(cfg, "trainer.use_v1", True))
+    mode = _select(cfg, "trainer.v1.trainer_mode", "sync")
+    our_mode = use_v1 and mode in TRAINER_MODES
+    mode_hint = (
+        "set trainer.v1.trainer_mode=varpo (or varpo_colocate_async / varpo_separate_async), "
+        "or use the legacy trainer with trainer.use_v1=false"
+    )
+
+    if settings.reward_keys and method is None:
+        errors.append("algorithm.varpo.reward_keys needs a varpo_* advantage estimator")
+    if settings.reward_keys and use_v1 and not our_mode:
+        errors.append(
+            f"reward components {list(settings.reward_keys)} do not reach advantage estimators in verl's V1 "
+            f"trainer mode {mode!r} (its _compute_advantage reads only uid/rm_scores from TransferQueue): {mode_hint}"
+        )
+    if method in MULTI_REWARD_METHODS and not settings.reward_keys:
+        warnings.append(
+            f"varpo_{method} with a single reward (no algorithm.varpo.reward_keys): it degenerates to a "
+            "single-component estimator; list the reward function's component keys to use it as intended"
+        )
+    if settings.reward_keys and _select(cfg, "algorithm.use_kl_in_reward", False):
+        warnings.append(
+            "algorithm.use_kl_in_reward is ignored by varpo estimators with reward_keys (components come from the "
+            "reward function, as in verl's gdpo); use actor_rollout_ref.actor.use_kl_loss instead"
+        )
+    if settings.reward_keys and _select(cfg, "reward.custom_reward_function.path") is None:
+        warnings.append(
+            "algorithm.varpo.reward_keys must be keys of the dict your reward function returns; "
+            "reward.custom_reward_function.path is unset (varpo's: pkg://varpo.verl.rewards, name compute_score)"
+        )
+
+    if settings.vl_norm_alpha is not None:
+        agg = _select(cfg, "actor_rollout_ref.actor.loss_agg_mode")
+        if method is None:
+            errors.append("algorithm.varpo.vl_norm_alpha is applied by varpo_* estimators; select one")
+        if gvpo:
+            errors.append("VL Norm re-weights a per-token loss; GVPO's loss is per sequence — drop vl_norm_alpha")
+        if agg != VL_NORM_AGG_MODE:
+            errors.append(
+                f"VL Norm needs actor_rollout_ref.actor.loss_agg_mode={VL_NORM_AGG_MODE} (got {agg!r}): advantages "
+                "scaled by L^-α/mean L^-α are exactly VL Norm only under that aggregation"
+            )
+        if _select(cfg, "actor_rollout_ref.actor.loss_scale_factor") is None:
+            max_len = _select(cfg, "data.max_response_length")
+            warnings.append(
+                "VL Norm: actor_rollout_ref.actor.loss_scale_factor is unset, so verl divides by each micro-batch's "
+                f"padded length; set it to the maximum response length (e.g. {max_len}) for the paper's constant M"
+            )
+
+    if gvpo:
+        actor = "actor_rollout_ref.actor"
+        if not our_mode:
+            errors.append(
+                "varpo_gvpo needs group ids and whole groups in every micro-batch, which only varpo's V1 trainer "
+                "modes provide: set trainer.use_v1=true trainer.v1.trainer_mode=varpo"
+            )
+        if _select(cfg, f"{actor}.shuffle", False):
+            errors.append(f"varpo_gvpo: {actor}.shuffle=true would split groups across mini/micro-batches; set false")
+        if _select(cfg, f"{actor}.use_kl_loss", False):
+            errors.append(f"varpo_gvpo: GVPO's regularization is gvpo_beta; set {actor}.use_kl_loss=false")
+        if _select(cfg, "algorithm.rollout_correction") is not None:
+            errors.append("varpo_gvpo has no importance ratio; remove algorithm.rollout_correction")
+        if _select(cfg, "distillation.enabled", False):
+            errors.append("varpo_gvpo cannot be combined with distillation (a different worker loss)")
+        n = _select(cfg, "actor_rollout_ref.rollout.n", 1)
+        if n < 2:
+            errors.append(f"varpo_gvpo needs actor_rollout_ref.rollout.n >= 2 (got {n})")
+        if method not in (None, "dr_grpo"):
+            warnings.append(
+                f"varpo_gvpo with varpo_{method}: GVPO's target is the centered reward (paper: varpo_dr_grpo); "
+                "the loss re-centers any advantage per group"
+            )
+        elif method is None and not (estimator == "grpo" and not _select(cfg, "algorithm.norm_adv_by_std_in_grpo")):
+            warnings.append(
+                f"varpo_gvpo with adv_estimator={estimator!r}: the paper uses centered rewards "
+                "(algorithm.adv_estimator=varpo_dr_grpo)"
+            )
+
+    if errors:
+        raise ConfigError("varpo cannot run this verl config:\n- " + "\n- ".join(errors))
+    return warnings

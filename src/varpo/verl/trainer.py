@@ -1,0 +1,208 @@
+"""varpo's V1 trainer modes: verl's ``sync`` / ``colocate_async`` / ``separate_async`` trainers plus three overrides.
+
+Selected with ``trainer.v1.trainer_mode=varpo`` (or ``varpo_colocate_async`` / ``varpo_separate_async``) through
+verl's public ``register_trainer`` registry — subclasses, not patches.
+
+Why they exist: verl 0.9's V1 ``PPOTrainer._compute_advantage`` reads only ``uid``, ``response_mask``,
+``rm_scores`` and log-probs from TransferQueue, so the per-component rewards a reward function returns (stored per
+sample in ``extra_fields["reward_extra_info"]``) never reach an estimator — not even verl's own ``gdpo``.
+
+* ``_compute_advantage``: fetch ``uid`` + ``extra_fields`` for the batch's keys, open
+  :func:`varpo.verl.context.advantage_inputs` with the components, run verl's own method unchanged, then log the
+  core's diagnostics as ``varpo/<stat>`` metrics.
+* ``_balance_batch`` (GVPO only): verl balances sequence lengths across DP ranks row by row, which splits groups.
+  We balance whole uid groups instead (same verl partitioner, applied to group workloads), so every rank holds
+  complete groups, contiguously.
+* ``_update_actor`` (GVPO only): set verl's ``force_group_size = rollout.n`` so the engine's micro-batching (fixed
+  or dynamic) never splits those contiguous groups.
+* ``init`` (GVPO only): install :func:`varpo.verl.losses.worker_loss` on the actor with verl's public
+  ``set_loss_fn``, so the ``varpo_gvpo`` policy loss sees each micro-batch's uids.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import torch
+from verl.trainer.ppo.v1 import (
+    PPOTrainer,
+    PPOTrainerColocateAsync,
+    PPOTrainerSeparateAsync,
+    PPOTrainerSync,
+    register_trainer,
+)
+from verl.trainer.ppo.v1 import trainer_base as _base
+from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions, log_seqlen_unbalance
+
+from varpo.verl.context import advantage_inputs, as_list
+from varpo.verl.losses import worker_loss
+from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings, check_config, uses_gvpo
+
+logger = logging.getLogger("varpo.verl")
+
+
+def components_from_extra_fields(uids: list[Any], extra_fields: list[Any], keys: tuple[str, ...]) -> dict[str, list]:
+    """Row-aligned columns ``{"uid": [...], key: [...]}`` from each sample's ``extra_fields["reward_extra_info"]``.
+
+    A component missing for a sample becomes ``None`` (NaN, i.e. "missing", in the core); a key missing for every
+    sample is a configuration error.
+    """
+    infos = [ef.get("reward_extra_info", {}) if isinstance(ef, dict) else {} for ef in extra_fields]
+    columns: dict[str, list] = {"uid": list(uids)}
+    for key in keys:
+        if infos and not any(key in info for info in infos):
+            available = sorted({k for info in infos for k in info})
+            raise KeyError(
+                f"reward component {key!r} (algorithm.varpo.reward_keys) is in no sample's reward_extra_info; "
+                f"the reward function returned keys {available}"
+            )
+        columns[key] = [info.get(key) for info in infos]
+    return columns
+
+
+def group_aligned_order(
+    uids: list[Any], seq_lens: list[int], *, dp_size: int, group_size: int, batch_multiple: int
+) -> tuple[list[int], list[list[int]]]:
+    """Row order that gives every DP rank whole uid groups, contiguously, balanced by group workload.
+
+    Returns ``(order, partitions)``: ``order`` for ``KVBatchMeta.reorder``; ``partitions[r]`` the original row
+    indices on rank ``r`` (for verl's balance metrics). Raises ``ValueError`` when the batch cannot be split into
+    whole groups (incomplete groups, or a size verl would pad with synthetic rows).
+    """
+    groups: dict[str, list[int]] = {}
+    for row, uid in enumerate(uids):
+        groups.setdefault(str(uid), []).append(row)
+    bad = {uid: len(rows) for uid, rows in groups.items() if len(rows) != group_size}
+    if bad:
+        sample = dict(list(bad.items())[:3])
+        raise ValueError(
+            f"varpo_gvpo needs every group complete with rollout.n={group_size} samples; got sizes {sample} "
+            "(failed rollouts or multi-output agent loops); set trainer.v1.sampler.sync_refill_failed_groups=true "
+            "or use single-output agent loops"
+        )
+    if len(uids) % batch_multiple:
+        raise ValueError(
+            f"varpo_gvpo: {len(uids)} rows is not a multiple of {batch_multiple} (lcm of DP size and PPO mini-batch "
+            "rows); verl would pad with synthetic rows that break group alignment. Make data.train_batch_size a "
+            "multiple of actor.ppo_mini_batch_size and of the DP size"
+        )
+    if len(groups) % dp_size:
+        raise ValueError(f"varpo_gvpo: {len(groups)} groups cannot be split evenly over {dp_size} DP ranks")
+    workload = calculate_workload(torch.tensor(seq_lens, dtype=torch.int64)).tolist()
+    members = list(groups.values())
+    group_workload = [sum(workload[r] for r in rows) for rows in members]
+    group_partitions = get_seqlen_balanced_partitions(group_workload, k_partitions=dp_size, equal_size=True)
+    partitions = [[row for g in part for row in members[g]] for part in group_partitions]
+    return [row for part in partitions for row in part], partitions
+
+
+class VarpoTrainerMixin:
+    """The overrides shared by all varpo V1 modes (put before a verl ``PPOTrainer`` subclass in the bases)."""
+
+    @property
+    def varpo_settings(self) -> VarpoSettings:
+        return VarpoSettings.from_algorithm(self.config.algorithm)
+
+    def init(self):
+        for warning in check_config(self.config):
+            logger.warning("varpo: %s", warning)
+        super().init()
+        if uses_gvpo(self.config):
+            actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+            loss = partial(
+                worker_loss,
+                config=actor_config,
+                gvpo_beta=self.varpo_settings.gvpo_beta,
+                group_size=int(self.config.actor_rollout_ref.rollout.n),
+            )
+            self.actor_rollout_wg.set_loss_fn(loss)
+            logger.info("varpo: actor loss set to varpo.verl.losses.worker_loss (GVPO groups by uid)")
+
+    # -- reward components -----------------------------------------------------------------------------------
+
+    def _varpo_columns(self, batch) -> dict[str, list]:
+        keys = self.varpo_settings.reward_keys
+        if not keys:
+            return {}
+        data = _base.tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"]
+        )
+        return components_from_extra_fields(as_list(data["uid"]), as_list(data["extra_fields"]), keys)
+
+    def _compute_advantage(self, batch, metrics: dict):
+        if self.config.algorithm.adv_estimator not in METHOD_OF_ESTIMATOR:
+            return super()._compute_advantage(batch, metrics)
+        with advantage_inputs(self._varpo_columns(batch)) as inputs:
+            batch = super()._compute_advantage(batch, metrics)
+        metrics.update({f"varpo/{k}": v for k, v in inputs.stats.items()})
+        return batch
+
+    # -- GVPO: whole groups per DP rank and per micro-batch --------------------------------------------------
+
+    def _varpo_dp_size(self) -> int:
+        wg = self.actor_rollout_wg
+        if "actor" not in wg._dispatch_info:
+            wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
+        return max(wg._dispatch_info["actor"]) + 1
+
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        if not uses_gvpo(self.config):
+            return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+        actor = self.config.actor_rollout_ref.actor
+        dp_size = self._varpo_dp_size()
+        if actor.ppo_mini_batch_size % dp_size:
+            raise ValueError(
+                f"varpo_gvpo: actor.ppo_mini_batch_size={actor.ppo_mini_batch_size} prompts must be a multiple of "
+                f"the DP size {dp_size} so every rank's mini-batch holds whole groups"
+            )
+        micro = actor.get("ppo_micro_batch_size_per_gpu")
+        if not actor.use_dynamic_bsz and micro and (actor.ppo_mini_batch_size // dp_size) % micro:
+            raise ValueError(
+                f"varpo_gvpo: with force_group_size=rollout.n, ppo_micro_batch_size_per_gpu counts groups; "
+                f"{actor.ppo_mini_batch_size // dp_size} groups per rank and mini-batch is not a multiple of {micro}"
+            )
+        uids = as_list(
+            _base.tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid"])["uid"]
+        )
+        seq_lens = [tag["seq_len"] for tag in batch.tags]
+        order, partitions = group_aligned_order(
+            uids,
+            seq_lens,
+            dp_size=dp_size,
+            group_size=int(self.config.actor_rollout_ref.rollout.n),
+            batch_multiple=self._get_required_batch_multiple(dp_size),
+        )
+        batch.reorder(order)
+        metrics.update(log_seqlen_unbalance(seqlen_list=seq_lens, partitions=partitions, prefix=logging_prefix))
+        return batch
+
+    def _update_actor(self, batch, metrics: dict):
+        if uses_gvpo(self.config):
+            batch.extra_info["force_group_size"] = int(self.config.actor_rollout_ref.rollout.n)
+        return super()._update_actor(batch, metrics)
+
+
+@register_trainer("varpo")
+class VarpoTrainerSync(VarpoTrainerMixin, PPOTrainerSync):
+    """verl's ``sync`` trainer with varpo's components, GVPO grouping and worker loss."""
+
+
+@register_trainer("varpo_colocate_async")
+class VarpoTrainerColocateAsync(VarpoTrainerMixin, PPOTrainerColocateAsync):
+    """verl's ``colocate_async`` trainer with varpo's overrides."""
+
+
+@register_trainer("varpo_separate_async")
+class VarpoTrainerSeparateAsync(VarpoTrainerMixin, PPOTrainerSeparateAsync):
+    """verl's ``separate_async`` trainer with varpo's overrides."""
+
+
+#: mode name -> class, for tests and docs.
+MODES: dict[str, type[PPOTrainer]] = {
+    "varpo": VarpoTrainerSync,
+    "varpo_colocate_async": VarpoTrainerColocateAsync,
+    "varpo_separate_async": VarpoTrainerSeparateAsync,
+}
