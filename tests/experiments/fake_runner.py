@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 args = sys.argv[1:]
+if "--prepare" in args:  # nothing shared to build; the sweep logs this call under prepare/
+    print("prepared", " ".join(args[2:]))
+    sys.exit(0)
 at = args.index("--run-dir")
 run_dir = Path(args[at + 1])
 overrides = dict(item.split("=", 1) for item in args[at + 2 :])

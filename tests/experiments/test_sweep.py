@@ -29,6 +29,12 @@ def test_sweep_runs_all_then_resume_skips_finished(tmp_path, config, fake_runner
     entry = manifest["runs"][points[0].name]
     assert entry["command"][-3:] == points[0].overrides()[-3:] and "max_steps=12" in entry["command"]
     assert manifest["invocations"][0]["argv"] == ["varpo", "sweep"] and manifest["invocations"][0]["commit"]
+    # one prepare call per seed, before the runs, with the point's overrides
+    assert manifest["invocations"][0]["prepare"] == {
+        "0": {"returncode": 0, "wall_s": pytest.approx(0, abs=30)},
+        "1": {"returncode": 0, "wall_s": pytest.approx(0, abs=30)},
+    }
+    assert "seed=1" in (sweep / "prepare" / "seed1.log").read_text()
 
     # second invocation: nothing to do
     outcomes = run_sweep(config, sweep, points, ["max_steps=12"], runner=fake_runner, jobs=2)

@@ -11,7 +11,9 @@ Layout of a sweep directory::
 ``python -m varpo.experiments.runner``). It must train, evaluate on held-out prompts, and write ``RUN_DIR/eval.json``
 last and atomically (schema in :mod:`varpo.experiments.results`). Exit status 0 + a parseable ``eval.json`` =
 finished; anything else = failed (the run's ``run.log`` keeps its output). Because each run is its own process, a
-crash, OOM or hang (``timeout``) costs that run only.
+crash, OOM or hang (``timeout``) costs that run only. Before the runs, ``RUNNER… CONFIG --prepare key=value…`` is
+called once per seed, one at a time (log: ``SWEEP_DIR/prepare/seed<N>.log``): it builds what every run of that seed
+shares (the engine's cached tiny model and SFT warm start), so parallel runs never race to build the same thing.
 
 **Resume.** A run whose ``eval.json`` parses is skipped. Any other existing run directory is a run that died
 mid-way: it is deleted and started again from scratch (runs are short; a half-trained run cannot be told apart from
@@ -100,6 +102,7 @@ def run_sweep(
     jobs: int | None = None,
     threads_per_run: int = 1,
     timeout: float | None = None,
+    prepare: bool = True,
     argv: Sequence[str] | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
@@ -114,6 +117,7 @@ def run_sweep(
         jobs: runs at once (default :func:`default_jobs`).
         threads_per_run: torch/OpenMP threads per run.
         timeout: seconds after which a run is killed and marked failed (None: no limit).
+        prepare: first call ``RUNNER CONFIG --prepare …`` once per seed, sequentially (shared start model).
         argv: the command line that started the sweep (recorded in the manifest).
         on_outcome: called in the main thread after each run finishes (progress display).
     """
@@ -154,6 +158,13 @@ def run_sweep(
         else:
             todo.append(point)
 
+    if prepare and todo:
+        manifest["invocations"][-1]["prepare"] = _prepare(
+            runner, config_copy, sweep_dir, todo, overrides, threads_per_run, timeout
+        )
+        with lock:
+            write_json(sweep_dir / MANIFEST, manifest)
+
     def launch(point: GridPoint) -> RunOutcome:
         rdir = run_dir(sweep_dir, point)
         if rdir.exists():
@@ -192,6 +203,30 @@ def run_sweep(
         manifest["invocations"][-1]["finished"] = _now()
         write_json(sweep_dir / MANIFEST, manifest)
     return [outcomes[p.name] for p in points]
+
+
+def _prepare(runner, config, sweep_dir, todo, overrides, threads, timeout) -> dict:
+    """``RUNNER CONFIG --prepare …`` once per seed, one at a time: builds the start model every run of that seed
+    shares (builtin:tiny, SFT warm start) before parallel runs could race to build the same cache entry. A failed
+    prepare is recorded, not fatal: the runs then build what they need themselves (and fail visibly if they can't).
+    """
+    results, first_of_seed = {}, {}
+    for p in todo:
+        first_of_seed.setdefault(p.seed, p)
+    for point in first_of_seed.values():
+        cmd = [*runner, str(config), "--prepare", *overrides, f"num_threads={threads}", *point.overrides()]
+        log_path = sweep_dir / "prepare" / f"seed{point.seed}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with open(log_path, "w") as log:
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            try:
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                rc = f"{type(exc).__name__}: {exc}"
+        results[str(point.seed)] = {"returncode": rc, "wall_s": round(time.perf_counter() - start, 3)}
+    return results
 
 
 def load_manifest(sweep_dir: str | os.PathLike) -> dict:
