@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 from varpo.tasks import symbolic
@@ -107,6 +108,12 @@ def answers_match(gold: str, pred: str, timeout_s: int = 2) -> bool:
     g, p = to_number(gold), to_number(pred)
     if g is not None and p is not None:
         return g == p
+    return _symbolic_match(gold, pred, timeout_s)
+
+
+@lru_cache(maxsize=65536)
+def _symbolic_match(gold: str, pred: str, timeout_s: int) -> bool:
+    # Cached: a group of G samples often repeats the same answer, and a runaway one costs a whole timeout.
     if threading.current_thread() is threading.main_thread():
         return symbolic.equal(gold, pred, timeout_s)
     return _WORKER.equal(gold, pred, timeout_s)
