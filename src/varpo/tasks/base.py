@@ -184,6 +184,35 @@ class Task(abc.ABC):
         """Per objective, whether `completion` meets it (reward at its maximum; None where not applicable)."""
         return {f.__name__: f.satisfied(f.score(completion, **row), completion, **row) for f in self.reward_funcs}
 
+    # --- verl layout ------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def verl_ground_truth(self, row: Mapping[str, Any]) -> Any:
+        """The verl `reward_model.ground_truth` value for a dataset row, in the family's usual encoding (ToolRL:
+        the gold reply; DAPO/GSM8K: the answer string; TinyZero: {"target", "numbers"})."""
+
+    def to_verl(self, ds, data_source: str | None = None):
+        """A dataset in verl's RL parquet layout: `data_source`, `prompt` (chat messages), `ability`,
+        `reward_model` = {"style": "rule", "ground_truth"}, `extra_info` = {"index", "completion" (the gold)}.
+
+        `task.to_verl(task.generate(n)).to_parquet(path)` writes a verl training file; `task.load(path)` reads
+        it back, and `varpo.verl.rewards.compute_score` grades it."""
+        from varpo.tasks.io import to_dataset
+
+        records = []
+        for i, row in enumerate(ds):
+            prompt = row["prompt"] if isinstance(row["prompt"], list) else as_chat(row["prompt"], "user")
+            records.append(
+                {
+                    "data_source": data_source or f"varpo/{self.name}",
+                    "prompt": prompt,
+                    "ability": self.name,
+                    "reward_model": {"style": "rule", "ground_truth": self.verl_ground_truth(row)},
+                    "extra_info": {"index": i, "completion": completion_text(row["completion"])},
+                }
+            )
+        return to_dataset(records)
+
 
 SPLITS = ("train", "test")
 

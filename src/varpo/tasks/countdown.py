@@ -200,6 +200,9 @@ class CountdownTask(Task):
     def reward_funcs(self) -> list[RewardFn]:
         return [accuracy, format]
 
+    def verl_ground_truth(self, row: dict) -> dict:
+        return {"target": row["target"], "numbers": list(parse_numbers(row["numbers"]) or ())}
+
     def _prompt(self, numbers: Sequence[int], target: int, chat: bool) -> str | list[dict]:
         text = PROMPT.format(numbers=list(numbers), target=target)
         return as_chat(text, "user") if chat else text + "\n"

@@ -196,6 +196,9 @@ class MathTask(Task):
     def reward_funcs(self) -> list[RewardFn]:
         return list(self._reward_funcs)
 
+    def verl_ground_truth(self, row: dict) -> str:
+        return row["answer"]
+
     def _prompt(self, problem: str, chat: bool) -> str | list[dict]:
         text = self.prompt_template.format(problem=problem)
         return as_chat(text, "user") if chat else text + "\n"

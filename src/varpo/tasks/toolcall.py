@@ -305,6 +305,9 @@ class ToolCallTask(Task):
     def reward_funcs(self) -> list[RewardFn]:
         return list(self._reward_funcs)
 
+    def verl_ground_truth(self, row: dict) -> str:
+        return row["ground_truth"]
+
     # --- generator ------------------------------------------------------------------------------------------
 
     def _request(self, rng: random.Random) -> tuple[str, list[Tool], list[dict], str | None]:
