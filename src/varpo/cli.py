@@ -1,0 +1,124 @@
+"""The ``varpo`` command line: ``demo`` (the main job), ``sft``, ``train``, ``eval``.
+
+Configuration errors (unknown key, invalid value or combination) print one line naming the field and exit with
+status 2; they never start a model build or a rollout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="varpo: variance-aware multi-reward group policy optimization (DVAO, GVPO, VL Norm, SAW, RVPO) on TRL.",
+)
+console = Console()
+
+OVERRIDES = typer.Argument(None, help="key=value overrides (YAML keys; see `docs/engine.md`).", show_default=False)
+
+
+def _environment() -> None:
+    """No telemetry; tokenizers' fork warning off (we never fork while a tokenizer is busy)."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Directory for runs, plots and tables."),
+    config: Path | None = typer.Option(None, "--config", help="YAML overriding the built-in demo configuration."),
+    overrides: list[str] | None = OVERRIDES,
+) -> None:
+    """The main job: tiny model, toolcall task, SFT warm start, then RL with grpo and dvao; held-out table + plots."""
+    _environment()
+    from varpo.run import demo as demo_mod
+
+    try:
+        demo_mod.run(output, config=config, overrides=overrides or [])
+    except ValueError as err:
+        _fail(err)
+
+
+@app.command()
+def sft(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration."),
+    overrides: list[str] | None = OVERRIDES,
+    force: bool = typer.Option(False, "--force", help="Retrain even if a cached warm start exists."),
+) -> None:
+    """Warm-start the configured model with TRL's SFTTrainer on the task's demonstrations (cached by config hash)."""
+    _environment()
+    from varpo.run import sft as sft_mod
+    from varpo.run import spec as spec_mod
+    from varpo.run.train import set_threads
+
+    try:
+        resolved = spec_mod.load_config(config, overrides or [])
+        set_threads(resolved.spec)
+        path = sft_mod.warm_start(resolved.spec, seed=resolved.train.get("seed", 42), force=force)
+    except ValueError as err:
+        _fail(err)
+    console.print(f"warm start: {path}")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration."),
+    overrides: list[str] | None = OVERRIDES,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate config, data, rewards, tokenizer, model config."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
+) -> None:
+    """RL with any advantage method, policy loss and aggregation (VarpoGRPOTrainer on TRL)."""
+    _environment()
+    from rich.table import Table
+
+    from varpo.run import spec as spec_mod
+    from varpo.run import train as train_mod
+
+    try:
+        resolved = spec_mod.load_config(config, overrides or [])
+        if dry_run:
+            table = Table(title=f"dry run: {config}", show_header=False)
+            for item, result in train_mod.dry_run(resolved):
+                table.add_row(item, result)
+            console.print(table)
+            console.print("[green]ok[/]: nothing was trained or downloaded")
+            return
+        out = train_mod.train(resolved, resume=resume)
+    except ValueError as err:
+        _fail(err)
+    console.print(f"run directory: {out}")
+
+
+@app.command(name="eval")
+def eval_(
+    target: str = typer.Argument(..., help="A run directory (before/after table) or a model path."),
+    task: str = typer.Option("toolcall", "--task", help="Task to evaluate on (ignored for a run directory)."),
+    k: int = typer.Option(4, "--k", help="Samples per prompt (avg@k)."),
+    prompts: int | None = typer.Option(None, "--prompts", help="Held-out prompts (default: the run's eval_prompts)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Completion budget."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+) -> None:
+    """avg@k per objective and the all-objectives rate on held-out prompts."""
+    _environment()
+    from varpo.run import evaluate as eval_mod
+
+    try:
+        eval_mod.command(target, task, k, prompts, temperature, max_new_tokens, seed, console)
+    except ValueError as err:
+        _fail(err)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()

@@ -1,0 +1,63 @@
+"""The data of a run: task, SFT demonstrations, RL prompts, held-out evaluation prompts, tokenizer corpus.
+
+Seeds are split so the three sets never share a prompt: SFT demonstrations are generated with ``task_seed``, RL
+prompts with ``task_seed + 1`` (both from the task's *train* split), evaluation prompts from its *test* split, which
+the tasks package hash-partitions away from every train split.
+"""
+
+from __future__ import annotations
+
+from varpo.run.spec import RunSpec
+
+
+def task_of(spec: RunSpec, **extra):
+    import varpo.tasks
+
+    return varpo.tasks.get_task(spec.task, **{**spec.task_options, **extra})
+
+
+def sft_data(spec: RunSpec):
+    """Gold demonstrations, ``sft_corrupt_fraction`` of them with one format or value error (if the task has the
+    ``corrupt_frac`` knob), as a prompt/completion dataset."""
+    task = task_of(spec, **_corrupt_option(spec))
+    ds = task.generate(spec.sft_demos, seed=spec.task_seed, split="train")
+    return ds.select_columns(["prompt", "completion"])
+
+
+def _corrupt_option(spec: RunSpec) -> dict:
+    import dataclasses
+
+    task = task_of(spec)
+    names = {f.name for f in dataclasses.fields(task)} if dataclasses.is_dataclass(task) else set()
+    return {"corrupt_frac": spec.sft_corrupt_fraction} if "corrupt_frac" in names else {}
+
+
+def train_data(spec: RunSpec):
+    """RL prompts (the gold ``completion`` column is dropped: the policy must not see it)."""
+    task = task_of(spec)
+    ds = task.load(spec.train_file) if spec.train_file else task.generate(spec.train_prompts, spec.task_seed + 1)
+    return ds.remove_columns([c for c in ("completion",) if c in ds.column_names])
+
+
+def eval_data(spec: RunSpec, n: int | None = None):
+    """Held-out prompts (test split) or the user's evaluation file."""
+    task = task_of(spec)
+    if spec.eval_file:
+        return task.load(spec.eval_file)
+    return task.generate(n or spec.eval_prompts, seed=spec.task_seed, split="test")
+
+
+def corpus(spec: RunSpec) -> list[str]:
+    """Text the builtin tokenizer is trained on: the gold demonstrations and the RL prompts (train split only)."""
+    task = task_of(spec)
+    demos = task.generate(max(spec.sft_demos, 1), seed=spec.task_seed, split="train")
+    texts = [_text(p) + _text(c) for p, c in zip(demos["prompt"], demos["completion"], strict=True)]
+    if spec.train_file:
+        texts += [_text(p) for p in task.load(spec.train_file)["prompt"]]
+    return texts
+
+
+def _text(x) -> str:
+    from varpo.tasks.base import completion_text, prompt_text
+
+    return x if isinstance(x, str) else prompt_text(x) or completion_text(x)

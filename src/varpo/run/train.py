@@ -1,0 +1,147 @@
+"""``varpo train``: RL with any varpo method through :class:`~varpo.trl.VarpoGRPOTrainer`, and its ``--dry-run``.
+
+A run directory holds TRL's checkpoints, ``metrics.jsonl``, ``run.json`` (the resolved configuration and the
+model it started from, which ``varpo eval`` reads for its before/after table) and ``final/`` (model + tokenizer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from varpo import models
+from varpo.run import data, sft
+from varpo.run.spec import Resolved, RunSpec
+
+RUN_FILE = "run.json"
+FINAL_DIR = "final"
+logger = logging.getLogger(__name__)
+
+
+def set_threads(spec: RunSpec) -> None:
+    """One thread by default: tiny matmuls gain nothing from a second thread and lose a lot on a busy machine."""
+    if spec.num_threads > 0:
+        torch.set_num_threads(spec.num_threads)
+
+
+def start_model(spec: RunSpec, seed: int) -> str:
+    """The model RL starts from: the cached SFT warm start, a given path, or the base model."""
+    if spec.warm_start == "sft":
+        return str(sft.warm_start(spec, seed=seed))
+    if spec.warm_start:
+        return spec.warm_start
+    return sft.base_model(spec)
+
+
+def cpu_defaults(train: dict) -> dict:
+    """``use_cpu`` on a machine without CUDA and no remote reporting unless asked for."""
+    out = dict(train)
+    if not torch.cuda.is_available():
+        out.setdefault("use_cpu", True)
+    out.setdefault("report_to", "none")
+    return out
+
+
+def build_trainer(resolved: Resolved):
+    """Everything up to ``trainer.train()``: warm start, data, rewards, model, config. Returns (trainer, start)."""
+    from varpo.trl import VarpoGRPOTrainer
+
+    spec = resolved.spec
+    set_threads(spec)
+    args = resolved.trainer_config(**cpu_defaults(resolved.train))
+    start = start_model(spec, args.seed)
+    model, tokenizer = models.load(start)
+    task = data.task_of(spec)
+    trainer = VarpoGRPOTrainer(
+        model=model,
+        reward_funcs=task.reward_funcs,
+        args=args,
+        train_dataset=data.train_data(spec),
+        processing_class=tokenizer,
+    )
+    return trainer, start
+
+
+def write_run_file(resolved: Resolved, start: str, args) -> None:
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "spec": dataclasses.asdict(resolved.spec),
+        "train": {k: v for k, v in resolved.train.items()},
+        "source": resolved.source,
+        "start_model": start,
+        "temperature": args.temperature,
+        "max_completion_length": args.max_completion_length,
+        "final_model": str(out / FINAL_DIR),
+    }
+    (out / RUN_FILE).write_text(json.dumps(record, indent=2, default=str))
+
+
+def train(resolved: Resolved, resume: bool = False) -> Path:
+    """Train and save ``<output_dir>/final``; ``resume`` continues from the last checkpoint in ``output_dir``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    trainer, start = build_trainer(resolved)
+    args = trainer.args
+    checkpoint = None
+    if resume:
+        out = Path(args.output_dir)
+        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if checkpoint is None:
+            logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    write_run_file(resolved, start, args)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    final = Path(args.output_dir) / FINAL_DIR
+    trainer.save_model(str(final))
+    trainer.processing_class.save_pretrained(str(final))
+    return Path(args.output_dir)
+
+
+def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
+    """Validate a configuration without training, loading weights or downloading; returns (item, result) rows.
+
+    Builds the trainer config (all validation), the task, its data and rewards (scored on gold completions),
+    and the tokenizer + model config (``builtin:tiny``: trained/built here; a hub id: read from the local HF
+    cache, skipped when offline and not cached). The SFT warm start is not run.
+    """
+    spec = resolved.spec
+    rows: list[tuple[str, str]] = []
+    args = resolved.trainer_config(**cpu_defaults(resolved.train))
+    rows.append(
+        (
+            "config",
+            f"{args.advantage_method} / {args.policy_loss} / {args.loss_aggregation}, "
+            f"G={args.num_generations}, lr={args.learning_rate:g}, output_dir={args.output_dir}",
+        )
+    )
+    task = data.task_of(spec)
+    train_ds = data.train_data(spec)
+    rows.append(("task", f"{spec.task}: {len(train_ds)} train prompts, rewards {task.reward_names}"))
+    if args.reward_weights is not None and len(args.reward_weights) != len(task.reward_funcs):
+        raise ValueError(
+            f"reward_weights={args.reward_weights} is invalid; allowed: {len(task.reward_funcs)} weights "
+            f"(one per reward: {task.reward_names})"
+        )
+    gold = data.eval_data(spec, n=min(8, spec.eval_prompts))
+    columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
+    scores = {
+        f.__name__: f(prompts=gold["prompt"], completions=gold["completion"], **columns) for f in task.reward_funcs
+    }
+    rows.append(("rewards", ", ".join(f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items())))
+    if spec.warm_start == "sft":
+        rows.append(("warm start", f"SFT on {spec.sft_demos} demos, {spec.sft_epochs:g} epochs (skipped in dry run)"))
+    elif spec.warm_start:
+        rows.append(("warm start", f"from {spec.warm_start} (not loaded in dry run)"))
+    texts = data.corpus(spec) if spec.model == models.BUILTIN_TINY else None
+    config, note = models.inspect(spec.model, texts, sft.tiny_spec(spec))
+    rows.append(("model", note + ("" if config is not None else " (skipped)")))
+    return rows
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else float("nan")
