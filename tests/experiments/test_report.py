@@ -67,6 +67,10 @@ def test_report_sections_numbers_and_figures(fake_sweep):
         assert rows["dvao"].per_seed[seed] == pytest.approx(hypervolume(pts, (0, 0)))
     assert rows["dvao"].ci.n == 2 and rows["gdpo"].ci.n == 0
     assert rows["dvao"].ci.mean > rows["grpo"].ci.mean  # the stand-in gives dvao a +0.08 bonus
+    delta = analysis.paired_difference(rows["dvao"], rows["grpo"])
+    diffs = [rows["dvao"].per_seed[s] - rows["grpo"].per_seed[s] for s in (0, 1)]
+    assert delta.n == 2 and delta.mean == pytest.approx(np.mean(diffs)) and delta.low > 0
+    assert analysis.paired_difference(rows["gdpo"], rows["grpo"]).n == 0
 
     # Table 1/2 at equal weights: start row from the eval curve's step 0, and the final scores
     table = {r.label: r for r in analysis.score_table(sweep, ["correctness", "format"], (0.5, 0.5))}
@@ -87,8 +91,13 @@ def test_report_sections_numbers_and_figures(fake_sweep):
 def test_report_is_deterministic(fake_sweep, tmp_path):
     a = write_report(fake_sweep, tmp_path / "a").parent
     b = write_report(fake_sweep, tmp_path / "b").parent
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
     for name in sorted(p.name for p in a.iterdir()):
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+        if name == "report.md":  # the "Report: … at commit X" line follows the working tree, which may change
+            strip = lambda p: [line for line in p.read_text().splitlines() if not line.startswith("- Report:")]  # noqa: E731
+            assert strip(a / name) == strip(b / name)
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def test_three_objectives_pairwise_frontiers(tmp_path, config, fake_runner):

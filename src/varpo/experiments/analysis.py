@@ -98,6 +98,17 @@ def hypervolumes(
     return rows
 
 
+def paired_difference(row: HypervolumeRow, baseline: HypervolumeRow, confidence: float = 0.95) -> MeanCI:
+    """Mean ± t-CI over the seeds both variants finished of HV_row(s) − HV_baseline(s).
+
+    Runs of one seed share the start model (warm start) and the evaluation prompts and sampling seed, so per-seed
+    differences remove that shared variation: a paired interval that excludes 0 establishes a difference that two
+    overlapping marginal intervals cannot show.
+    """
+    seeds = [s for s in row.per_seed if s in baseline.per_seed]
+    return mean_ci([row.per_seed[s] - baseline.per_seed[s] for s in seeds], confidence)
+
+
 @dataclass
 class ScoreRow:
     """One row of the Table 1/2-like table."""

@@ -116,15 +116,19 @@ def _hypervolume_section(sweep, objectives, ref, confidence, out) -> list[str]:
         "",
         f"Reference point {ref_text}. Per seed, the hypervolume of that seed's points over all weights (one point per "
         f"weight vector, every objective maximized); mean ± {confidence:.0%} t-interval over seeds. "
-        '"of seed means" is the hypervolume of the seed-averaged points drawn in the frontier figure.',
+        '"of seed means" is the hypervolume of the seed-averaged points drawn in the frontier figure. '
+        f"Δ vs `{rows[0].variant}`: the paired difference over the seeds both finished (runs of one seed share the "
+        "start model and the evaluation prompts), mean ± t-interval; an interval that excludes 0 establishes a "
+        "difference.",
         "",
-        "| variant | hypervolume | per seed | weights per seed | of seed means |",
-        "|---|---|---|---|---|",
+        f"| variant | hypervolume | Δ vs `{rows[0].variant}` | per seed | weights per seed | of seed means |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         per_seed = ", ".join(f"s{s}: {v:.4f}" for s, v in r.per_seed.items()) or "—"
         counts = ", ".join(f"{c}/{len(sweep.weights)}" for c in r.runs_per_seed.values())
-        lines.append(f"| `{r.variant}` | {_ci(r.ci, 4)} | {per_seed} | {counts} | {_num(r.of_means, 4)} |")
+        delta = "—" if r is rows[0] else _ci(analysis.paired_difference(r, rows[0], confidence), 4)
+        lines.append(f"| `{r.variant}` | {_ci(r.ci, 4)} | {delta} | {per_seed} | {counts} | {_num(r.of_means, 4)} |")
     lines += ["", _hv_reading(rows, confidence)]
     below = analysis.below_reference(sweep, objectives, ref)
     if below:
@@ -148,8 +152,8 @@ def _hv_reading(rows, confidence) -> str:
     text = f"Highest mean: `{best.variant}` ({_ci(best.ci, 4)})."
     if overlap:
         text += (
-            f" Its {confidence:.0%} interval overlaps {', '.join(f'`{v}`' for v in overlap)}: at this number of seeds "
-            "those differences are not established."
+            f" Its {confidence:.0%} interval overlaps {', '.join(f'`{v}`' for v in overlap)}: by the marginal intervals "
+            "those differences are not established at this number of seeds (the paired Δ column is the sharper test)."
         )
     else:
         text += f" Its {confidence:.0%} interval overlaps no other variant's."
