@@ -81,3 +81,10 @@ def group_ids(uids: list[str]) -> torch.Tensor:
     """Integer ids by first appearance (independent of the plug-in's own uid mapping)."""
     first: dict[str, int] = {}
     return torch.tensor([first.setdefault(u, len(first)) for u in uids])
+
+
+def compose(overrides: list[str], config_name: str = "ppo_trainer"):
+    """verl's trainer config composed exactly as ``main_ppo`` would (no Ray, no GPUs)."""
+    from varpo.verl.train import compose_config
+
+    return compose_config(overrides, config_name=config_name)

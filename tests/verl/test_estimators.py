@@ -10,12 +10,15 @@ import torch
 
 pytest.importorskip("verl")
 
+from verl.trainer.ppo import (
+    core_algos,  # noqa: E402
+    ray_trainer,  # noqa: E402
+)
+
 import varpo  # noqa: E402
 import varpo.verl.plugin  # noqa: E402,F401  (normally loaded by `import verl` through the entry point)
 from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch  # noqa: E402
 from varpo.verl import estimators  # noqa: E402
-from verl.trainer.ppo import core_algos  # noqa: E402
-from verl.trainer.ppo import ray_trainer  # noqa: E402
 
 ESTIMATORS = [f"varpo_{m}" for m in varpo.METHODS]
 OPTIONS = {  # a non-default option per method so option plumbing is exercised too

@@ -45,7 +45,7 @@ def gvpo_policy_loss(
     if groups is None:
         raise RuntimeError(_NO_GROUPS)
     if rollout_is_weights is not None:
-        raise ValueError("varpo_gvpo has no importance ratio; remove algorithm.rollout_correction")
+        raise ValueError("varpo_gvpo has no importance ratio; unset algorithm.rollout_correction.rollout_is")
     if len(groups.group_ids) != log_prob.shape[0]:
         raise ValueError(f"varpo_gvpo: {len(groups.group_ids)} group ids for {log_prob.shape[0]} rows")
     per_seq, metrics = varpo.policy_loss(

@@ -281,8 +281,12 @@ def check_config(cfg: Any) -> list[str]:
             errors.append(f"varpo_gvpo: {actor}.shuffle=true would split groups across mini/micro-batches; set false")
         if _select(cfg, f"{actor}.use_kl_loss", False):
             errors.append(f"varpo_gvpo: GVPO's regularization is gvpo_beta; set {actor}.use_kl_loss=false")
-        if _select(cfg, "algorithm.rollout_correction") is not None:
-            errors.append("varpo_gvpo has no importance ratio; remove algorithm.rollout_correction")
+        corr = "algorithm.rollout_correction"
+        if any(_select(cfg, f"{corr}.{k}") for k in ("rollout_is", "rollout_rs", "bypass_mode")):
+            errors.append(
+                f"varpo_gvpo has no importance ratio and needs every row of a group: unset {corr}.rollout_is, "
+                f"{corr}.rollout_rs and {corr}.bypass_mode"
+            )
         if _select(cfg, "distillation.enabled", False):
             errors.append("varpo_gvpo cannot be combined with distillation (a different worker loss)")
         n = _select(cfg, "actor_rollout_ref.rollout.n", 1)

@@ -1,0 +1,116 @@
+"""verl reward function: one key per reward component plus ``"score"``, graded by :mod:`varpo.tasks`.
+
+Use it with::
+
+    reward.custom_reward_function.path=pkg://varpo.verl.rewards
+    reward.custom_reward_function.name=compute_score
+    +reward.custom_reward_function.reward_kwargs.task=toolcall      # or math / countdown (default: data_source)
+    +algorithm.varpo.reward_keys=[correctness,format]                # the task's reward names
+
+verl's reward managers call ``compute_score(data_source=, solution_str=, ground_truth=, extra_info=,
+**reward_kwargs)`` once per response and copy every key of the returned dict into ``reward_extra_info``; the
+``"score"`` entry becomes the token-level reward (logging, DAPO filtering, single-reward estimators) while our
+multi-reward estimators read the component keys. A component that does not apply to a sample (the grader returns
+``None``) is reported as NaN, which the core treats as *missing* rather than 0.
+
+How a verl row maps to the grader's columns (``RewardFn.columns``): ``extra_info`` fields first; a dict
+``ground_truth`` (e.g. Countdown's ``{"target", "numbers"}``) is merged; a plain ``ground_truth`` fills every
+still-missing column (ToolRL's ``ground_truth``, math's ``answer``). This makes the stock verl datasets of the
+papers (DAPO-Math-17k, GSM8K/MATH, ToolRL's ``rlla_4k``, TinyZero Countdown) usable as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from varpo.tasks import Task, get_task
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers (hydra reward_kwargs) to plain Python, recursively."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - verl always brings omegaconf
+        return value
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+@functools.lru_cache(maxsize=16)
+def _tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+@functools.lru_cache(maxsize=32)
+def _task(name: str, options_json: str, tokenizer: str | None) -> Task:
+    options = json.loads(options_json)
+    if tokenizer is not None:
+        options["tokenizer"] = _tokenizer(tokenizer)
+    task = get_task(name, **options)
+    if "score" in task.reward_names:
+        raise ValueError(f"task {name!r} has a reward named 'score', which verl reserves for the scalar reward")
+    return task
+
+
+def task_row(task: Task, ground_truth: Any, extra_info: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The grader's row (column name -> value) for one verl sample."""
+    row = dict(extra_info) if isinstance(extra_info, Mapping) else {}
+    if isinstance(ground_truth, Mapping):
+        row.update(ground_truth)
+    elif ground_truth is not None:
+        for fn in task.reward_funcs:
+            for column in fn.columns:
+                row.setdefault(column, ground_truth)
+    return row
+
+
+def _weights(weights: Any, names: Sequence[str]) -> dict[str, float]:
+    weights = _plain(weights)
+    if weights is None:
+        return dict.fromkeys(names, 1.0)
+    if isinstance(weights, Mapping):
+        unknown = set(weights) - set(names)
+        if unknown:
+            raise ValueError(f"score weights for unknown rewards {sorted(unknown)}; rewards are {list(names)}")
+        return {n: float(weights.get(n, 0.0)) for n in names}
+    if len(weights) != len(names):
+        raise ValueError(f"score weights {weights} must have one entry per reward {list(names)}")
+    return {n: float(w) for n, w in zip(names, weights)}
+
+
+def compute_score(
+    data_source: str | None = None,
+    solution_str: str = "",
+    ground_truth: Any = None,
+    extra_info: Mapping[str, Any] | None = None,
+    *,
+    task: str | None = None,
+    task_options: Mapping[str, Any] | None = None,
+    tokenizer: str | None = None,
+    weights: Any = None,
+    **_ignored: Any,
+) -> dict[str, float]:
+    """Score one response: ``{"score": Σ_k w_k r_k over present components, <reward name>: r_k, ...}``.
+
+    Args (``reward_kwargs`` from the config): ``task`` (default: ``data_source``), ``task_options`` (keyword options
+    of :func:`varpo.tasks.get_task`, e.g. ``{max_tokens: 4000}``), ``tokenizer`` (name/path, for token-counting
+    rewards such as math ``length``; verl passes only the decoded text), ``weights`` (list or name->weight mapping
+    for ``"score"``, default 1 each). Other keyword arguments verl may add are ignored.
+    """
+    name = task or data_source
+    if not name:
+        raise ValueError("varpo.verl.rewards: set reward_kwargs.task (or a data_source naming a varpo task)")
+    options = json.dumps(_plain(task_options) or {}, sort_keys=True)
+    grader = _task(str(name), options, None if tokenizer is None else str(tokenizer))
+    values = grader.score(solution_str, **task_row(grader, _plain(ground_truth), _plain(extra_info)))
+    components = {k: (math.nan if v is None else float(v)) for k, v in values.items()}
+    w = _weights(weights, list(components))
+    score = sum(w[k] * v for k, v in components.items() if not math.isnan(v))
+    return {"score": float(score), **components}

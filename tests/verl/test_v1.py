@@ -1,0 +1,230 @@
+"""verl's V1 trainer path on CPU: the real ``PPOTrainer`` methods run against an in-memory TransferQueue.
+
+The fake stores what ``AgentLoopWorkerTQ`` puts (per-sample dicts turned into a TensorDict by verl's
+``list_of_dict_to_tensordict``: nested tensors, ``NonTensorStack`` for ``uid`` / ``extra_fields``) and answers
+``kv_batch_get`` / ``kv_batch_put`` the way verl's trainer uses them. Everything else is verl's code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("verl")
+pytest.importorskip("transfer_queue")
+
+from transfer_queue import KVBatchMeta  # noqa: E402
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker  # noqa: E402
+from verl.trainer.ppo.v1 import (  # noqa: E402
+    PPOTrainer,
+    PPOTrainerSync,
+    get_trainer_cls,
+    trainer_base,  # noqa: E402
+)
+from verl.utils import tensordict_utils as tu  # noqa: E402
+
+import varpo  # noqa: E402
+import varpo.verl.plugin  # noqa: E402,F401
+from tests.verl.helpers import KEYS, compose, group_ids, make_rows  # noqa: E402
+from varpo.verl import TRAINER_MODES  # noqa: E402
+from varpo.verl.losses import worker_loss  # noqa: E402
+from varpo.verl.settings import ConfigError  # noqa: E402
+from varpo.verl.trainer import MODES, VarpoTrainerMixin, VarpoTrainerSync  # noqa: E402
+
+COMMON = [
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
+    "actor_rollout_ref.rollout.n=4",
+    "data.train_batch_size=4",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+]
+
+
+class FakeTQ:
+    """The two TransferQueue calls verl's trainer makes, over an in-memory per-key store."""
+
+    def __init__(self):
+        self.store: dict[str, dict] = {}
+
+    def put_rows(self, keys, rows):
+        for key, row in zip(keys, rows):
+            self.store[key] = dict(row)
+
+    def kv_batch_get(self, keys, partition_id, select_fields=None):
+        rows = [{f: v for f, v in self.store[k].items() if select_fields is None or f in select_fields} for k in keys]
+        return tu.list_of_dict_to_tensordict(rows)
+
+    def kv_batch_put(self, keys, partition_id, fields, tags=None):
+        for name in fields.keys():
+            value = fields[name]
+            values = value.unbind(0) if isinstance(value, torch.Tensor) else value.tolist()
+            for key, v in zip(keys, values):
+                self.store[key][name] = v
+        return KVBatchMeta(keys=list(keys), tags=[{} for _ in keys], partition_id=partition_id)
+
+
+@pytest.fixture
+def fake_tq(monkeypatch):
+    fake = FakeTQ()
+    monkeypatch.setattr(trainer_base, "tq", fake)
+    return fake
+
+
+def rollout_in_tq(fake: FakeTQ, seed: int = 0):
+    """Samples as AgentLoopWorkerTQ stores them (key ``{uid}_{session}_0``), rows in shuffled key order."""
+    uids, rewards = make_rows(seed)
+    rng = np.random.default_rng(seed)
+    keys, rows, session = [], [], {}
+    for uid, r in zip(uids, rewards):
+        s = session[uid] = session.get(uid, -1) + 1
+        n = int(rng.integers(2, 7))
+        rm = torch.zeros(n)
+        rm[-1] = float(r.sum())
+        info = {"score": float(r.sum()), **{k: float(v) for k, v in zip(KEYS, r)}}
+        keys.append(f"{uid}_{s}_0")
+        rows.append({
+            "uid": uid,
+            "response_mask": torch.ones(n, dtype=torch.int64),
+            "rm_scores": rm,
+            "old_log_probs": torch.zeros(n),
+            "extra_fields": {"reward_extra_info": info, "min_global_steps": 0},
+        })
+    fake.put_rows(keys, rows)
+    batch = KVBatchMeta(keys=keys, tags=[{"seq_len": 10 + len(r["rm_scores"])} for r in rows], partition_id="train")
+    return batch, uids, rewards
+
+
+def trainer(cls, overrides):
+    """A trainer object with only what the tested methods read (``__init__`` would start Ray workers)."""
+    t = object.__new__(cls)
+    t.config = compose(COMMON + overrides)
+    t.use_critic, t.global_steps = False, 0
+    return t
+
+
+DVAO = ["algorithm.adv_estimator=varpo_dvao", f"+algorithm.varpo.reward_keys=[{','.join(KEYS)}]"]
+
+
+def test_trainer_modes_registered():
+    for mode in TRAINER_MODES:
+        assert issubclass(get_trainer_cls(mode), VarpoTrainerMixin)
+        assert get_trainer_cls(mode) is MODES[mode]
+
+
+def test_varpo_mode_carries_components_to_advantages(fake_tq):
+    batch, uids, rewards = rollout_in_tq(fake_tq, seed=1)
+    t = trainer(VarpoTrainerSync, DVAO + ["trainer.v1.trainer_mode=varpo"])
+    metrics = {}
+    t._compute_advantage(batch, metrics)
+    got = torch.stack([fake_tq.store[k]["advantages"][0] for k in batch.keys])
+    want = varpo.compute_advantages(torch.as_tensor(rewards), group_ids(uids), "dvao", names=KEYS).advantages
+    torch.testing.assert_close(got, want)
+    for key in batch.keys:  # broadcast over the whole response
+        adv = fake_tq.store[key]["advantages"]
+        assert torch.all(adv == adv[0])
+    assert {"varpo/weight/acc", "varpo/weight/fmt", "varpo/weight/len", "varpo/frac_zero_std_groups"} <= set(metrics)
+
+
+def test_stock_v1_mode_loses_components_and_we_fail_loudly(fake_tq):
+    batch, *_ = rollout_in_tq(fake_tq, seed=2)
+    t = trainer(PPOTrainerSync, DVAO)
+    with pytest.raises(RuntimeError, match="trainer_mode=varpo"):
+        t._compute_advantage(batch, {})
+
+
+def test_varpo_mode_single_reward_needs_no_components(fake_tq):
+    batch, uids, rewards = rollout_in_tq(fake_tq, seed=3)
+    t = trainer(VarpoTrainerSync, ["algorithm.adv_estimator=varpo_grpo", "trainer.v1.trainer_mode=varpo"])
+    t._compute_advantage(batch, {})
+    got = torch.stack([fake_tq.store[k]["advantages"][0] for k in batch.keys])
+    want = varpo.compute_advantages(torch.as_tensor(rewards.sum(1)), group_ids(uids), "grpo").advantages
+    torch.testing.assert_close(got, want)
+
+
+def test_non_varpo_estimator_passes_through_untouched(fake_tq):
+    batch, *_ = rollout_in_tq(fake_tq, seed=4)
+    t = trainer(VarpoTrainerSync, ["algorithm.adv_estimator=grpo", "trainer.v1.trainer_mode=varpo"])
+    metrics = {}
+    t._compute_advantage(batch, metrics)
+    assert "advantages" in fake_tq.store[batch.keys[0]] and not any(k.startswith("varpo/") for k in metrics)
+
+
+class FakeWorkerGroup:
+    def __init__(self, dp):
+        self._dispatch_info = {"actor": list(range(dp))}
+        self.loss_fn = None
+        self.update_extra_info = None
+
+    def set_loss_fn(self, fn):
+        self.loss_fn = fn
+
+    def update_actor(self, batch):
+        self.update_extra_info = dict(batch.extra_info)
+        return {"metrics": {"mfu": 0.5, "pg_loss": [0.1]}}
+
+
+GVPO = [
+    "actor_rollout_ref.actor.policy_loss.loss_mode=varpo_gvpo",
+    "algorithm.adv_estimator=varpo_dr_grpo",
+    "trainer.v1.trainer_mode=varpo",
+    "+algorithm.varpo.gvpo_beta=0.2",
+]
+
+
+def test_gvpo_balance_keeps_whole_groups_per_rank(fake_tq):
+    t = trainer(VarpoTrainerSync, GVPO)
+    t.actor_rollout_wg = FakeWorkerGroup(dp=2)
+    rng = np.random.default_rng(0)
+    uids = [f"g{i // 4}" for i in range(16)]
+    perm = rng.permutation(16)
+    keys = [f"{uids[i]}_{i % 4}_0" for i in perm]
+    fake_tq.put_rows(keys, [{"uid": uids[i]} for i in perm])
+    batch = KVBatchMeta(keys=keys, tags=[{"seq_len": int(rng.integers(5, 50))} for _ in keys], partition_id="train")
+    metrics = {}
+    out = t._balance_batch(batch, metrics)
+    halves = [out.keys[:8], out.keys[8:]]  # what verl dispatches to DP ranks 0 and 1
+    for half in halves:
+        for start in range(0, 8, 4):  # contiguous groups of rollout.n, as force_group_size expects
+            assert len({k.split("_")[0] for k in half[start : start + 4]}) == 1
+    assert any(k.startswith("global_seqlen") for k in metrics)
+
+
+def test_gvpo_update_actor_forces_group_size_and_init_installs_worker_loss(monkeypatch):
+    t = trainer(VarpoTrainerSync, GVPO)
+    t.actor_rollout_wg = FakeWorkerGroup(dp=1)
+    batch = KVBatchMeta(keys=["a_0_0"], tags=[{}], partition_id="train")
+    t._update_actor(batch, {})
+    assert t.actor_rollout_wg.update_extra_info["force_group_size"] == 4
+
+    monkeypatch.setattr(PPOTrainer, "init", lambda self: None)  # no Ray workers here
+    t.init()
+    loss = t.actor_rollout_wg.loss_fn
+    assert isinstance(loss, partial) and loss.func is worker_loss
+    assert loss.keywords["gvpo_beta"] == 0.2 and loss.keywords["group_size"] == 4
+
+
+def test_init_rejects_invalid_varpo_config(monkeypatch):
+    monkeypatch.setattr(PPOTrainer, "init", lambda self: None)
+    t = trainer(VarpoTrainerSync, GVPO + ["actor_rollout_ref.actor.shuffle=true"])
+    with pytest.raises(ConfigError, match="shuffle"):
+        t.init()
+
+
+def test_verl_v1_internals_we_rely_on_are_still_there():
+    """Fails loudly when a verl upgrade moves what the V1 modes override or read."""
+    for name, params in {
+        "_compute_advantage": ["self", "batch", "metrics"],
+        "_balance_batch": ["self", "batch", "metrics", "logging_prefix", "keep_minibatch"],
+        "_update_actor": ["self", "batch", "metrics"],
+        "init": ["self"],
+        "_get_required_batch_multiple": ["self", "dp_size"],
+    }.items():
+        assert list(inspect.signature(getattr(PPOTrainer, name)).parameters) == params, name
+    assert "compute_advantage_for_multi_trajectories" in inspect.getsource(PPOTrainer._compute_advantage)
+    assert "force_group_size" in inspect.getsource(__import__("verl.workers.engine.utils", fromlist=["x"]))
+    assert 'extra_fields["reward_extra_info"]' in inspect.getsource(AgentLoopWorker._compute_score)
+    assert "set_loss_fn" in dir(__import__("verl.workers.engine_workers", fromlist=["x"]).ActorRolloutRefWorker)
