@@ -27,6 +27,7 @@ engine) so that parallel runs never race to build the same cache entry.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -64,6 +65,9 @@ class HeldOutEval:
 
         spec = resolved.spec
         self.task = data.task_of(spec)
+        if "tokenizer" in {f.name for f in dataclasses.fields(self.task)}:
+            # count tokens the way training does (TRL passes completion_ids), not as regex word pieces
+            self.task = data.task_of(spec, tokenizer=tokenizer)
         self.rows = data.eval_data(spec)
         self.prompts = [_prompt_string(p, tokenizer) for p in self.rows["prompt"]]
         self.tokenizer = tokenizer
