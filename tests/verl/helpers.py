@@ -30,7 +30,9 @@ def make_rows(seed: int = 0) -> tuple[list[str], np.ndarray]:
     return [uids[i] for i in perm], np.asarray(rewards)[perm]
 
 
-def make_batch(seed: int = 0, *, equal_lengths: bool = False, resp_len: int = 8, prompt_len: int = 3, pad_rows: int = 0):
+def make_batch(
+    seed: int = 0, *, equal_lengths: bool = False, resp_len: int = 8, prompt_len: int = 3, pad_rows: int = 0
+):
     """A DataProto like the legacy trainer's at advantage time: uid + components in non_tensor_batch.
 
     ``pad_rows`` appends V1-style synthetic padding rows (own uid, empty response_mask, copied components).

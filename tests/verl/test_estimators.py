@@ -30,7 +30,12 @@ OPTIONS = {  # a non-default option per method so option plumbing is exercised t
 def run_verl(data, name, **varpo_options):
     """verl's legacy-trainer call, exactly as RayPPOTrainer.fit makes it (module global, keyword arguments)."""
     return ray_trainer.compute_advantage(
-        data, adv_estimator=name, gamma=1.0, lam=1.0, num_repeat=1, norm_adv_by_std_in_grpo=True,
+        data,
+        adv_estimator=name,
+        gamma=1.0,
+        lam=1.0,
+        num_repeat=1,
+        norm_adv_by_std_in_grpo=True,
         config=algo_config(**varpo_options),
     ).batch["advantages"]
 
@@ -69,9 +74,11 @@ def test_every_estimator_single_reward_uses_token_level_rewards(name):
 def test_grpo_and_dr_grpo_equal_verl_grpo(verl_name, norm, name):
     """Same eps (1e-6 added to std) and ddof (1, torch.std) as verl; all groups have >= 2 samples."""
     data, *_ = make_batch(seed=5)
-    theirs = ray_trainer.compute_advantage(
-        data, adv_estimator=verl_name, norm_adv_by_std_in_grpo=norm, config=algo_config()
-    ).batch["advantages"].clone()
+    theirs = (
+        ray_trainer.compute_advantage(data, adv_estimator=verl_name, norm_adv_by_std_in_grpo=norm, config=algo_config())
+        .batch["advantages"]
+        .clone()
+    )
     ours = run_verl(make_batch(seed=5)[0], name)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
@@ -139,7 +146,9 @@ def test_vl_norm_scales_advantages_and_equals_core_vl_norm_aggregation():
     logp = torch.randn(mask.shape, dtype=torch.float64)
     plain = core(rewards.sum(1), uids, "grpo", mask).to(torch.float64)
     verl_loss = core_algos.agg_loss(
-        loss_mat=-got.to(torch.float64) * logp, loss_mask=mask, loss_agg_mode="seq-mean-token-sum-norm",
+        loss_mat=-got.to(torch.float64) * logp,
+        loss_mask=mask,
+        loss_agg_mode="seq-mean-token-sum-norm",
         loss_scale_factor=m,
     )
     core_loss = varpo.aggregate_loss(-plain * logp, mask, "vl_norm", max_length=m, alpha=alpha)
@@ -188,8 +197,10 @@ def test_errors_name_the_fix():
     fn = core_algos.get_adv_estimator_fn("varpo_dvao")  # called directly: no trainer hook, no components
     with pytest.raises(RuntimeError, match="trainer_mode=varpo"):
         fn(
-            token_level_rewards=data.batch["token_level_rewards"], response_mask=data.batch["response_mask"],
-            index=data.non_tensor_batch["uid"], config=algo_config(reward_keys=list(KEYS)),
+            token_level_rewards=data.batch["token_level_rewards"],
+            response_mask=data.batch["response_mask"],
+            index=data.non_tensor_batch["uid"],
+            config=algo_config(reward_keys=list(KEYS)),
         )
     with pytest.raises(ValueError, match="uid"):
         fn(token_level_rewards=data.batch["token_level_rewards"], response_mask=data.batch["response_mask"])

@@ -52,8 +52,13 @@ def core_loss(uids, lengths, logps, old, centered):
     width = int(lengths.max())
     mask = (torch.arange(width)[None] < lengths[:, None]).to(torch.float64)
     per_seq, _ = varpo.policy_loss(
-        "gvpo", logprobs=padded(logps, width), old_logprobs=padded(old, width), advantages=centered,
-        mask=mask, group_ids=group_ids(uids), gvpo_beta=BETA,
+        "gvpo",
+        logprobs=padded(logps, width),
+        old_logprobs=padded(old, width),
+        advantages=centered,
+        mask=mask,
+        group_ids=group_ids(uids),
+        gvpo_beta=BETA,
     )
     return varpo.aggregate_loss(per_seq, torch.ones_like(per_seq), "token_mean")
 
@@ -69,9 +74,13 @@ def test_policy_loss_with_verl_signature_has_core_gradient():
     fn = get_policy_loss_fn("varpo_gvpo")
     with loss_groups(uids, gvpo_beta=BETA, group_size=N_PER_GROUP):
         loss, metrics = fn(
-            old_log_prob=padded(old, width), log_prob=padded(logps, width),
-            advantages=centered.unsqueeze(-1).to(torch.float64) * mask, response_mask=mask.bool(),
-            loss_agg_mode="token-mean", config=actor_config(), rollout_is_weights=None,
+            old_log_prob=padded(old, width),
+            log_prob=padded(logps, width),
+            advantages=centered.unsqueeze(-1).to(torch.float64) * mask,
+            response_mask=mask.bool(),
+            loss_agg_mode="token-mean",
+            config=actor_config(),
+            rollout_is_weights=None,
         )
     want = core_loss(uids, lengths, logps, old, centered)
     torch.testing.assert_close(loss, want)
@@ -85,8 +94,11 @@ def test_policy_loss_fails_loudly_without_groups_or_with_split_groups():
     width = int(lengths.max())
     mask = torch.arange(width)[None] < lengths[:, None]
     args = dict(
-        old_log_prob=padded(old, width), log_prob=padded(logps, width),
-        advantages=centered.unsqueeze(-1) * mask, response_mask=mask, config=actor_config(),
+        old_log_prob=padded(old, width),
+        log_prob=padded(logps, width),
+        advantages=centered.unsqueeze(-1) * mask,
+        response_mask=mask,
+        config=actor_config(),
     )
     fn = get_policy_loss_fn("varpo_gvpo")
     with pytest.raises(RuntimeError, match="trainer_mode=varpo"):
@@ -101,16 +113,18 @@ def micro_batch_source(uids, lengths, logps, old, centered) -> tuple:
     rows, prompt_lens = [], [2 + i % 3 for i in range(len(uids))]  # ragged, so TensorDict stores them nested
     for i, uid in enumerate(uids):
         n, prompt_len = int(lengths[i]), prompt_lens[i]
-        rows.append({
-            "uid": uid,
-            "prompts": torch.ones(prompt_len, dtype=torch.long),
-            "responses": torch.ones(n, dtype=torch.long),
-            "input_ids": torch.ones(prompt_len + n, dtype=torch.long),
-            "response_mask": torch.ones(n, dtype=torch.long),
-            "old_log_probs": old[i],
-            "advantages": torch.full((n,), float(centered[i]), dtype=torch.float64),
-            "row": torch.tensor(i),
-        })
+        rows.append(
+            {
+                "uid": uid,
+                "prompts": torch.ones(prompt_len, dtype=torch.long),
+                "responses": torch.ones(n, dtype=torch.long),
+                "input_ids": torch.ones(prompt_len + n, dtype=torch.long),
+                "response_mask": torch.ones(n, dtype=torch.long),
+                "old_log_probs": old[i],
+                "advantages": torch.full((n,), float(centered[i]), dtype=torch.float64),
+                "row": torch.tensor(i),
+            }
+        )
 
     def model_output(micro) -> dict:
         # The engine's log-probs cover prompt + response, shifted left by one token (no_padding_2_padding).
@@ -139,12 +153,19 @@ def test_whole_groups_survive_verl_batching_and_sum_to_the_full_batch_loss(dynam
     for rank in range(dp):  # verl dispatches contiguous chunks of the reordered batch to DP ranks
         chunk = tu.list_of_dict_to_tensordict([rows[i] for i in order[rank * total // dp : (rank + 1) * total // dp]])
         tu.assign_non_tensor(chunk, force_group_size=N_PER_GROUP)  # what _update_actor puts in extra_info
-        mini_batches = tu.make_iterator(chunk, mini_batch_size=total // dp, epochs=1, dataloader_kwargs={"shuffle": False})
+        mini_batches = tu.make_iterator(
+            chunk, mini_batch_size=total // dp, epochs=1, dataloader_kwargs={"shuffle": False}
+        )
         rank_loss = 0.0
         for mini in mini_batches:
             tu.assign_non_tensor(
-                mini, use_dynamic_bsz=dynamic, micro_batch_size_per_gpu=1, max_token_len_per_gpu=40,
-                dp_size=dp, batch_num_tokens=int(lengths.sum()), global_batch_size=total,
+                mini,
+                use_dynamic_bsz=dynamic,
+                micro_batch_size_per_gpu=1,
+                max_token_len_per_gpu=40,
+                dp_size=dp,
+                batch_num_tokens=int(lengths.sum()),
+                global_batch_size=total,
             )
             micro_batches, _ = prepare_micro_batches(mini)
             assert len(micro_batches) >= 2
@@ -164,8 +185,14 @@ def test_stock_row_order_splits_groups_and_is_rejected():
     uids, lengths, logps, old, centered = rollout(2, seed=2)
     rows, model_output = micro_batch_source(uids, lengths, logps, old, centered)
     mini = tu.list_of_dict_to_tensordict(rows[:6])
-    tu.assign_non_tensor(mini, use_dynamic_bsz=False, micro_batch_size_per_gpu=3, dp_size=1,
-                         batch_num_tokens=int(lengths.sum()), global_batch_size=8)
+    tu.assign_non_tensor(
+        mini,
+        use_dynamic_bsz=False,
+        micro_batch_size_per_gpu=3,
+        dp_size=1,
+        batch_num_tokens=int(lengths.sum()),
+        global_batch_size=8,
+    )
     micro = prepare_micro_batches(mini)[0][0]
     with pytest.raises(ValueError, match="whole groups"):
         worker_loss(actor_config(), model_output(micro), micro, gvpo_beta=BETA, group_size=N_PER_GROUP)

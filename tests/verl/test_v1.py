@@ -86,13 +86,15 @@ def rollout_in_tq(fake: FakeTQ, seed: int = 0):
         rm[-1] = float(r.sum())
         info = {"score": float(r.sum()), **{k: float(v) for k, v in zip(KEYS, r)}}
         keys.append(f"{uid}_{s}_0")
-        rows.append({
-            "uid": uid,
-            "response_mask": torch.ones(n, dtype=torch.int64),
-            "rm_scores": rm,
-            "old_log_probs": torch.zeros(n),
-            "extra_fields": {"reward_extra_info": info, "min_global_steps": 0},
-        })
+        rows.append(
+            {
+                "uid": uid,
+                "response_mask": torch.ones(n, dtype=torch.int64),
+                "rm_scores": rm,
+                "old_log_probs": torch.zeros(n),
+                "extra_fields": {"reward_extra_info": info, "min_global_steps": 0},
+            }
+        )
     fake.put_rows(keys, rows)
     batch = KVBatchMeta(keys=keys, tags=[{"seq_len": 10 + len(r["rm_scores"])} for r in rows], partition_id="train")
     return batch, uids, rewards

@@ -161,7 +161,9 @@ class VarpoSettings:
                 if self.uses_sigma_ema:
                     options["sigma_ema"] = varpo.SigmaEMA(*self.sigma_ema_args())
                 dummy = torch.tensor([[0.0] * k, [1.0] * k])
-                varpo.compute_advantages(dummy, torch.zeros(2, dtype=torch.long), method, self.reward_weights, **options)
+                varpo.compute_advantages(
+                    dummy, torch.zeros(2, dtype=torch.long), method, self.reward_weights, **options
+                )
         except ValueError as exc:
             raise ConfigError(f"algorithm.varpo: {exc}") from None
 

@@ -1,0 +1,104 @@
+"""varpo.verl.rewards: verl's dict format, loaded and called the way verl's reward loop does it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("verl")
+
+from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
+
+import varpo.tasks  # noqa: E402
+from tests.verl.helpers import compose  # noqa: E402
+from varpo.verl.rewards import compute_score, task_row  # noqa: E402
+
+TOOLRL = Path("/work/shared/data/toolrl/test.parquet")
+
+
+def verl_loaded(task: str, *extra: str):
+    """compute_score as verl's reward workers get it (pkg:// path, reward_kwargs bound by verl)."""
+    cfg = compose(
+        [
+            "reward.custom_reward_function.path=pkg://varpo.verl.rewards",
+            "reward.custom_reward_function.name=compute_score",
+            f"+reward.custom_reward_function.reward_kwargs.task={task}",
+            *extra,
+        ]
+    )
+    return get_custom_reward_fn(cfg)
+
+
+def call_like_naive_manager(fn, data_source, solution_str, ground_truth, extra_info):
+    # verl/experimental/reward_loop/reward_manager/naive.py: keyword call, then every key -> reward_extra_info
+    result = fn(data_source=data_source, solution_str=solution_str, ground_truth=ground_truth, extra_info=extra_info)
+    assert isinstance(result, dict) and "score" in result
+    return result
+
+
+@pytest.mark.parametrize(
+    ("task", "gt_of"),
+    [
+        ("toolcall", lambda r: r["ground_truth"]),
+        ("math", lambda r: r["answer"]),
+        ("countdown", lambda r: {"target": r["target"], "numbers": r["numbers"]}),
+    ],
+)
+def test_gold_completions_score_full_marks_through_verl_loader(task, gt_of):
+    fn = verl_loaded(task)
+    grader = varpo.tasks.get_task(task)
+    for row in grader.generate(n=6, seed=3):
+        result = call_like_naive_manager(
+            fn, "any_source", row["completion"], gt_of(row), {"index": 0, "split": "train"}
+        )
+        assert set(result) == {"score", *grader.reward_names}
+        assert result == {"score": result["score"], **grader.score(row["completion"], **row)}
+        assert result["score"] == pytest.approx(sum(v for k, v in result.items() if k != "score"))
+        assert all(grader.satisfied(row["completion"], **row).values())
+
+
+def test_score_weights_and_task_options():
+    row = varpo.tasks.get_task("math").generate(n=1, seed=0)[0]
+    out = compute_score("math", row["completion"], row["answer"], {}, task_options={"max_tokens": 1})
+    assert out["accuracy"] == 1.0 and out["length"] == 0.0 and out["score"] == 1.0
+    out = compute_score("math", "no answer here", row["answer"], {}, weights={"accuracy": 1.0})
+    assert out["score"] == 0.0 and out["length"] == 1.0
+    with pytest.raises(ValueError, match="unknown rewards"):
+        compute_score("math", "x", "1", {}, weights={"acc": 1.0})
+
+
+def test_not_applicable_is_nan_not_zero():
+    out = compute_score("math", "The answer is 3.", "", {})  # no gold answer: accuracy does not apply
+    assert math.isnan(out["accuracy"]) and out["score"] == out["length"]
+
+
+def test_row_mapping():
+    task = varpo.tasks.get_task("countdown")
+    assert task_row(task, {"target": 5, "numbers": [1, 4]}, {"index": 1}) == {
+        "index": 1,
+        "target": 5,
+        "numbers": [1, 4],
+    }
+    math_task = varpo.tasks.get_task("math")
+    assert task_row(math_task, "42", {"answer": "7"})["answer"] == "7"  # extra_info wins
+    assert task_row(math_task, "42", None)["answer"] == "42"
+    with pytest.raises(ValueError, match="reward_kwargs.task"):
+        compute_score(None, "x", "1", {})
+
+
+@pytest.mark.skipif(not TOOLRL.exists(), reason="shared ToolRL sample not available")
+def test_real_toolrl_verl_parquet_rows():
+    """ToolRL's own verl parquet (data_source 'rlla'): gold outputs meet both objectives (ToolRL: correctness 3 for
+    tool calls, 0 — neutral — for response-only answers; format 1)."""
+    import pandas as pd
+
+    fn = verl_loaded("toolcall")
+    task = varpo.tasks.get_task("toolcall")
+    df = pd.read_parquet(TOOLRL)
+    for _, row in df.iterrows():
+        gt = row["reward_model"]["ground_truth"]
+        result = call_like_naive_manager(fn, row["data_source"], gt, gt, dict(row["extra_info"]))
+        assert result["format"] == 1.0 and result["correctness"] == (3.0 if "<tool_call>" in gt else 0.0)
+        assert all(task.satisfied(gt, ground_truth=gt).values())
