@@ -14,9 +14,38 @@ import varpo.tasks
 TASKS = {name: varpo.tasks.get_task(name) for name in ("toolcall", "math", "countdown")}
 ROWS = {name: TASKS[name].generate(4, seed=5).to_list() for name in TASKS}
 
-TAGS = ["<think>", "</think>", "<tool_call>", "</tool_call>", "<response>", "</response>", "<answer>", "</answer>",
-        "\\boxed{", "}", "{", '{"name": "', '", "parameters": {', "}}", "\n", "Answer:", "[", "]", "1", "-", "/",
-        "\ufffd", "\x00", " ", "get_weather", "celsius", "(", ")", "*", "9^{9^{9}}"]
+TAGS = [
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<response>",
+    "</response>",
+    "<answer>",
+    "</answer>",
+    "\\boxed{",
+    "}",
+    "{",
+    '{"name": "',
+    '", "parameters": {',
+    "}}",
+    "\n",
+    "Answer:",
+    "[",
+    "]",
+    "1",
+    "-",
+    "/",
+    "\ufffd",
+    "\x00",
+    " ",
+    "get_weather",
+    "celsius",
+    "(",
+    ")",
+    "*",
+    "9^{9^{9}}",
+]
 
 tag_soup = st.lists(st.sampled_from(TAGS), max_size=40).map("".join)
 text = st.one_of(st.text(max_size=300), tag_soup, st.binary(max_size=200).map(lambda b: b.decode("utf-8", "replace")))
@@ -54,8 +83,10 @@ def test_edited_gold_completions_stay_in_range(prefix, junk):
 ADVERSARIAL = {
     "empty": "",
     "whitespace": " \n\t " * 100,
-    "1MB garbage": ("<think>{[\"\\boxed{9^{9^9}}\ufffd<answer>(((" * 40000)[:1_000_000],
-    "1MB valid-looking": "<think> x </think>\n<tool_call>\n" + '{"name": "a", "parameters": {}}\n' * 32000 + "</tool_call>",
+    "1MB garbage": ('<think>{["\\boxed{9^{9^9}}\ufffd<answer>(((' * 40000)[:1_000_000],
+    "1MB valid-looking": "<think> x </think>\n<tool_call>\n"
+    + '{"name": "a", "parameters": {}}\n' * 32000
+    + "</tool_call>",
     "unbalanced tags": "<think><think></think><tool_call></tool_call></tool_call><answer><answer></answer>\\boxed{{{",
     "replacement chars": "\ufffd" * 10_000 + "<think>\ufffd</think>\n<answer>\ufffd</answer>",
     "nested json 100k": "<think> t </think>\n<tool_call>\n" + "[" * 100_000 + "\n</tool_call>",
@@ -88,27 +119,38 @@ def test_non_string_completions_read_as_empty():
 
 
 def test_no_grader_executes_model_output(monkeypatch, tmp_path):
-    """Completions whose evaluation would create a file or set a builtin, in every place a grader parses; and
-    `eval`/`exec` are forbidden while grading (math-verify's LaTeX path and the AST evaluator need neither)."""
+    """Completions whose evaluation would create a file or set a builtin, in every place a grader parses.
+
+    `eval`/`exec` are spied on while grading: libraries use them on their own code (module imports, mpmath's
+    generated methods, sympy's `exec("from sympy import *")` and `eval("Integer (42 )")` for the numeric literals
+    latex2sympy's grammar matched), but no text of a completion may ever reach them.
+    """
     marker = tmp_path / "pwned"
     payloads = [
         f"__import__('pathlib').Path({str(marker)!r}).touch()",
         "__import__('builtins').__setattr__('VARPO_PWNED', 1)",
-        "exec(\"import builtins; builtins.VARPO_PWNED = 1\")",
+        'exec("import builtins; builtins.VARPO_PWNED = 1")',
+        "open('x', 'w').write('1')",
     ]
-    calls = []
+    seen = []
+    real_eval, real_exec = builtins.eval, builtins.exec
 
-    def forbidden(*args, **kwargs):
-        calls.append(args)
-        raise AssertionError("eval/exec called while grading")
+    def spy(real):
+        def call(code, *args, **kwargs):
+            if isinstance(code, str):
+                seen.append(code)
+            return real(code, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "eval", forbidden)
-    monkeypatch.setattr(builtins, "exec", forbidden)
+        return call
+
+    monkeypatch.setattr(builtins, "eval", spy(real_eval))
+    monkeypatch.setattr(builtins, "exec", spy(real_exec))
     completions = []
     for p in payloads:
         completions += [
             f"<think> {p} </think>\n<answer> {p} </answer>",
             f"\\boxed{{{p}}}",
+            f"\\boxed{{{p} + 1}}",
             f"Answer: {p}",
             f'<think> x </think>\n<tool_call>\n{{"name": "{p}", "parameters": {{"a": "{p}"}}}}\n</tool_call>',
             p,
@@ -117,6 +159,8 @@ def test_no_grader_executes_model_output(monkeypatch, tmp_path):
         for row in ROWS[task_name]:
             for c in completions:
                 task.score(c, **row)
-    assert calls == []
+    monkeypatch.undo()
+    fragments = ("__import__", "VARPO_PWNED", "pwned", "'x', 'w'")  # sympy would pass `__import__ ('os')`
+    assert not [code for code in seen if any(f in code for f in fragments)]
     assert not marker.exists()
     assert not hasattr(builtins, "VARPO_PWNED")

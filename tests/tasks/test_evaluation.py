@@ -99,3 +99,28 @@ def test_verl_round_trip(name, tmp_path):
     else:
         loaded = task.load(str(tmp_path / "v.parquet"))
         assert loaded["answer"] == ds["answer"]
+
+
+def test_generators_do_not_depend_on_hash_randomization():
+    """Same (n, seed, split) -> same data in a fresh interpreter with another PYTHONHASHSEED."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, json, varpo.tasks as T\n"
+        "rows = [T.get_task(n, **o).generate(60, seed=3, split=s).to_list() for n, o in "
+        "[('toolcall', {'corrupt_frac': 0.3}), ('math', {}), ('countdown', {})] for s in ('train', 'test')]\n"
+        "print(hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    rows = [
+        varpo.tasks.get_task(n, **o).generate(60, seed=3, split=s).to_list()
+        for n, o in [("toolcall", {"corrupt_frac": 0.3}), ("math", {}), ("countdown", {})]
+        for s in ("train", "test")
+    ]
+    here = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    assert other.stdout.strip() == here

@@ -46,8 +46,20 @@ def test_extract_answer_reads_only_the_tail():
 
 @pytest.mark.parametrize(
     ("s", "value"),
-    [("42", 42), ("-3", -3), ("1,260", 1260), ("2.25", 2.25), ("$36$", 36), ("3/4", 0.75), (r"\frac{1}{2}", 0.5),
-     (r"-\dfrac{3}{6}", -0.5), ("10.", 10), ("x", None), ("1/0", None), (r"\frac{1}{0}", None)],
+    [
+        ("42", 42),
+        ("-3", -3),
+        ("1,260", 1260),
+        ("2.25", 2.25),
+        ("$36$", 36),
+        ("3/4", 0.75),
+        (r"\frac{1}{2}", 0.5),
+        (r"-\dfrac{3}{6}", -0.5),
+        ("10.", 10),
+        ("x", None),
+        ("1/0", None),
+        (r"\frac{1}{0}", None),
+    ],
 )
 def test_to_number(s, value):
     got = to_number(s)
@@ -139,7 +151,9 @@ def test_gsm8k_layout_file_gold_scores_full_marks(task, gsm8k_path):
 
 
 def test_math500_aime_dapo_and_custom_layouts(task, tmp_path):
-    math500 = [{"problem": "Simplify $\\frac{6}{8}$.", "solution": "It is $\\boxed{\\frac34}$.", "answer": "\\frac{3}{4}"}]
+    math500 = [
+        {"problem": "Simplify $\\frac{6}{8}$.", "solution": "It is $\\boxed{\\frac34}$.", "answer": "\\frac{3}{4}"}
+    ]
     aime = [{"Problem": "Find 2+2.", "Answer": 4}]
     dapo = [
         {

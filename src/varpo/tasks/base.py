@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import math
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -49,7 +50,7 @@ def _content_text(content: Any) -> str:
 
 
 def prompt_text(prompt: Any) -> str:
-    """A prompt as one string: plain prompts as they are, chat prompts as their message contents joined by blank lines."""
+    """A prompt as one string: plain prompts as they are, chat prompts as their contents joined by blank lines."""
     if isinstance(prompt, str):
         return prompt
     if isinstance(prompt, Sequence) and not isinstance(prompt, bytes | bytearray):
@@ -222,8 +223,6 @@ def in_split(key: str, split: str, test_buckets: int = 1, buckets: int = 10) -> 
 
     Keyed on the problem itself (not the sample index), so the splits stay disjoint for any `n` and `seed`.
     """
-    import zlib
-
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     is_test = zlib.crc32(key.encode("utf-8")) % buckets < test_buckets

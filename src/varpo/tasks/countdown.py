@@ -93,7 +93,8 @@ def _score_format(text: str, prompt: Any = None) -> float:
 
 
 accuracy = RewardFn("accuracy", _score_accuracy, columns=("target", "numbers"), optional=("prompt",), low=0, high=1)
-format = RewardFn("format", _score_format, columns=(), optional=("prompt",), low=0, high=1)  # noqa: A001
+# Named `format` on purpose (shadowing the builtin in this module): the name is the reward's stable key.
+format = RewardFn("format", _score_format, columns=(), optional=("prompt",), low=0, high=1)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Problems: built from a random expression over the numbers, so every target is reachable.
@@ -268,6 +269,11 @@ class CountdownTask(Task):
             if completion is not None and as_messages:
                 completion = as_chat(completion, "assistant")
             records.append(
-                {"prompt": prompt, "completion": completion, "target": int(target), "numbers": " ".join(map(str, numbers))}
+                {
+                    "prompt": prompt,
+                    "completion": completion,
+                    "target": int(target),
+                    "numbers": " ".join(map(str, numbers)),
+                }
             )
         return to_dataset(records)

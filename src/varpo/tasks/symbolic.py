@@ -5,7 +5,8 @@ by file path (`python symbolic.py`), without importing varpo or torch: the child
 `[gold, pred, timeout_s]` on stdin and answers "1"/"0" per line.
 
 Only math-verify's LaTeX extraction is used. Its plain-expression extraction goes through `sympy.parse_expr`,
-which calls `eval` on transformed model output; the LaTeX path parses with latex2sympy's own grammar.
+which calls `eval` on transformed model output; the LaTeX path parses with latex2sympy's ANTLR grammar, and the only
+text it hands to sympy's string parser is a number token the grammar matched (`sympy.Number("42")`).
 """
 
 from __future__ import annotations

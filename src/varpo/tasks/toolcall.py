@@ -84,7 +84,8 @@ def correctness_reward(correctness_range: str = "toolrl") -> RewardFn:
 
 
 correctness = correctness_reward("toolrl")
-format = RewardFn("format", _score_format, columns=("ground_truth",), low=0.0, high=1.0)  # noqa: A001
+# Named `format` on purpose (shadowing the builtin in this module): the name is the reward's stable key.
+format = RewardFn("format", _score_format, columns=("ground_truth",), low=0.0, high=1.0)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Catalogue of the built-in generator: small, typed, and every value appears verbatim in the request.
