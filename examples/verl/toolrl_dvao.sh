@@ -2,9 +2,9 @@
 # Tool use with ToolRL's correctness + format rewards, DVAO advantages, on stock verl 0.9.1 with the varpo plug-in.
 #
 # Source: ToolRL (Qian et al. 2025, arXiv 2504.13958, github qiancheng0/ToolRL, GRPO script): rlla_4k data,
-# batch 512 prompts, rollout.n = 4, lr 1e-6, max response 1024, KL coefficient 0.001, 15 epochs; the model
-# Qwen2.5-3B-Instruct is one of ToolRL's and DVAO's (arXiv 2605.25604, Table 2) tool-use models. Rewards as ToolRL:
-# correctness in [-3, 3], format in {0, 1} (varpo.tasks "toolcall").
+# batch 512 prompts, rollout.n = 4, lr 1e-6, max response 1024, KL coefficient 0.001, 15 epochs; model
+# Qwen2.5-3B-Instruct (one of ToolRL's models; DVAO arXiv 2605.25604 Table 2 evaluates this tool-use setting).
+# Rewards as ToolRL: correctness in [-3, 3], format in {0, 1} (varpo.tasks "toolcall").
 # Our choices: ToolRL put the KL penalty into the reward; with reward components the penalty would be dropped
 # (components come straight from the grader, as in verl's gdpo), so we use the equivalent-strength KL *loss*.
 # Other papers on the same data: GDPO (arXiv 2601.05242) -> algorithm.adv_estimator=varpo_gdpo;

@@ -17,9 +17,9 @@ from verl.workers.engine.utils import prepare_micro_batches  # noqa: E402
 import varpo  # noqa: E402
 import varpo.verl.plugin  # noqa: E402,F401
 from tests.verl.helpers import group_ids  # noqa: E402
+from varpo.verl.batching import group_aligned_order  # noqa: E402
 from varpo.verl.context import loss_groups  # noqa: E402
 from varpo.verl.losses import worker_loss  # noqa: E402
-from varpo.verl.trainer import group_aligned_order  # noqa: E402
 
 N_PER_GROUP, BETA = 4, 0.1
 

@@ -131,6 +131,25 @@ def test_varpo_mode_carries_components_to_advantages(fake_tq):
     assert {"varpo/weight/acc", "varpo/weight/fmt", "varpo/weight/len", "varpo/frac_zero_std_groups"} <= set(metrics)
 
 
+def test_components_written_as_top_level_fields_by_the_colocated_reward_path(fake_tq):
+    batch, uids, rewards = rollout_in_tq(fake_tq, seed=5)
+    for key in batch.keys:  # _compute_reward_colocate writes reward_extra_keys next to rm_scores
+        info = fake_tq.store[key].pop("extra_fields")["reward_extra_info"]
+        fake_tq.store[key].update({k: info[k] for k in KEYS})
+    t = trainer(VarpoTrainerSync, DVAO + ["trainer.v1.trainer_mode=varpo"])
+    t._compute_advantage(batch, {})
+    got = torch.stack([fake_tq.store[k]["advantages"][0] for k in batch.keys])
+    want = varpo.compute_advantages(torch.as_tensor(rewards), group_ids(uids), "dvao", names=KEYS).advantages
+    torch.testing.assert_close(got, want)
+
+
+def test_unknown_component_key_names_what_the_reward_function_returned(fake_tq):
+    batch, *_ = rollout_in_tq(fake_tq, seed=6)
+    t = trainer(VarpoTrainerSync, ["algorithm.adv_estimator=varpo_dvao", "+algorithm.varpo.reward_keys=[acc,nope]"])
+    with pytest.raises(KeyError, match=r"returned keys \['acc', 'fmt', 'len', 'score'\]"):
+        t._compute_advantage(batch, {})
+
+
 def test_stock_v1_mode_loses_components_and_we_fail_loudly(fake_tq):
     batch, *_ = rollout_in_tq(fake_tq, seed=2)
     t = trainer(PPOTrainerSync, DVAO)

@@ -47,8 +47,8 @@ try:
     register()
 except BaseException:
     logger.error(
-        "varpo verl plug-in failed to load; varpo_* estimators, varpo_gvpo and the varpo trainer modes are NOT "
-        "available (verl itself only logs this at debug level)",
+        "varpo verl plug-in failed to load (traceback below; verl itself only logs this at debug level): varpo_* "
+        "estimators, varpo_gvpo, the legacy hook or the varpo trainer modes may be missing",
         exc_info=True,
     )
     raise

@@ -7,7 +7,8 @@ Why they exist: verl 0.9's V1 ``PPOTrainer._compute_advantage`` reads only ``uid
 ``rm_scores`` and log-probs from TransferQueue, so the per-component rewards a reward function returns (stored per
 sample in ``extra_fields["reward_extra_info"]``) never reach an estimator — not even verl's own ``gdpo``.
 
-* ``_compute_advantage``: fetch ``uid`` + ``extra_fields`` for the batch's keys, open
+* ``_compute_advantage``: fetch ``uid`` + ``extra_fields`` (and same-named top-level fields, where verl's colocated
+  reward-model path puts components) for the batch's keys, open
   :func:`varpo.verl.context.advantage_inputs` with the components, run verl's own method unchanged, then log the
   core's diagnostics as ``varpo/<stat>`` metrics.
 * ``_balance_batch`` (GVPO only): verl balances sequence lengths across DP ranks row by row, which splits groups.
@@ -23,9 +24,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Any
 
-import torch
 from verl.trainer.ppo.v1 import (
     PPOTrainer,
     PPOTrainerColocateAsync,
@@ -35,68 +34,14 @@ from verl.trainer.ppo.v1 import (
 )
 from verl.trainer.ppo.v1 import trainer_base as _base
 from verl.utils.config import omega_conf_to_dataclass
-from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions, log_seqlen_unbalance
+from verl.utils.seqlen_balancing import log_seqlen_unbalance
 
+from varpo.verl.batching import group_aligned_order, reward_components
 from varpo.verl.context import advantage_inputs, as_list
 from varpo.verl.losses import worker_loss
 from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings, check_config, uses_gvpo
 
 logger = logging.getLogger("varpo.verl")
-
-
-def components_from_extra_fields(uids: list[Any], extra_fields: list[Any], keys: tuple[str, ...]) -> dict[str, list]:
-    """Row-aligned columns ``{"uid": [...], key: [...]}`` from each sample's ``extra_fields["reward_extra_info"]``.
-
-    A component missing for a sample becomes ``None`` (NaN, i.e. "missing", in the core); a key missing for every
-    sample is a configuration error.
-    """
-    infos = [ef.get("reward_extra_info", {}) if isinstance(ef, dict) else {} for ef in extra_fields]
-    columns: dict[str, list] = {"uid": list(uids)}
-    for key in keys:
-        if infos and not any(key in info for info in infos):
-            available = sorted({k for info in infos for k in info})
-            raise KeyError(
-                f"reward component {key!r} (algorithm.varpo.reward_keys) is in no sample's reward_extra_info; "
-                f"the reward function returned keys {available}"
-            )
-        columns[key] = [info.get(key) for info in infos]
-    return columns
-
-
-def group_aligned_order(
-    uids: list[Any], seq_lens: list[int], *, dp_size: int, group_size: int, batch_multiple: int
-) -> tuple[list[int], list[list[int]]]:
-    """Row order that gives every DP rank whole uid groups, contiguously, balanced by group workload.
-
-    Returns ``(order, partitions)``: ``order`` for ``KVBatchMeta.reorder``; ``partitions[r]`` the original row
-    indices on rank ``r`` (for verl's balance metrics). Raises ``ValueError`` when the batch cannot be split into
-    whole groups (incomplete groups, or a size verl would pad with synthetic rows).
-    """
-    groups: dict[str, list[int]] = {}
-    for row, uid in enumerate(uids):
-        groups.setdefault(str(uid), []).append(row)
-    bad = {uid: len(rows) for uid, rows in groups.items() if len(rows) != group_size}
-    if bad:
-        sample = dict(list(bad.items())[:3])
-        raise ValueError(
-            f"varpo_gvpo needs every group complete with rollout.n={group_size} samples; got sizes {sample} "
-            "(failed rollouts or multi-output agent loops); set trainer.v1.sampler.sync_refill_failed_groups=true "
-            "or use single-output agent loops"
-        )
-    if len(uids) % batch_multiple:
-        raise ValueError(
-            f"varpo_gvpo: {len(uids)} rows is not a multiple of {batch_multiple} (lcm of DP size and PPO mini-batch "
-            "rows); verl would pad with synthetic rows that break group alignment. Make data.train_batch_size a "
-            "multiple of actor.ppo_mini_batch_size and of the DP size"
-        )
-    if len(groups) % dp_size:
-        raise ValueError(f"varpo_gvpo: {len(groups)} groups cannot be split evenly over {dp_size} DP ranks")
-    workload = calculate_workload(torch.tensor(seq_lens, dtype=torch.int64)).tolist()
-    members = list(groups.values())
-    group_workload = [sum(workload[r] for r in rows) for rows in members]
-    group_partitions = get_seqlen_balanced_partitions(group_workload, k_partitions=dp_size, equal_size=True)
-    partitions = [[row for g in part for row in members[g]] for part in group_partitions]
-    return [row for part in partitions for row in part], partitions
 
 
 class VarpoTrainerMixin:
@@ -127,10 +72,9 @@ class VarpoTrainerMixin:
         keys = self.varpo_settings.reward_keys
         if not keys:
             return {}
-        data = _base.tq.kv_batch_get(
-            keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"]
-        )
-        return components_from_extra_fields(as_list(data["uid"]), as_list(data["extra_fields"]), keys)
+        fields = ["uid", "extra_fields", *keys]  # verl's own gets select optional fields the same way
+        data = _base.tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        return reward_components(data, keys)
 
     def _compute_advantage(self, batch, metrics: dict):
         if self.config.algorithm.adv_estimator not in METHOD_OF_ESTIMATOR:
