@@ -123,8 +123,8 @@ def score_table(
 ) -> list[ScoreRow]:
     """Per variant at ``weights`` (None: all weights pooled): mean ± CI over runs of each objective and "all".
 
-    A first row "start" holds the starting model's score (eval curve step 0) when the runs recorded one, so each
-    method can be read against where it began.
+    A first row "start (step 0)" holds the starting model's score (eval curve step 0, one value per seed) when the
+    runs recorded one, so each method can be read against where it began.
     """
     columns = [*objectives, "all"]
     rows = []
@@ -139,16 +139,17 @@ def score_table(
 
 
 def _start_scores(runs: Sequence[Run], columns: Sequence[str]) -> dict[str, list[float]] | None:
-    """Step-0 eval of every run that has one (all runs start from the same model, so these are replicates)."""
-    found = {c: [] for c in columns}
-    any_found = False
+    """Step-0 eval per seed (runs of one seed start from the same model and share the evaluation prompts and
+    sampling seed, so they are one measurement, not replicates): the first run of each seed that recorded one."""
+    found: dict[str, dict[int, float]] = {c: {} for c in columns}
     for r in runs:
         for c in columns:
             steps, scores = r.curve_scores(c)
             if len(steps) and steps[0] == 0:
-                found[c].append(float(scores[0]))
-                any_found = True
-    return found if any_found else None
+                found[c].setdefault(r.point.seed, float(scores[0]))
+    if not any(found.values()):
+        return None
+    return {c: list(v.values()) for c, v in found.items()}
 
 
 @dataclass

@@ -146,6 +146,9 @@ def _hv_reading(rows, confidence) -> str:
     if not scored:
         return "No variant has a finished run."
     best = max(scored, key=lambda r: r.ci.mean)
+    tied = [r.variant for r in scored if r.ci.mean == best.ci.mean]
+    if len(tied) > 1:
+        return f"The highest mean hypervolume ({best.ci.mean:.4f}) is shared by {', '.join(f'`{v}`' for v in tied)}."
     if best.ci.n < 2:
         return f"Highest mean: `{best.variant}`; with one seed there are no intervals, so no difference is established."
     overlap = [r.variant for r in scored if r is not best and r.ci.n >= 2 and r.ci.high >= best.ci.low]

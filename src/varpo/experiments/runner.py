@@ -2,7 +2,7 @@
 ``eval.json`` last (atomically). This is the default runner of :func:`varpo.experiments.sweep.run_sweep`::
 
     python -m varpo.experiments.runner CONFIG --run-dir DIR [key=value …]     # one run
-    python -m varpo.experiments.runner CONFIG --prepare [key=value …]         # build the shared start model only
+    python -m varpo.experiments.runner CONFIG --prepare [key=value …]         # shared start model + its step-0 eval
 
 ``key=value`` are engine config keys (``varpo.run.spec``: RunSpec + VarpoGRPOConfig fields), plus two keys the
 runner itself consumes:
@@ -21,7 +21,7 @@ model. The step-0 evaluation depends only on the start model and these settings,
 (``$VARPO_CACHE/eval``) and shared by every method of a seed.
 
 ``--prepare`` builds what all runs of a seed share (``builtin:tiny`` and the SFT warm start, both cached by the
-engine) so that parallel runs never race to build the same cache entry.
+engine, and the cached step-0 evaluation) so that parallel runs never race to build the same cache entry.
 """
 
 from __future__ import annotations
@@ -201,7 +201,9 @@ def run(config: str, run_dir: Path, overrides: list[str]) -> dict:
 
 
 def prepare(config: str, overrides: list[str]) -> str:
-    """Build (or find cached) the start model of a run: ``builtin:tiny`` and the SFT warm start for its seed."""
+    """Build (or find cached) what every run of a seed shares: ``builtin:tiny``, the SFT warm start for the seed,
+    and the step-0 held-out evaluation of that start model."""
+    from varpo import models
     from varpo.run.spec import load_config
     from varpo.run.train import cpu_defaults, set_threads, start_model
 
@@ -209,14 +211,19 @@ def prepare(config: str, overrides: list[str]) -> str:
     resolved = load_config(config, engine_overrides)
     set_threads(resolved.spec)
     args = resolved.trainer_config(**cpu_defaults(resolved.train))
-    return start_model(resolved.spec, args.seed)
+    start = start_model(resolved.spec, args.seed)
+    model, tokenizer = models.load(start)
+    _cached_start_eval(HeldOutEval(resolved, args, tokenizer), start, model)
+    return start
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m varpo.experiments.runner", description=__doc__.split("\n")[0])
     parser.add_argument("config")
     parser.add_argument("--run-dir", type=Path)
-    parser.add_argument("--prepare", action="store_true", help="only build the shared start model")
+    parser.add_argument(
+        "--prepare", action="store_true", help="only build the shared start model and its step-0 evaluation"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value")
     ns = parser.parse_intermixed_args(argv)
     if ns.prepare:
