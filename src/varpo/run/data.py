@@ -35,7 +35,10 @@ def _corrupt_option(spec: RunSpec) -> dict:
 def train_data(spec: RunSpec):
     """RL prompts (the gold ``completion`` column is dropped: the policy must not see it)."""
     task = task_of(spec)
-    ds = task.load(spec.train_file) if spec.train_file else task.generate(spec.train_prompts, spec.task_seed + 1)
+    if spec.train_file:
+        ds = task.load(spec.train_file, **spec.load_options)
+    else:
+        ds = task.generate(spec.train_prompts, spec.task_seed + 1)
     return ds.remove_columns([c for c in ("completion",) if c in ds.column_names])
 
 
@@ -43,7 +46,7 @@ def eval_data(spec: RunSpec, n: int | None = None):
     """Held-out prompts (test split) or the user's evaluation file."""
     task = task_of(spec)
     if spec.eval_file:
-        return task.load(spec.eval_file)
+        return task.load(spec.eval_file, **spec.load_options)
     return task.generate(n or spec.eval_prompts, seed=spec.task_seed, split="test")
 
 
@@ -53,7 +56,7 @@ def corpus(spec: RunSpec) -> list[str]:
     demos = task.generate(max(spec.sft_demos, 1), seed=spec.task_seed, split="train")
     texts = [_text(p) + _text(c) for p, c in zip(demos["prompt"], demos["completion"], strict=True)]
     if spec.train_file:
-        texts += [_text(p) for p in task.load(spec.train_file)["prompt"]]
+        texts += [_text(p) for p in task.load(spec.train_file, **spec.load_options)["prompt"]]
     return texts
 
 

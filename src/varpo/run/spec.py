@@ -33,6 +33,9 @@ class RunSpec:
     task: str = field(default="toolcall", metadata={"help": "varpo.tasks task name."})
     task_options: dict = field(default_factory=dict, metadata={"help": "Keyword options of get_task()."})
     train_file: str | None = field(default=None, metadata={"help": "User training data (task.load); else generated."})
+    load_options: dict = field(
+        default_factory=dict, metadata={"help": "Keyword options of task.load() (layout, columns, split, name)."}
+    )
     train_prompts: int = field(default=512, metadata={"help": "Generated training prompts."})
     task_seed: int = field(default=0, metadata={"help": "Seed of the generated data (train, SFT demos, eval)."})
     warm_start: str | None = field(
@@ -88,21 +91,26 @@ def check_key(key: str) -> None:
     raise ValueError(f"unknown config key {key!r}{suggestion}")
 
 
-def coerce(key: str, value: Any) -> Any:
-    """``value`` (a YAML value or a CLI string) converted to the declared type of field ``key``."""
+def coerce(key: str, value: Any, cli: bool = False) -> Any:
+    """``value`` converted to the declared type of field ``key``.
+
+    A CLI string is read as YAML first (numbers, booleans, lists, ``null``), falling back to the literal string,
+    so ``save_strategy=no`` stays "no" while ``bf16=false`` becomes False.
+    """
     check_key(key)
     target = hint(key)
-    if isinstance(value, str):
+    candidates = [value]
+    if cli and isinstance(value, str):
         try:
-            parsed = yaml.safe_load(value)
+            candidates = [yaml.safe_load(value), value]
         except yaml.YAMLError:
-            parsed = value
-        # "1e-6" stays a string in YAML 1.1; numbers and lists are parsed, strings for str fields kept verbatim.
-        value = parsed if parsed is not None or value.strip().lower() in ("null", "~", "") else value
-    try:
-        return _convert(value, target)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}={value!r} is invalid; expected {_type_name(target)}") from None
+            pass
+    for candidate in candidates:
+        try:
+            return _convert(candidate, target)
+        except (TypeError, ValueError):
+            continue
+    raise ValueError(f"{key}={value!r} is invalid; expected {_type_name(target)}")
 
 
 def _type_name(target: Any) -> str:
@@ -156,7 +164,7 @@ def _convert(value: Any, target: Any) -> Any:
             raise TypeError("expected a number")
         return float(value)
     if target is str:
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list, bool)):
             raise TypeError("expected a string")
         return str(value)
     if isinstance(target, type) and issubclass(target, enum.Enum):
@@ -172,7 +180,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ValueError(f"override {item!r} is invalid; expected key=value")
-        out[key] = coerce(key, raw)
+        out[key] = coerce(key, raw, cli=True)
     return out
 
 

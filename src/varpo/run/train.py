@@ -119,8 +119,8 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
         )
     )
     task = data.task_of(spec)
-    train_ds = data.train_data(spec)
-    rows.append(("task", f"{spec.task}: {len(train_ds)} train prompts, rewards {task.reward_names}"))
+    rows.append(("task", f"{spec.task} {spec.task_options or ''}".strip() + f": rewards {task.reward_names}"))
+    rows.append(("data", _check_data(spec)))
     if args.reward_weights is not None and len(args.reward_weights) != len(task.reward_funcs):
         raise ValueError(
             f"reward_weights={args.reward_weights} is invalid; allowed: {len(task.reward_funcs)} weights "
@@ -138,8 +138,20 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
         rows.append(("warm start", f"from {spec.warm_start} (not loaded in dry run)"))
     texts = data.corpus(spec) if spec.model == models.BUILTIN_TINY else None
     config, note = models.inspect(spec.model, texts, sft.tiny_spec(spec))
-    rows.append(("model", note + ("" if config is not None else " (skipped)")))
+    rows.append(("model", note))
     return rows
+
+
+def _check_data(spec: RunSpec) -> str:
+    """Load the training data if it is here; say what was skipped if it is a hub dataset (offline) or missing."""
+    source = spec.train_file
+    if source and not Path(source).exists():
+        if Path(source).suffix in (".parquet", ".json", ".jsonl") or source.startswith((".", "/", "~")):
+            return f"skipped: {source} not found here (needed at train time)"
+        if models.offline():
+            return f"skipped: hub dataset {source} (HF_HUB_OFFLINE=1; loaded at train time)"
+    ds = data.train_data(spec)
+    return f"{len(ds)} training prompts from {source or 'the built-in generator'}"
 
 
 def _mean(values) -> float:

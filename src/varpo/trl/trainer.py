@@ -64,8 +64,8 @@ _FORWARD_KEYS = (
 class Trace:
     """Opt-in record of what the trainer computed (``trainer.trace = Trace()``), for tests and debugging.
 
-    ``rollouts``: per generation batch, the global rewards ``[N, K]``, group ids ``[N]``, advantages ``[N]`` and the
-    options passed to :func:`varpo.compute_advantages`. ``loss_advantages``: the advantages each loss call received.
+    ``rollouts``: per generation batch, the global rewards ``[N, K]``, group ids ``[N]``, advantages ``[N]``, the
+    options passed to :func:`varpo.compute_advantages` and the dvao ``SigmaEMA`` state before the call. ``loss_advantages``: the advantages each loss call received.
     """
 
     rollouts: list[dict] = field(default_factory=list)
@@ -138,6 +138,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         # rank order, so sample j of the global batch belongs to prompt j // G.
         group_ids = torch.arange(n, device=rewards.device) // group_size
         options = self.advantage_options(train)
+        ema_before = self.sigma_ema.state_dict() if self.trace is not None and options["sigma_ema"] else None
         result = varpo.compute_advantages(
             rewards, group_ids, self.args.advantage_method, weights=self.reward_weights.to(rewards.device), **options
         )
@@ -157,6 +158,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
                     advantages=result.advantages.detach().cpu().clone(),
                     weights=self.reward_weights.clone(),
                     options={k: v for k, v in options.items() if k != "sigma_ema"},
+                    sigma_ema_state=ema_before,
                 )
             )
         return out

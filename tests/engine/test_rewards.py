@@ -1,0 +1,52 @@
+"""A reward function that raises costs only the failing samples' component; a component failing on every sample
+of a batch stops the run with a clear error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from varpo.trl import IsolatedReward, RewardFunctionError, read_metrics
+
+from .conftest import length
+
+
+def flaky(completions, **kwargs):
+    """Raises on the batch and on every third sample when retried alone."""
+    if len(completions) > 1 and any(len(c) % 3 == 0 for c in completions):
+        raise ZeroDivisionError("batch contains a bad sample")
+    if len(completions[0]) % 3 == 0:
+        raise ValueError("bad sample")
+    return [0.5 + len(c) / 100 for c in completions]
+
+
+def broken(completions, **kwargs):
+    raise RuntimeError("grader crashed")
+
+
+def test_isolated_reward_unit():
+    wrapped = IsolatedReward(flaky, "flaky")
+    out = wrapped(prompts=["p"] * 4, completions=["abc", "ab", "abcdef", "a"], ground_truth=["x"] * 4, trainer_state=1)
+    assert out[0] is None and out[2] is None and out[1] == pytest.approx(0.52) and out[3] == pytest.approx(0.51)
+    assert wrapped.pop_errors() == 2 and wrapped.pop_errors() == 0
+    assert wrapped.__name__ == "flaky"
+    with pytest.raises(RewardFunctionError, match="'broken' failed on all 2 samples.*RuntimeError: grader crashed"):
+        IsolatedReward(broken, "broken")(prompts=["p", "q"], completions=["a", "b"])
+
+
+def test_training_survives_failing_samples(make_trainer):
+    trainer = make_trainer(reward_funcs=[length, flaky], advantage_method="dvao", max_steps=3)
+    trainer.train()
+    errors = [r["reward/flaky/errors"] for r in read_metrics(trainer.args.output_dir) if "reward/flaky/errors" in r]
+    assert len(errors) == 3 and sum(errors) > 0
+    missing = sum(int(math.isnan(v)) for r in trainer.trace.rollouts for v in r["rewards"][:, 1].tolist())
+    assert missing == sum(errors)
+    for r in trainer.trace.rollouts:  # a missing component never turns into a NaN advantage
+        assert not r["advantages"].isnan().any()
+
+
+def test_component_failing_everywhere_stops(make_trainer):
+    trainer = make_trainer(reward_funcs=[length, broken], advantage_method="dvao")
+    with pytest.raises(RewardFunctionError, match="reward function 'broken' failed on all 8 samples"):
+        trainer.train()
