@@ -120,5 +120,13 @@ def eval_(
         _fail(err)
 
 
+# Experiments (issue 6): the grid runner and the report live in varpo.experiments; registered here so that
+# `varpo --help` lists every command.
+from varpo.experiments import cli as _experiments_cli  # noqa: E402
+
+app.command("sweep")(_experiments_cli.sweep)
+app.command("report")(_experiments_cli.report)
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
