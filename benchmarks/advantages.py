@@ -109,6 +109,17 @@ def bench_case(n: int, k: int, group_size: int, repeats: int, methods: list[str]
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def scaling_table(results: list[dict]) -> dict:
+    """time(N_hi)/time(N_lo) per contender and K, N_hi = largest N, N_lo = 4096 when measured (else smallest)."""
+    out = {}
+    for k in sorted({r["k"] for r in results}):
+        by_n = {r["n"]: r["median_s"] for r in results if r["k"] == k}
+        hi = max(by_n)
+        lo = 4096 if 4096 in by_n and hi > 4096 else min(by_n)
+        out[str(k)] = {"n_lo": lo, "n_hi": hi, "ratio": {c: by_n[hi][c] / by_n[lo][c] for c in by_n[hi]}}
+    return out
+
+
 def _git_commit() -> str:
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
@@ -136,12 +147,7 @@ def main() -> None:
             base = med["varpo/grpo"]
             for name, t in med.items():
                 print(f"  {name:32s} {t * 1e3:10.3f} ms   x{t / base:8.2f}")
-    # scaling: time(64k)/time(4k) per contender, per K
-    scaling = {}
-    for k in args.k:
-        by_n = {r["n"]: r["median_s"] for r in results if r["k"] == k}
-        lo, hi = min(by_n), max(by_n)
-        scaling[str(k)] = {"n_lo": lo, "n_hi": hi, "ratio": {c: by_n[hi][c] / by_n[lo][c] for c in by_n[hi]}}
+    scaling = scaling_table(results)
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": _git_commit(),
@@ -154,9 +160,9 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results, "scaling": scaling}, indent=1))
-    print(f"\nscaling time(N={max(args.n)})/time(N={min(args.n)}):")
     for k, s in scaling.items():
-        print(f"  K={k}: " + ", ".join(f"{c}={r:.1f}" for c, r in s["ratio"].items()))
+        print(f"\nscaling K={k} time(N={s['n_hi']})/time(N={s['n_lo']}) (linear = {s['n_hi'] / s['n_lo']:.0f}):")
+        print("  " + ", ".join(f"{c}={r:.1f}" for c, r in s["ratio"].items()))
     print(f"wrote {args.out}")
 
 
