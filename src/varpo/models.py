@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 BUILTIN_TINY = "builtin:tiny"
+BUILDER_VERSION = 1  # part of the cache key: bump when the tokenizer or model construction changes
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 _TAG = re.compile(r"</?[A-Za-z_][A-Za-z0-9_]*>")
@@ -119,6 +120,7 @@ def tiny_key(texts: list[str], spec: TinySpec) -> str:
 
     blob = json.dumps(
         {
+            "builder": BUILDER_VERSION,
             "spec": asdict(spec),
             "text": text_digest(texts),
             "tok": tokenizers.__version__,

@@ -18,6 +18,7 @@ import torch
 
 from varpo import models
 from varpo.run import data
+from varpo.run.progress import use_compact_progress
 from varpo.run.spec import RunSpec, digest
 
 MARKER = "varpo_sft.json"
@@ -86,6 +87,7 @@ def warm_start(spec: RunSpec, *, seed: int = 0, max_length: int = 512, force: bo
             dataloader_num_workers=0,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=demos, processing_class=tokenizer)
+        use_compact_progress(trainer)
         result = trainer.train()
         out = work / "model"
         trainer.save_model(str(out))

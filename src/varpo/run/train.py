@@ -15,6 +15,7 @@ import torch
 
 from varpo import models
 from varpo.run import data, sft
+from varpo.run.progress import use_compact_progress
 from varpo.run.spec import Resolved, RunSpec
 
 RUN_FILE = "run.json"
@@ -63,6 +64,7 @@ def build_trainer(resolved: Resolved):
         train_dataset=data.train_data(spec),
         processing_class=tokenizer,
     )
+    use_compact_progress(trainer)
     return trainer, start
 
 

@@ -1,0 +1,148 @@
+"""Overhead of VarpoGRPOTrainer(advantage_method="grpo") over TRL's own GRPOTrainer on the same tiny config.
+
+Both trainers start from the same builtin:tiny weights, data, seed and batch layout (TRL: loss_type="dapo" = token
+mean, group-z-scored reward sum; varpo: grpo + token_mean, i.e. the same objective). Runs are interleaved
+(plain, varpo, varpo, plain, ...) so drift in machine load hits both alike; the wall time of every optimizer step
+(generation + loss + backward + optimizer + logging, from ``on_step_begin`` to ``on_step_end``) is recorded, the
+first steps of each run are dropped as warm-up, and the ratio of medians is reported.
+
+    HF_HUB_OFFLINE=1 python benchmarks/engine_overhead.py [--repeats 6] [--steps 12]
+
+Writes ``benchmarks/results/engine_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import torch  # noqa: E402
+import trl  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+import varpo.tasks  # noqa: E402
+from varpo import models  # noqa: E402
+from varpo.trl import VarpoGRPOConfig, VarpoGRPOTrainer  # noqa: E402
+
+WARMUP = 2
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def common_args(out: str, steps: int) -> dict:
+    return dict(
+        output_dir=out,
+        use_cpu=True,
+        bf16=False,
+        max_steps=steps,
+        per_device_train_batch_size=32,
+        num_generations=8,
+        max_completion_length=48,
+        learning_rate=1e-4,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        gradient_checkpointing=False,
+        disable_tqdm=True,
+        seed=0,
+    )
+
+
+def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int) -> list[float]:
+    model, tokenizer = models.load(str(model_dir))
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        if kind == "trl":
+            args = trl.GRPOConfig(**common_args(out, steps), loss_type="dapo", scale_rewards="group")
+            trainer = trl.GRPOTrainer(
+                model=model,
+                reward_funcs=rewards,
+                args=args,
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                callbacks=[timer],
+            )
+        else:
+            args = VarpoGRPOConfig(**common_args(out, steps), advantage_method="grpo", loss_aggregation="token_mean")
+            trainer = VarpoGRPOTrainer(
+                model=model,
+                reward_funcs=rewards,
+                args=args,
+                train_dataset=dataset,
+                processing_class=tokenizer,
+                callbacks=[timer],
+            )
+        trainer.train()
+    return timer.times[WARMUP:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "engine_overhead.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    task = varpo.tasks.get_task("toolcall")
+    demos = task.generate(256, seed=0)
+    model_dir = models.build_tiny([p + c for p, c in zip(demos["prompt"], demos["completion"], strict=True)])
+    dataset = task.generate(512, seed=1).remove_columns(["completion"])
+    rewards = task.reward_funcs
+
+    times: dict[str, list[float]] = {"trl": [], "varpo": []}
+    medians: dict[str, list[float]] = {"trl": [], "varpo": []}
+    for repeat in range(args.repeats):
+        order = ("trl", "varpo") if repeat % 2 == 0 else ("varpo", "trl")
+        for kind in order:
+            step_times = run_once(kind, model_dir, dataset, rewards, args.steps)
+            times[kind] += step_times
+            medians[kind].append(statistics.median(step_times))
+            print(f"repeat {repeat} {kind:5s}: median step {medians[kind][-1] * 1000:.1f} ms", flush=True)
+
+    ratio = statistics.median(times["varpo"]) / statistics.median(times["trl"])
+    paired = [v / t for v, t in zip(medians["varpo"], medians["trl"], strict=True)]
+    result = {
+        "median_step_s": {k: statistics.median(v) for k, v in times.items()},
+        "ratio_of_medians": ratio,
+        "paired_ratios": paired,
+        "median_paired_ratio": statistics.median(paired),
+        "target": 1.05,
+        "config": {**common_args("-", args.steps), "repeats": args.repeats, "warmup_steps_dropped": WARMUP},
+        "versions": {"trl": trl.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"median step time: trl {result['median_step_s']['trl'] * 1000:.1f} ms, "
+        f"varpo {result['median_step_s']['varpo'] * 1000:.1f} ms -> ratio {ratio:.3f} "
+        f"(median of paired ratios {result['median_paired_ratio']:.3f}; target <= 1.05)"
+    )
+
+
+if __name__ == "__main__":
+    main()
