@@ -32,7 +32,7 @@ _TAG = re.compile(r"</?[A-Za-z_][A-Za-z0-9_]*>")
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Architecture of ``builtin:tiny`` (defaults: ~0.9M parameters, ~10 ms per 64-sample decode step on 1 core)."""
+    """Architecture of ``builtin:tiny`` (defaults: ~0.9M parameters, ~15 ms per 64-sample decode step on 1 core)."""
 
     vocab_size: int = 640
     hidden_size: int = 128
