@@ -81,7 +81,7 @@ def command(target, task, k, prompts, temperature, max_new_tokens, seed, console
         if not Path(target).exists() and models.offline():
             raise ValueError(f"model {target!r} is neither a run directory nor a local model (HF_HUB_OFFLINE=1)")
         spec = RunSpec(task=task)
-        columns = {Path(target).name or target: target}
+        columns = {str(target): target}
         temperature = 1.0 if temperature is None else temperature
         max_new_tokens = max_new_tokens or 256
     if prompts:
