@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -12,10 +11,11 @@ pytest.importorskip("verl")
 from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
 
 import varpo.tasks  # noqa: E402
+from tests.tasks.conftest import TOOLRL_TEST  # noqa: E402
 from tests.verl.helpers import compose  # noqa: E402
 from varpo.verl.rewards import compute_score, task_row  # noqa: E402
 
-TOOLRL = Path("/work/shared/data/toolrl/test.parquet")
+TOOLRL = TOOLRL_TEST
 
 
 def verl_loaded(task: str, *extra: str):
