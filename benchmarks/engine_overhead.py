@@ -72,25 +72,18 @@ def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int) -> list[f
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         if kind == "trl":
-            args = trl.GRPOConfig(**common_args(out, steps), loss_type="dapo", scale_rewards="group")
-            trainer = trl.GRPOTrainer(
-                model=model,
-                reward_funcs=rewards,
-                args=args,
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                callbacks=[timer],
-            )
+            cls, args = trl.GRPOTrainer, trl.GRPOConfig(**common_args(out, steps), loss_type="dapo", scale_rewards="group")
         else:
+            cls = VarpoGRPOTrainer
             args = VarpoGRPOConfig(**common_args(out, steps), advantage_method="grpo", loss_aggregation="token_mean")
-            trainer = VarpoGRPOTrainer(
-                model=model,
-                reward_funcs=rewards,
-                args=args,
-                train_dataset=dataset,
-                processing_class=tokenizer,
-                callbacks=[timer],
-            )
+        trainer = cls(
+            model=model,
+            reward_funcs=rewards,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[timer],
+        )
         trainer.train()
     return timer.times[WARMUP:]
 

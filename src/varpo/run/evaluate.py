@@ -16,14 +16,7 @@ from varpo.run.spec import RunSpec
 
 def flatten(result) -> dict[str, float]:
     """``EvalResult`` -> ``{"<name>/mean", "<name>/avg@k", "<name>/pass@k", "all/rate", "all/pass@k"}``."""
-    out: dict[str, float] = {}
-    for name in result.mean:
-        out[f"{name}/mean"] = result.mean[name]
-        out[f"{name}/avg@k"] = result.avg_at_k[name]
-        out[f"{name}/pass@k"] = result.pass_at_k[name]
-    out["all/rate"] = result.all_objectives
-    out["all/pass@k"] = result.all_objectives_pass_at_k
-    return out
+    return result.to_dict(prefix="", k_label="k")
 
 
 def evaluate_model(

@@ -51,15 +51,19 @@ class EvalResult:
     all_objectives: float = 0.0
     all_objectives_pass_at_k: float = 0.0
 
-    def to_dict(self) -> dict[str, float]:
-        """Flat metric keys: `eval/<name>/mean`, `eval/<name>/avg@k`, `eval/<name>/pass@k`, `eval/all/...`."""
+    def to_dict(self, prefix: str = "eval/", k_label: str | None = None) -> dict[str, float]:
+        """Flat metric keys: `eval/<name>/mean`, `eval/<name>/avg@k`, `eval/<name>/pass@k`, `eval/all/...`.
+
+        ``prefix`` replaces ``eval/``; ``k_label`` replaces the number after ``@`` (default: the k used).
+        """
+        at = str(self.k) if k_label is None else k_label
         out: dict[str, float] = {}
         for name in self.mean:
-            out[f"eval/{name}/mean"] = self.mean[name]
-            out[f"eval/{name}/avg@{self.k}"] = self.avg_at_k[name]
-            out[f"eval/{name}/pass@{self.k}"] = self.pass_at_k[name]
-        out["eval/all/rate"] = self.all_objectives
-        out[f"eval/all/pass@{self.k}"] = self.all_objectives_pass_at_k
+            out[f"{prefix}{name}/mean"] = self.mean[name]
+            out[f"{prefix}{name}/avg@{at}"] = self.avg_at_k[name]
+            out[f"{prefix}{name}/pass@{at}"] = self.pass_at_k[name]
+        out[f"{prefix}all/rate"] = self.all_objectives
+        out[f"{prefix}all/pass@{at}"] = self.all_objectives_pass_at_k
         return out
 
 
