@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The learning benchmark of issue 6: the exact sweeps behind docs/results/learning-*/.
 #
-#   bash benchmarks/learning/run.sh toolcall   # 6 methods x 5 weights x 3 seeds = 90 runs  (~2.5-4 h on 2 cores)
-#   bash benchmarks/learning/run.sh math       # 6 methods x 3 weights x 3 seeds = 54 runs  (~1-1.5 h on 2 cores)
+#   bash benchmarks/learning/run.sh toolcall   # 6 methods x 5 weights x 3 seeds = 90 runs  (~1.5 h on 2 cores)
+#   bash benchmarks/learning/run.sh math       # 6 methods x 3 weights x 3 seeds = 54 runs  (~0.5 h on 2 cores)
 #
 # Resumable: re-running the same command skips finished runs. When the sweep is complete, the report, its figures,
 # the config and the manifest are copied to docs/results/learning-<task>/ (commit them with the command below).
@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 task=${1:?usage: run.sh toolcall|math}
 case "$task" in
-  toolcall) weights=0.1,0.3,0.5,0.7,0.9; eval_every=15 ;;
+  toolcall) weights=0.1,0.3,0.5,0.7,0.9; eval_every=10 ;;
   math) weights=0.1,0.5,0.9; eval_every=10 ;;
   *) echo "unknown task $task (toolcall|math)" >&2; exit 2 ;;
 esac
