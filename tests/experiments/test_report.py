@@ -88,6 +88,22 @@ def test_report_sections_numbers_and_figures(fake_sweep):
     assert panels["effective weight: format"].curves["grpo"].mean == pytest.approx(0.5)
 
 
+def test_report_on_mean_reward_scores(fake_sweep, tmp_path):
+    """--score mean_reward compares the eval's mean-reward block (stand-in: half the avg@k score), curves included."""
+    text = write_report(fake_sweep, tmp_path, score="mean_reward").read_text()
+    assert "`--score mean_reward`" in text
+    sweep = load_sweep(fake_sweep, "mean_reward")
+    rows = {r.variant: r for r in analysis.hypervolumes(sweep, ["correctness", "format"], [0, 0])}
+    pts = [(fake_score("grpo", w, 1) / 2, fake_score("grpo", 1 - w, 1) / 2) for w in (0.1, 0.5, 0.9)]
+    assert rows["grpo"].per_seed[1] == pytest.approx(hypervolume(pts, (0, 0)))
+    run = sweep.select("dvao", (0.5, 0.5))[0]
+    steps, scores = run.curve_scores("format")
+    assert steps[0] == 0 and scores[0] == pytest.approx(0.05) and scores[-1] == pytest.approx(run.score("format"))
+    assert run.score("all") == load_sweep(fake_sweep).select("dvao", (0.5, 0.5))[0].score("all")
+    with pytest.raises(ValueError, match="score must be one of"):
+        load_sweep(fake_sweep, "accuracy")
+
+
 def test_report_is_deterministic(fake_sweep, tmp_path):
     a = write_report(fake_sweep, tmp_path / "a").parent
     b = write_report(fake_sweep, tmp_path / "b").parent

@@ -130,6 +130,10 @@ def report(
     ] = None,
     confidence: Annotated[float, typer.Option(help="Level of the t-intervals over seeds.")] = 0.95,
     window: Annotated[int, typer.Option(help="Centered moving-average window of the dynamics curves.")] = 15,
+    score: Annotated[
+        str,
+        typer.Option(help="Held-out score compared: objectives (avg@k, full marks), mean_reward or pass_at_k."),
+    ] = "objectives",
 ) -> None:
     """Write report.md + PNGs: Pareto frontiers, hypervolume ± CI, training dynamics, monotonicity, score table."""
     from varpo.experiments.report import write_report
@@ -141,7 +145,9 @@ def report(
         except ValueError:
             raise typer.BadParameter(f"--reference {reference!r}: expected comma-separated numbers") from None
     try:
-        path = write_report(sweep_dir, out, reference=ref, confidence=confidence, window=window, argv=_argv())
+        path = write_report(
+            sweep_dir, out, reference=ref, confidence=confidence, window=window, score=score, argv=_argv()
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(str(path))

@@ -18,7 +18,7 @@ from pathlib import Path
 from varpo.experiments import analysis, figures
 from varpo.experiments.grid import format_weight
 from varpo.experiments.records import git_commit, write_text
-from varpo.experiments.results import MetricKeys, Sweep, load_sweep
+from varpo.experiments.results import SCORES, MetricKeys, Sweep, load_sweep
 from varpo.experiments.summary import MeanCI
 
 REPORT_FILE = "report.md"
@@ -38,6 +38,7 @@ def write_report(
     confidence: float = 0.95,
     window: int = 15,
     keys: MetricKeys = MetricKeys(),
+    score: str = "objectives",
     argv: Sequence[str] | None = None,
 ) -> Path:
     """Write ``report.md`` and its figures into ``out_dir`` (default: the sweep directory); return the report path.
@@ -49,13 +50,17 @@ def write_report(
         confidence: level of the t-intervals over seeds.
         window: centered moving-average window of the training-dynamics curves (the papers use 15).
         keys: where the training metrics live in ``metrics.jsonl``.
+        score: which held-out score is compared (``varpo.experiments.results.SCORES``): ``objectives`` (avg@k,
+            the default), ``mean_reward`` (partial credit; state a ``reference`` below every reward when rewards can
+            be negative) or ``pass_at_k``.
         argv: the command that produced the report (recorded in its header).
     """
-    sweep = load_sweep(sweep_dir)
+    sweep = load_sweep(sweep_dir, score)
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     objectives = sweep.objectives
     lines = _header(sweep, argv)
+    lines.append(f'- Score compared (`--score {score}`): {SCORES[score]}; "all" is always the all-objectives rate.')
     if not objectives:
         lines += ["", "**No run has finished yet**, so there is nothing to compare.", ""]
         lines += _unfinished(sweep)

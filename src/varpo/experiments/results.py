@@ -94,6 +94,7 @@ class Run:
     all_rate: float | None = None
     curve: list[dict] = field(default_factory=list)
     eval: dict = field(default_factory=dict)
+    score_key: str = "objectives"  # which per-objective block of eval.json is "the score" (see SCORES)
 
     @property
     def finished(self) -> bool:
@@ -112,7 +113,7 @@ class Run:
         """``(steps, scores)`` of the eval curve for one objective ("all" allowed), sorted by step."""
         pts = []
         for c in self.curve:
-            value = c.get("all") if objective == "all" else (c.get("objectives") or {}).get(objective)
+            value = c.get("all") if objective == "all" else (c.get(self.score_key) or {}).get(objective)
             if _is_number(c.get("step")) and _is_number(value):
                 pts.append((float(c["step"]), float(value)))
         pts.sort()
@@ -175,8 +176,21 @@ class Sweep:
         return min(ws, key=lambda w: sum((x / sum(w) - 1 / len(w)) ** 2 for x in w))
 
 
-def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
-    """Every run the manifest knows (latest grid first-seen order), with eval results for the finished ones."""
+SCORES = {
+    "objectives": "avg@k: the fraction of held-out samples that meet each objective (full marks)",
+    "mean_reward": "mean reward per objective over the held-out samples (partial credit counts)",
+    "pass_at_k": "pass@k: the fraction of held-out prompts with at least one of k samples meeting each objective",
+}
+
+
+def load_sweep(sweep_dir: str | os.PathLike, score: str = "objectives") -> Sweep:
+    """Every run the manifest knows (latest grid first-seen order), with eval results for the finished ones.
+
+    ``score`` picks the per-objective block of each ``eval.json`` (and of its curve points) that the report compares:
+    one of :data:`SCORES`. The "all" column is always the all-objectives rate.
+    """
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
     sweep_dir = Path(sweep_dir)
     manifest = load_manifest(sweep_dir)
     runs = []
@@ -187,7 +201,7 @@ def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
         rdir = sweep_dir / RUNS / name
         result = read_json(rdir / EVAL_FILE)
         if isinstance(result, dict):
-            objectives = {k: float(v) for k, v in (result.get("objectives") or {}).items() if _is_number(v)}
+            objectives = {k: float(v) for k, v in (result.get(score) or {}).items() if _is_number(v)}
             all_rate = result.get("all")
             runs.append(
                 Run(
@@ -198,6 +212,7 @@ def load_sweep(sweep_dir: str | os.PathLike) -> Sweep:
                     float(all_rate) if _is_number(all_rate) else None,
                     list(result.get("curve") or []),
                     result,
+                    score,
                 )
             )
         else:
