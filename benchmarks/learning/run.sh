@@ -4,8 +4,9 @@
 #   bash benchmarks/learning/run.sh toolcall   # 6 methods x 5 weights x 3 seeds = 90 runs  (~1.5 h on 2 cores)
 #   bash benchmarks/learning/run.sh math       # 6 methods x 3 weights x 3 seeds = 54 runs  (~0.5 h on 2 cores)
 #
-# Resumable: re-running the same command skips finished runs. When the sweep is complete, the report, its figures,
-# the config and the manifest are copied to docs/results/learning-<task>/ (commit them with the command below).
+# Resumable: re-running the same command skips finished runs. When the sweep is complete, the reports (avg@k and
+# mean reward), their figures, the config, the manifest and every run's eval.json/run.json are copied to
+# docs/results/learning-<task>/ (commit them with the command below).
 # `python -m varpo.experiments sweep` is the same command as `varpo sweep`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,8 +28,17 @@ if [ "$status" -ne 0 ]; then
   echo "some runs failed (listed in the report); re-run this command to retry them" >&2
 fi
 
+# two reports: full-marks rates (avg@k, the default) and mean rewards (partial credit), see docs/experiments.md
 python -m varpo.experiments report "$out"
+python -m varpo.experiments report "$out" --score mean_reward --out "$out/mean_reward"
 dest=docs/results/learning-$task
-mkdir -p "$dest"
+rm -rf "$dest" && mkdir -p "$dest/mean_reward"
 cp "$out"/report.md "$out"/*.png "$out"/config.yaml "$out"/sweep.json "$dest"/
+cp "$out"/mean_reward/report.md "$out"/mean_reward/*.png "$dest"/mean_reward/
+# every run's held-out results (eval.json: final + curve; run.json: command, commit, wall time): enough to recompute
+# the frontiers, hypervolumes and tables with `varpo report $dest` (training curves stay in runs/, 76 KB a run)
+for run in "$out"/runs/*/; do
+  name=$(basename "$run")
+  if [ -f "$run/eval.json" ]; then mkdir -p "$dest/runs/$name" && cp "$run"/eval.json "$run"/run.json "$dest/runs/$name/"; fi
+done
 echo "published to $dest (commit with: git add $dest && git commit -m 'learning benchmark: $task' -- $dest)"
