@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/learning/run.sh toolcall   # 6 methods x 5 weights x 3 seeds = 90 runs  (~1.5 h on 2 cores)
 #   bash benchmarks/learning/run.sh math       # 6 methods x 3 weights x 3 seeds = 54 runs  (~0.5 h on 2 cores)
+#   bash benchmarks/learning/run.sh aggregation  # grpo x 3 loss aggregations x 3 seeds = 9 runs (~10 min)
 #
 # Resumable: re-running the same command skips finished runs. When the sweep is complete, the reports (avg@k and
 # mean reward), their figures, the config, the manifest and every run's eval.json/run.json are copied to
@@ -12,17 +13,24 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-task=${1:?usage: run.sh toolcall|math}
+task=${1:?usage: run.sh toolcall|math|aggregation}
+config=benchmarks/learning/$task.yaml
+methods=grpo,ac,gdpo,dvao,saw,rvpo
+extra=()
 case "$task" in
-  toolcall) weights=0.1,0.3,0.5,0.7,0.9; eval_every=10 ;;
-  math) weights=0.1,0.5,0.9; eval_every=10 ;;
-  *) echo "unknown task $task (toolcall|math)" >&2; exit 2 ;;
+  toolcall) weights=0.1,0.3,0.5,0.7,0.9 ;;
+  math) weights=0.1,0.5,0.9 ;;
+  # VL Norm Table 5's question (does the loss aggregation change how monotonically training improves?) on the
+  # toolcall setting: grpo at equal weights, three aggregations
+  aggregation) config=benchmarks/learning/toolcall.yaml; methods=grpo; weights=0.5
+    extra=(--aggregations token_mean,seq_mean_token_mean,vl_norm) ;;
+  *) echo "unknown task $task (toolcall|math|aggregation)" >&2; exit 2 ;;
 esac
 out=runs/learning/$task
 
 status=0
-python -m varpo.experiments sweep "benchmarks/learning/$task.yaml" "eval_every=$eval_every" \
-  --methods grpo,ac,gdpo,dvao,saw,rvpo --weights "$weights" --seeds 3 \
+python -m varpo.experiments sweep "$config" eval_every=10 \
+  --methods "$methods" --weights "$weights" --seeds 3 "${extra[@]}" \
   --jobs 2 --threads-per-run 1 --out "$out" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "some runs failed (listed in the report); re-run this command to retry them" >&2
