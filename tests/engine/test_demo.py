@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from varpo.run import demo
@@ -53,9 +54,5 @@ def test_shuffle_groups_keeps_groups_whole():
 
 
 def test_partial_groups_are_rejected():
-    try:
+    with pytest.raises(RuntimeError, match="partial groups"):
         _assert_whole_groups(torch.tensor([0, 0, 0, 1, 1, 1, 1, 2]), 4)
-    except RuntimeError as err:
-        assert "partial groups" in str(err)
-    else:
-        raise AssertionError("partial groups were accepted")

@@ -11,11 +11,8 @@ pytest.importorskip("verl")
 from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
 
 import varpo.tasks  # noqa: E402
-from tests.tasks.conftest import TOOLRL_TEST  # noqa: E402
 from tests.verl.helpers import compose  # noqa: E402
 from varpo.verl.rewards import compute_score, task_row  # noqa: E402
-
-TOOLRL = TOOLRL_TEST
 
 
 def verl_loaded(task: str, *extra: str):
@@ -88,15 +85,14 @@ def test_row_mapping():
         compute_score(None, "x", "1", {})
 
 
-@pytest.mark.skipif(not TOOLRL.exists(), reason="shared ToolRL sample not available")
-def test_real_toolrl_verl_parquet_rows():
+def test_real_toolrl_verl_parquet_rows(toolrl_path):
     """ToolRL's own verl parquet (data_source 'rlla'): gold outputs meet both objectives (ToolRL: correctness 3 for
     tool calls, 0 — neutral — for response-only answers; format 1)."""
     import pandas as pd
 
     fn = verl_loaded("toolcall")
     task = varpo.tasks.get_task("toolcall")
-    df = pd.read_parquet(TOOLRL)
+    df = pd.read_parquet(toolrl_path)
     for _, row in df.iterrows():
         gt = row["reward_model"]["ground_truth"]
         result = call_like_naive_manager(fn, row["data_source"], gt, gt, dict(row["extra_info"]))
