@@ -17,10 +17,13 @@ def task_of(spec: RunSpec, **extra):
 
 
 def sft_data(spec: RunSpec):
-    """Gold demonstrations, ``sft_corrupt_fraction`` of them with one format or value error (if the task has the
-    ``corrupt_frac`` knob), as a prompt/completion dataset."""
-    task = task_of(spec, **_corrupt_option(spec))
-    ds = task.generate(spec.sft_demos, seed=spec.task_seed, split="train")
+    """SFT demonstrations as a prompt/completion dataset: the task's own imperfect ones where it defines
+    ``demonstrations`` (constraints: each rule met at its warm-start rate), else gold ones of which
+    ``sft_corrupt_fraction`` carry one format or value error (if the task has the ``corrupt_frac`` knob)."""
+    if hasattr(task_of(spec), "demonstrations"):
+        ds = task_of(spec).demonstrations(spec.sft_demos, seed=spec.task_seed)
+    else:
+        ds = task_of(spec, **_corrupt_option(spec)).generate(spec.sft_demos, seed=spec.task_seed, split="train")
     return ds.select_columns(["prompt", "completion"])
 
 
@@ -54,6 +57,9 @@ def corpus(spec: RunSpec) -> list[str]:
     """Text the builtin tokenizer is trained on: the gold demonstrations and the RL prompts (train split only)."""
     task = task_of(spec)
     demos = task.generate(max(spec.sft_demos, 1), seed=spec.task_seed, split="train")
+    if hasattr(task, "demonstrations"):  # the fillers only occur in the demonstrations
+        extra = task.demonstrations(max(spec.sft_demos, 1), seed=spec.task_seed)
+        demos = {c: list(demos[c]) + list(extra[c]) for c in ("prompt", "completion")}
     texts = [_text(p) + _text(c) for p, c in zip(demos["prompt"], demos["completion"], strict=True)]
     if spec.train_file:
         texts += [_text(p) for p in task.load(spec.train_file, **spec.load_options)["prompt"]]

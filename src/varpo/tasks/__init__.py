@@ -1,4 +1,4 @@
-"""Verifiable multi-objective tasks: tool calling, math, countdown.
+"""Verifiable multi-objective tasks: tool calling, math, countdown, constraints (the learnable K-objective testbed).
 
     import varpo.tasks
     task = varpo.tasks.get_task("toolcall")           # "math", "countdown"; options as keyword arguments
@@ -15,12 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 from varpo.tasks.base import RewardFn, Task
+from varpo.tasks.constraints import ConstraintsTask
 from varpo.tasks.countdown import CountdownTask
 from varpo.tasks.evaluation import EvalResult, evaluate, pass_at_k
 from varpo.tasks.math import MathTask
 from varpo.tasks.toolcall import ToolCallTask
 
-TASKS: dict[str, type[Task]] = {"toolcall": ToolCallTask, "math": MathTask, "countdown": CountdownTask}
+TASKS: dict[str, type[Task]] = {
+    "toolcall": ToolCallTask,
+    "math": MathTask,
+    "countdown": CountdownTask,
+    "constraints": ConstraintsTask,
+}
 
 
 def get_task(name: str, **options: Any) -> Task:
@@ -39,6 +45,7 @@ def get_task(name: str, **options: Any) -> Task:
 
 __all__ = [
     "TASKS",
+    "ConstraintsTask",
     "CountdownTask",
     "EvalResult",
     "MathTask",
