@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from varpo.run import demo
+from varpo.run import demo, demo_stats
 from varpo.trl import shuffle_groups
 from varpo.trl.trainer import _assert_whole_groups
 
@@ -15,6 +15,8 @@ from .conftest import TEST_TINY
 
 
 def test_demo_smoke(tmp_path):
+    """The whole demo at toy size: one warm start, grpo and saw through the sweep runner (one seed: the statistics
+    over seeds are tested on their own below), table with intervals and verdicts, picture, results.json."""
     overrides = [
         f"tiny={json.dumps(TEST_TINY)}",
         "sft_demos=32",
@@ -25,20 +27,57 @@ def test_demo_smoke(tmp_path):
         "max_steps=2",
         "per_device_train_batch_size=8",
         "num_generations=4",
-        "max_completion_length=12",
-        "disable_tqdm=true",
+        "max_completion_length=8",
     ]
-    summary = demo.run(tmp_path / "demo", overrides=overrides)
+    result = demo.run(tmp_path / "demo", overrides=overrides, seeds=(3,))
     out = tmp_path / "demo"
-    assert set(summary["results"]) == {"warm start", "grpo", "dvao"}
+    summary = result["summary"]
+    assert summary["seeds"] == [3]
+    assert summary["objectives"] == ["alpha", "bravo", "charlie", "length", "all objectives"]
     for method in demo.METHODS:
-        assert (out / method / "metrics.jsonl").read_text().count("\n") >= 2
-        assert (out / method / "final" / "config.json").exists()
-    for png in ("reward_mean.png", "reward_std.png", "completion_length.png", "weights.png"):
-        assert (out / "plots" / png).stat().st_size > 0
+        for o in summary["objectives"]:
+            cell = summary["table"][method][o]
+            per_seed = summary["per_seed"][method][o]
+            assert cell["mean"] == pytest.approx(per_seed[0])
+            assert cell["se"] == pytest.approx((per_seed[0] * (1 - per_seed[0]) / 8) ** 0.5)  # 4 prompts x 2
+    assert set(result["conclusion"]["saw"]) == set(summary["objectives"])
+    assert len(result["verdicts"]) == len(summary["objectives"])
+    assert (out / "demo.png").stat().st_size > 0
     table = (out / "eval.md").read_text()
-    assert "| correctness: mean reward |" in table and "| warm start | grpo | dvao |" in table
-    assert json.loads((out / "results.json").read_text())["seconds"]["total"] > 0
+    assert "| objective | warm start | grpo | saw | saw − grpo |" in table
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["seconds"]["total"] > 0 and saved["config"]["methods"] == ["grpo", "saw"]
+    # one warm start for every run: all runs started from the same model
+    starts = {json.loads(p.read_text())["start_model"] for p in (out / "runs").glob("*/eval.json")}
+    assert len(starts) == 1
+
+
+def test_demo_statistics_seed_and_sampling_error_and_verdicts():
+    n = 100
+    # between-seed spread dominates: s.e. = sd / sqrt(S)
+    e = demo_stats.estimate([0.2, 0.4, 0.6], n)
+    assert e.mean == pytest.approx(0.4) and e.se == pytest.approx(0.2 / 3**0.5)
+    # seeds that agree by chance: the evaluation sample's s.e. is the floor
+    e = demo_stats.estimate([0.5, 0.5, 0.5], n)
+    assert e.se == pytest.approx((0.25 / n / 3) ** 0.5)
+    # paired difference: per-seed differences, floor from both methods' sampling variance
+    d = demo_stats.estimate([0.9, 0.8, 0.85], n, paired_with=[0.1, 0.0, 0.05])
+    assert (
+        d.mean == pytest.approx(0.8)
+        and d.se >= ((0.09 + 0.16 + 0.1275) / n / 9 + (0.09 + 0.0 + 0.0475) / n / 9) ** 0.5 - 1e-12
+    )
+    assert demo_stats.established(d)
+    small = demo_stats.estimate([0.52, 0.47, 0.55], n, paired_with=[0.5, 0.5, 0.5])
+    assert not demo_stats.established(small)
+    runs = {
+        "grpo": {s: {"objectives": {"a": 0.1 + 0.01 * s}, "all": 0.0} for s in range(3)},
+        "saw": {s: {"objectives": {"a": 0.9 - 0.01 * s}, "all": 0.0} for s in range(3)},
+    }
+    summary = demo_stats.summarize(runs, "grpo", 256)
+    lines = demo_stats.verdict_lines(summary, "grpo")
+    assert lines[0].startswith("a: saw - grpo = +0.780") and "saw is better (established" in lines[0]
+    assert "no difference" in lines[1]  # all objectives: 0 everywhere
+    assert demo.conclusion(summary) == {"saw": {"a": "saw", "all objectives": "none"}}
 
 
 def test_shuffle_groups_keeps_groups_whole():

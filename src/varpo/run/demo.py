@@ -1,64 +1,72 @@
-"""``varpo demo``, the main job: does variance-aware advantage weighting help a model improve on *every* objective?
+"""``varpo demo``, the main job: does the choice of multi-reward method change what a model learns?
 
-Offline on a CPU: build ``builtin:tiny`` (Qwen2 architecture, BPE tokenizer trained on the task's text), warm-start
-it with SFT on ``toolcall`` demonstrations of which 30 % carry a format or value error, then run RL twice from that
-warm start with the same seed, data and budget, at equal reward weights: the ``grpo`` baseline (sum the rewards,
-then z-score per group: the correctness reward's [-3, 3] range drowns the 0/1 format reward) and ``dvao``
-(per-component variance-adaptive weights). Both are evaluated on held-out prompts (the task's test split) with
-k samples each, and ``runs/demo/`` gets ``eval.md``, ``results.json``, one ``metrics.jsonl`` per run and PNG curves.
+Offline on a CPU, in a few minutes: build ``builtin:tiny``, warm-start it by SFT on the ``constraints`` task's
+imperfect demonstrations (three word rules met 60 / 35 / 10 % of the time, and a length budget of three words that
+conflicts with them), then train it by RL from that one warm start with the ``grpo`` baseline (sum the rewards,
+z-score per group) and with ``saw`` (SAW: per-objective weights that follow each reward's coefficient of variation),
+``len(SEEDS)`` seeds each, two runs at a time. Every run is evaluated on the same held-out prompts during training.
 
-``DEMO`` below is the configuration; ``configs/demo.yaml`` is the same dictionary as a file (a test keeps them
-equal) for ``varpo train configs/demo.yaml advantage_method=...``.
+The report gives each objective's held-out rate per method with its standard error (over seeds, never below the
+evaluation sample's), the paired difference against ``grpo`` and whether it is established (>= 3 s.e.), and a
+picture: rates over training and the effective weights. The setting is the testbed's setting A
+(``benchmarks/testbed/easy_hard.yaml``), where the pre-registered sweep found its largest difference
+(docs/claims.md); the demo is that comparison at a smaller evaluation budget.
+
+Runs go through the same sweep machinery as ``varpo sweep`` (one process per run, resumable); ``output/runs/`` holds
+them, ``output/`` the table (``eval.md``), ``results.json`` and ``demo.png``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 
+import yaml
 from rich.console import Console
+from rich.table import Table
 
-from varpo.run import data, plots, sft
+from varpo.run import data, demo_plots, demo_stats, sft
 from varpo.run import train as train_mod
-from varpo.run.evaluate import evaluate_model
-from varpo.run.report import markdown_table, rich_table
 from varpo.run.spec import load_yaml, parse_overrides, resolve
 
-METHODS = ("grpo", "dvao")
+BASELINE = "grpo"
+METHODS = (BASELINE, "saw")
+SEEDS = (0, 1, 2)
+EVAL_EVERY = 20
 
 DEMO: dict = {
-    # what to train on
+    # what to train on: 3 word rules (warm-start rates 0.6 / 0.35 / 0.1) + a 3-word length budget
     "model": "builtin:tiny",
-    "task": "toolcall",
+    "task": "constraints",
     "train_prompts": 1024,
     "task_seed": 0,
-    # warm start: short SFT on imperfect demonstrations, so RL has room on both objectives
+    # warm start: SFT on the task's imperfect demonstrations
     "warm_start": "sft",
     "sft_demos": 512,
-    "sft_corrupt_fraction": 0.3,
-    "sft_epochs": 12.0,
+    "sft_epochs": 3.0,
     "sft_learning_rate": 0.003,
     "sft_batch_size": 16,
-    # evaluation on held-out prompts
-    "eval_prompts": 256,
+    # evaluation on held-out prompts (the task's test split)
+    "eval_prompts": 64,
     "eval_k": 4,
-    # RL (VarpoGRPOConfig); advantage_method and output_dir are set per run
+    # RL (VarpoGRPOConfig): 8 prompts x 8 completions per step; advantage_method, seed and output_dir set per run
     "max_steps": 80,
     "num_generations": 8,
-    "per_device_train_batch_size": 48,
+    "per_device_train_batch_size": 64,
     "gradient_accumulation_steps": 1,
-    "max_completion_length": 96,
+    "max_completion_length": 16,
     "temperature": 1.0,
-    "learning_rate": 0.0005,
+    "learning_rate": 0.001,
     "lr_scheduler_type": "constant",
     "beta": 0.0,
-    "reward_weights": [1.0, 1.0],
     "loss_aggregation": "token_mean",
     "seed": 0,
     "logging_steps": 1,
     "save_strategy": "no",
     "gradient_checkpointing": False,
+    "num_threads": 1,
 }
 
 
@@ -71,65 +79,161 @@ def demo_values(config: Path | None = None, overrides: list[str] = ()) -> dict:
     return values
 
 
-def run(output: Path = Path("runs/demo"), config: Path | None = None, overrides: list[str] = ()) -> dict:
-    """Run the demo end to end; returns ``{"results": {column: metrics}, "seconds": {stage: s}}``."""
+def run(
+    output: Path = Path("runs/demo"),
+    config: Path | None = None,
+    overrides: list[str] = (),
+    *,
+    seeds: tuple[int, ...] = SEEDS,
+    methods: tuple[str, ...] = METHODS,
+    jobs: int = 2,
+) -> dict:
+    """Run the demo end to end; returns ``{"summary", "seconds", "verdicts", ...}`` (also in results.json)."""
+    from varpo.experiments.grid import expand_grid
+    from varpo.experiments.sweep import run_dir, run_sweep
+
     console = Console()
     output = Path(output)
     values = demo_values(config, overrides)
-    runs = {m: resolve({**values, "advantage_method": m, "output_dir": str(output / m)}) for m in METHODS}
-    for resolved in runs.values():
-        resolved.trainer_config(**train_mod.cpu_defaults(resolved.train))  # validate both before any work
-    spec = runs["dvao"].spec
+    if methods[0] != BASELINE:
+        raise ValueError(f"the first demo method must be the baseline {BASELINE!r}")
+    for m in methods:  # validate every run's configuration before any work
+        resolved = resolve({**values, "advantage_method": m, "output_dir": str(output / "runs" / m)})
+        resolved.trainer_config(**train_mod.cpu_defaults(resolved.train))
+    spec = resolved.spec
     train_mod.set_threads(spec)
+    objectives = data.task_of(spec).reward_names
     seconds: dict[str, float] = {}
     start = time.perf_counter()
 
-    console.rule("[bold]1/4 warm start (SFT, cached by config hash)")
+    console.print(f"[bold]1/3 warm start[/] (SFT on {spec.task} demonstrations, cached by config hash)")
     t = time.perf_counter()
     warm = sft.warm_start(spec, seed=values["seed"])
-    seconds["warm_start"] = time.perf_counter() - t
-    console.print(f"warm start: {warm} ({seconds['warm_start']:.0f} s)")
+    seconds["warm_start"] = round(time.perf_counter() - t, 1)
+    console.print(f"  warm start: {warm} ({seconds['warm_start']:.0f} s)")
 
-    for i, (method, resolved) in enumerate(runs.items(), start=1):
-        console.rule(f"[bold]2/4 RL run {i}/{len(runs)}: {method} ({values['max_steps']} steps)")
-        t = time.perf_counter()
-        train_mod.train(resolved)
-        seconds[f"rl_{method}"] = time.perf_counter() - t
-
-    console.rule("[bold]3/4 evaluation on held-out prompts")
+    n_runs = len(methods) * len(seeds)
+    console.print(
+        f"[bold]2/3 RL[/]: {', '.join(methods)} x seeds {list(seeds)} = {n_runs} runs of {values['max_steps']} "
+        f"steps, {jobs} at a time (logs: {output / 'runs'}/<run>/run.log)"
+    )
     t = time.perf_counter()
-    columns = {"warm start": str(warm), **{m: str(output / m / train_mod.FINAL_DIR) for m in METHODS}}
-    eval_args = dict(
-        k=spec.eval_k,
-        max_new_tokens=values["max_completion_length"],
-        temperature=values["temperature"] if spec.eval_temperature is None else spec.eval_temperature,
-        seed=values["seed"],
-    )
-    results = {
-        label: evaluate_model(
-            path, spec, label=label, samples_file=output / f"samples_{label.replace(' ', '_')}.jsonl", **eval_args
-        )
-        for label, path in columns.items()
-    }
-    seconds["eval"] = time.perf_counter() - t
+    output.mkdir(parents=True, exist_ok=True)
+    config_file = output / "demo.yaml"  # the sweep pins its own copy as output/config.yaml
+    config_file.write_text(yaml.safe_dump({**values, "warm_start": str(warm)}, sort_keys=False))
+    equal = ":".join(f"{1 / len(objectives):g}" for _ in objectives)
+    # expand_grid validates the methods; the seeds are set explicitly (its "N" form would read one seed as a count)
+    points = [dataclasses.replace(p, seed=s) for s in seeds for p in expand_grid(list(methods), [equal], 1)]
+    done = [0]
 
-    console.rule("[bold]4/4 report")
-    objectives = data.task_of(spec).reward_names
-    title = (
-        f"toolcall, {spec.eval_prompts} held-out prompts x {spec.eval_k} samples (T={eval_args['temperature']:g}), "
-        f"{values['max_steps']} RL steps x {values['per_device_train_batch_size']} completions, equal weights"
+    def progress(outcome) -> None:
+        done[0] += 1
+        p = outcome.point
+        tail = f"failed: {outcome.error}" if outcome.status == "failed" else outcome.status
+        wall = f" in {outcome.wall_s:.0f} s" if outcome.wall_s else ""
+        console.print(f"  [{done[0]}/{n_runs}] {p.method} seed {p.seed}: {tail}{wall}", highlight=False)
+
+    outcomes = run_sweep(
+        config_file,
+        output,
+        points,
+        overrides=[f"eval_every={EVAL_EVERY}", "save_model=false"],
+        jobs=jobs,
+        prepare=False,
+        on_outcome=progress,
     )
-    console.print(rich_table(results, objectives, title))
-    pngs = plots.plot_runs({m: output / m for m in METHODS}, objectives, output / "plots")
-    seconds["total"] = time.perf_counter() - start
-    (output / "eval.md").write_text(f"{title}\n\n" + markdown_table(results, objectives))
-    summary = {"results": results, "seconds": seconds, "config": {**values, "warm_start_path": str(warm)}}
-    (output / "results.json").write_text(json.dumps(summary, indent=2, default=str))
-    for metric in ("mean", "avg@k"):
-        deltas = ", ".join(
-            f"{o} {results['dvao'][f'{o}/{metric}'] - results['warm start'][f'{o}/{metric}']:+.3f}" for o in objectives
-        )
-        console.print(f"dvao - warm start ({'mean reward' if metric == 'mean' else 'avg@k satisfied'}): {deltas}")
-    console.print(f"plots: {', '.join(str(p) for p in pngs)}")
-    console.print(f"table: {output / 'eval.md'}; total {seconds['total']:.0f} s")
-    return summary
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} demo run(s) failed, first: {failed[0].error}")
+    seconds["rl"] = round(time.perf_counter() - t, 1)
+
+    console.print("[bold]3/3 report[/]")
+    runs = demo_stats.load_runs([run_dir(output, p) for p in points])
+    runs = {m: runs[m] for m in methods}
+    n_eval = spec.eval_prompts * spec.eval_k
+    summary = demo_stats.summarize(runs, BASELINE, n_eval)
+    starts = [demo_stats.rates(p["curve"][0]) for p in runs[BASELINE].values()]  # step-0 evals of the warm start
+    warm_rates = {o: sum(r[o] for r in starts) / len(starts) for o in summary["objectives"]}
+    title = (
+        f"{spec.task}: held-out rate ({spec.eval_prompts} prompts x {spec.eval_k} samples) after "
+        f"{values['max_steps']} RL steps, mean ± s.e. over {len(summary['seeds'])} seeds"
+    )
+    console.print(_rich_table(summary, warm_rates, title))
+    verdicts = demo_stats.verdict_lines(summary, BASELINE)
+    for line in verdicts:
+        console.print("  " + line, highlight=False)
+    run_dirs = {m: {s: run_dir(output, _point(points, m, s)) for s in summary["seeds"]} for m in methods}
+    png = demo_plots.plot(runs, run_dirs, objectives, output / "demo.png")
+    seconds["total"] = round(time.perf_counter() - start, 1)
+    (output / "eval.md").write_text(f"{title}\n\n{_markdown_table(summary, warm_rates)}\n\n" + "\n".join(verdicts))
+    result = {
+        "summary": _jsonable(summary),
+        "warm_start_rates": warm_rates,
+        "verdicts": verdicts,
+        "conclusion": conclusion(summary),
+        "seconds": seconds,
+        "config": {**values, "warm_start_path": str(warm), "methods": list(methods), "seeds": list(seeds)},
+    }
+    (output / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    console.print(f"picture: {png}; table: {output / 'eval.md'}; total {seconds['total']:.0f} s", highlight=False)
+    return result
+
+
+def conclusion(summary: dict) -> dict[str, dict[str, str]]:
+    """Per method and objective, the verdict word: the better method's name, or "none" (not established)."""
+    out: dict[str, dict[str, str]] = {}
+    for method, per_obj in summary["diffs"].items():
+        out[method] = {
+            o: ((method if d.mean > 0 else BASELINE) if demo_stats.established(d) else "none")
+            for o, d in per_obj.items()
+        }
+    return out
+
+
+def _point(points, method: str, seed: int):
+    return next(p for p in points if p.method == method and p.seed == seed)
+
+
+def _rows(summary: dict, warm: dict) -> list[list[str]]:
+    rows = []
+    for o in summary["objectives"]:
+        row = [o, f"{warm[o]:.3f}"]
+        row += [str(summary["table"][m][o]) for m in summary["table"]]
+        row += [f"{d.mean:+.3f} ± {d.se:.3f}{' *' if demo_stats.established(d) else ''}" for d in
+                (summary["diffs"][m][o] for m in summary["diffs"])]  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def _header(summary: dict) -> list[str]:
+    return ["objective", "warm start", *summary["table"], *(f"{m} − {BASELINE}" for m in summary["diffs"])]
+
+
+def _rich_table(summary: dict, warm: dict, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, h in enumerate(_header(summary)):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in _rows(summary, warm):
+        table.add_row(*row)
+    table.caption = "* established: |difference| >= 3 s.e."
+    return table
+
+
+def _markdown_table(summary: dict, warm: dict) -> str:
+    header = _header(summary)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(summary, warm)]
+    return "\n".join(lines) + "\n\n\\* established: |difference| >= 3 s.e."
+
+
+def _jsonable(summary: dict) -> dict:
+    def est(e):
+        return {"mean": e.mean, "se": e.se, "n_seeds": e.n_seeds}
+
+    return {
+        "seeds": summary["seeds"],
+        "objectives": summary["objectives"],
+        "per_seed": summary["rates"],
+        "table": {m: {o: est(e) for o, e in per.items()} for m, per in summary["table"].items()},
+        "diffs": {m: {o: est(e) for o, e in per.items()} for m, per in summary["diffs"].items()},
+    }
