@@ -35,14 +35,15 @@ def _corrupt_option(spec: RunSpec) -> dict:
     return {"corrupt_frac": spec.sft_corrupt_fraction} if "corrupt_frac" in names else {}
 
 
-def train_data(spec: RunSpec):
-    """RL prompts (the gold ``completion`` column is dropped: the policy must not see it)."""
+def train_data(spec: RunSpec, keep: tuple[str, ...] = ()):
+    """RL prompts (the gold ``completion`` column is dropped: the policy must not see it, unless ``keep`` names it,
+    as ``gvpo_external_column=completion`` does: then gold answers join GVPO groups as responses, never prompts)."""
     task = task_of(spec)
     if spec.train_file:
         ds = task.load(spec.train_file, **spec.load_options)
     else:
         ds = task.generate(spec.train_prompts, spec.task_seed + 1)
-    return ds.remove_columns([c for c in ("completion",) if c in ds.column_names])
+    return ds.remove_columns([c for c in ("completion",) if c in ds.column_names and c not in keep])
 
 
 def eval_data(spec: RunSpec, n: int | None = None):

@@ -61,7 +61,7 @@ def build_trainer(resolved: Resolved):
         model=model,
         reward_funcs=task.reward_funcs,
         args=args,
-        train_dataset=data.train_data(spec),
+        train_dataset=data.train_data(spec, keep=(args.gvpo_external_column,)),
         processing_class=tokenizer,
     )
     use_compact_progress(trainer)

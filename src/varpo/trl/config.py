@@ -21,6 +21,7 @@ from trl import GRPOConfig
 from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
 from varpo.losses import POLICY_LOSSES
+from varpo.trl import replay
 
 # Options that only mean something for one advantage method: (field, method that uses it).
 _METHOD_ONLY = {
@@ -79,6 +80,26 @@ class VarpoGRPOConfig(GRPOConfig):
     )
     policy_loss: str = field(default="ppo_clip", metadata={"help": f"Policy loss, one of {', '.join(POLICY_LOSSES)}."})
     gvpo_beta: float = field(default=0.1, metadata={"help": "gvpo only: β of the implicit reward (> 0)."})
+    # gvpo off-policy groups (GVPO Thm 3.2 / Fig. 4); logic and validation in varpo.trl.replay
+    gvpo_history_per_group: int = field(
+        default=0,
+        metadata={"help": "gvpo only: h historical responses per group of num_generations (G - h fresh; 0: off)."},
+    )
+    gvpo_history_selection: str = field(
+        default="most_recent", metadata={"help": f"History selection, one of {', '.join(replay.SELECTIONS)}."}
+    )
+    gvpo_max_staleness: int | None = field(
+        default=None, metadata={"help": "History older than this many optimizer steps is dropped (null: no limit)."}
+    )
+    gvpo_buffer_per_prompt: int = field(default=16, metadata={"help": "Response buffer: entries kept per prompt."})
+    gvpo_buffer_total: int = field(default=8192, metadata={"help": "Response buffer: entries kept in total."})
+    gvpo_external_column: str | None = field(
+        default=None,
+        metadata={"help": "gvpo only: dataset column of external completions (e.g. completion); one joins a group."},
+    )
+    gvpo_rescore_history: bool = field(
+        default=False, metadata={"help": "Score historical responses again instead of reusing buffered rewards."}
+    )
     loss_aggregation: str = field(
         default="token_mean", metadata={"help": f"Loss aggregation, one of {', '.join(AGGREGATIONS)}."}
     )
@@ -121,6 +142,7 @@ class VarpoGRPOConfig(GRPOConfig):
             _number("rvpo_k_end", self.rvpo_k_end, "a finite number > 0 or null", lambda v: v > 0)
         _number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
         _number("gvpo_beta", self.gvpo_beta, "a finite number > 0", lambda v: v > 0)
+        replay.validate_config(self)
         _number("vl_norm_alpha", self.vl_norm_alpha, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         _number("sigma_ema_shrink", self.sigma_ema_shrink, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         if self.sigma_ema is not None:

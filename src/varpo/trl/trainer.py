@@ -17,7 +17,11 @@ Tested against trl 1.16.x (pinned in pyproject). The override surface is deliber
   which would scatter groups; for gvpo the shuffle permutes whole groups instead.
 * ``_compute_loss``: per-token log-probs from TRL's helper, then :func:`varpo.policy_loss` +
   :func:`varpo.aggregate_loss`.
-* ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: persist the dvao ``SigmaEMA`` state with checkpoints.
+* ``_generate_single_turn`` / ``_calculate_rewards`` (gvpo with ``gvpo_history_per_group`` or
+  ``gvpo_external_column``, training only): groups mix fresh samples with buffered and external responses; the
+  logic lives in :mod:`varpo.trl.replay`.
+* ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: persist the dvao ``SigmaEMA`` state and the gvpo
+  response buffer with checkpoints.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from trl.trainer.utils import (
 import varpo
 from varpo.trl.config import VarpoGRPOConfig
 from varpo.trl.metrics import MetricsJSONLCallback
+from varpo.trl.replay import REPLAY_FILE, OffPolicyGroups
 from varpo.trl.rewards import IsolatedReward
 
 STATE_FILE = "varpo_state.json"
@@ -65,7 +70,9 @@ class Trace:
     """Opt-in record of what the trainer computed (``trainer.trace = Trace()``), for tests and debugging.
 
     ``rollouts``: per generation batch, the global rewards ``[N, K]``, group ids ``[N]``, advantages ``[N]``, the
-    options passed to :func:`varpo.compute_advantages` and the dvao ``SigmaEMA`` state before the call. ``loss_advantages``: the advantages each loss call received.
+    options passed to :func:`varpo.compute_advantages` and the dvao ``SigmaEMA`` state before the call.
+    With gvpo off-policy groups, ``composition`` is the :class:`~varpo.trl.replay.Composition` of the batch (row
+    sources, ages, reused rewards, completion ids); otherwise None. ``loss_advantages``: the advantages each loss call received.
     """
 
     rollouts: list[dict] = field(default_factory=list)
@@ -87,13 +94,27 @@ class VarpoGRPOTrainer(GRPOTrainer):
             self.sigma_ema = varpo.SigmaEMA(decay=args.sigma_ema, shrink=args.sigma_ema_shrink)
         self.trace: Trace | None = None
         self._varpo_rewards: torch.Tensor | None = None
+        self.replay = OffPolicyGroups.from_trainer(self)  # None unless gvpo history/external responses are on
+        self._varpo_inputs: list[dict] | None = None
 
     # ----------------------------------------------------------------------------------------------------------
     # Rewards and advantages
     # ----------------------------------------------------------------------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # global [N, K]
+        if self._replay_active():  # buffered rewards of historical responses are reused, the rest scored by TRL
+            rewards = self.replay.score(
+                super()._calculate_rewards,
+                inputs,
+                prompts,
+                completions,
+                completion_ids_list,
+                gather=gather,
+                num_processes=self.accelerator.num_processes,
+                device=self.accelerator.device,
+            )
+        else:
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # global [N, K]
         self._varpo_rewards = rewards
         mode = "train" if self.model.training else "eval"
         isolated = [(i, f) for i, f in enumerate(self.reward_funcs) if isinstance(f, IsolatedReward)]
@@ -127,7 +148,25 @@ class VarpoGRPOTrainer(GRPOTrainer):
             rvpo_beta=a.rvpo_beta,
         )
 
+    def _replay_active(self) -> bool:
+        return self.replay is not None and self.model.training
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if not self._replay_active():
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        if images is not None or multimodal_fields:
+            raise ValueError("gvpo_history_per_group/gvpo_external_column do not support multimodal prompts yet")
+        generate = super()._generate_single_turn
+
+        def fresh(subset):
+            return generate(subset, None, {}, num_generations, has_tool_images)
+
+        return self.replay.compose(prompt_ids, self._varpo_inputs, self.state.global_step, fresh)
+
     def _generate_and_score_completions(self, inputs):
+        self._varpo_inputs = inputs  # rows aligned with the prompts, for external responses
         out = super()._generate_and_score_completions(inputs)
         train = self.model.training
         mode = "train" if train else "eval"
@@ -144,6 +183,10 @@ class VarpoGRPOTrainer(GRPOTrainer):
         )
         b = out["advantages"].shape[0]
         local = slice(self.accelerator.process_index * b, (self.accelerator.process_index + 1) * b)
+        composition = self.replay.pending if self._replay_active() else None
+        if composition is not None:
+            for key, value in self.replay.record(rewards[local]).items():
+                self._metrics[mode][key].append(value)
         out["advantages"] = result.advantages[local].to(out["advantages"].device)
         out["varpo_group_ids"] = group_ids[local]
         for key, value in zip(_SCALE_KEYS, self._global_scale(out), strict=True):
@@ -159,6 +202,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
                     weights=self.reward_weights.clone(),
                     options={k: v for k, v in options.items() if k != "sigma_ema"},
                     sigma_ema_state=ema_before,
+                    composition=composition,
                 )
             )
         return out
@@ -296,12 +340,12 @@ class VarpoGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.sigma_ema is not None and self.args.should_save:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
             with open(os.path.join(folder, STATE_FILE), "w") as f:
                 json.dump({"sigma_ema": self.sigma_ema.state_dict()}, f)
+        if self.replay is not None:  # every process holds its own buffer
+            self.replay.save(os.path.join(folder, REPLAY_FILE.format(rank=self.accelerator.process_index)))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -309,6 +353,9 @@ class VarpoGRPOTrainer(GRPOTrainer):
         if self.sigma_ema is not None and path and os.path.exists(path):
             with open(path) as f:
                 self.sigma_ema.load_state_dict(json.load(f)["sigma_ema"])
+        replay = os.path.join(checkpoint, REPLAY_FILE.format(rank=self.accelerator.process_index)) if checkpoint else ""
+        if self.replay is not None and os.path.exists(replay):
+            self.replay.load(replay)
 
 
 def _isolate(func):
