@@ -69,6 +69,24 @@ def test_groups_hold_buffered_responses_with_reused_rewards(make_trainer, train_
     assert {"offpolicy/reward_fresh", "offpolicy/reward_history", "offpolicy/generated_tokens_total"} <= set(last)
 
 
+def test_rescore_history_scores_every_row(make_trainer, train_ds):
+    reward = CountingLength()
+    trainer = make_trainer(
+        reward_funcs=[reward],
+        dataset=_two_prompts(train_ds),
+        gvpo_history_per_group=3,
+        gvpo_history_selection="uniform",
+        gvpo_rescore_history=True,
+        **GVPO,
+    )
+    trainer.train()
+    comp = trainer.trace.rollouts[1]["composition"]
+    assert comp.source == [FRESH, HISTORY, HISTORY, HISTORY] * 2 and len(reward.seen[1]) == 8
+    torch.testing.assert_close(
+        trainer.trace.rollouts[1]["rewards"][:, 0], torch.tensor(length(reward.seen[1]), dtype=torch.float32)
+    )
+
+
 def test_old_logprobs_recomputed_and_gradient_is_eq8(make_trainer, train_ds):
     """steps_per_generation=2 makes TRL compute old_per_token_logps in one pass over the assembled batch: the
     history rows' old log-probs are those of the current θ_old. Then, with θ moved away from θ_old, the engine's
