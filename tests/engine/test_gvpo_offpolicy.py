@@ -254,6 +254,9 @@ def test_cli_dry_run_and_two_step_run(tmp_path):
     runner = CliRunner()
     dry = runner.invoke(app, ["train", str(config), "gvpo_history_per_group=2", "--dry-run"])
     assert dry.exit_code == 0, dry.output
+    assert "groups of 4" in dry.output and "most_recent" in dry.output  # (rich may wrap the row)
+    missing = runner.invoke(app, ["train", str(config), "gvpo_external_column=gold", "--dry-run"])
+    assert missing.exit_code == 2 and "gvpo_external_column='gold' is not a column" in " ".join(missing.output.split())
     bad = runner.invoke(app, ["train", str(config), "gvpo_history_per_group=2", "policy_loss=ppo_clip", "--dry-run"])
     assert bad.exit_code == 2 and "gvpo_history_per_group=2 is invalid" in bad.output
     assert TEST_TINY  # the config uses the tests' tiny model

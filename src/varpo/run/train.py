@@ -123,6 +123,12 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
     task = data.task_of(spec)
     rows.append(("task", f"{spec.task} {spec.task_options or ''}".strip() + f": rewards {task.reward_names}"))
     rows.append(("data", _check_data(spec)))
+    if args.gvpo_history_per_group or args.gvpo_external_column:
+        from varpo.trl import replay
+
+        keep = (args.gvpo_external_column,)
+        columns = None if rows[-1][1].startswith("skipped") else data.train_data(spec, keep=keep).column_names
+        rows.append(("off-policy gvpo", replay.describe(args, columns)))
     if args.reward_weights is not None and len(args.reward_weights) != len(task.reward_funcs):
         raise ValueError(
             f"reward_weights={args.reward_weights} is invalid; allowed: {len(task.reward_funcs)} weights "

@@ -457,6 +457,25 @@ class OffPolicyGroups:
             self.load_state_dict(json.load(f))
 
 
+def describe(cfg, columns: Sequence[str] | None = None) -> str:
+    """One line for ``varpo train --dry-run``; refuses an external column that the training data lacks."""
+    ext = cfg.gvpo_external_column
+    if ext is not None and columns is not None and ext not in columns:
+        raise ValueError(
+            f"gvpo_external_column={ext!r} is not a column of the training data (columns: {', '.join(columns)})"
+        )
+    h, g = cfg.gvpo_history_per_group, cfg.num_generations
+    parts = [f"{g - h - (ext is not None)}+ fresh"]
+    if h:
+        stale = "no limit" if cfg.gvpo_max_staleness is None else f"<= {cfg.gvpo_max_staleness} steps"
+        reuse = "re-scored" if cfg.gvpo_rescore_history else "rewards reused"
+        parts.append(f"up to {h} historical ({cfg.gvpo_history_selection}, age {stale}, {reuse})")
+    if ext is not None:
+        parts.append(f"1 external from column {ext!r}")
+    caps = f"buffer {cfg.gvpo_buffer_per_prompt}/prompt, {cfg.gvpo_buffer_total} total"
+    return f"groups of {g}: " + " + ".join(parts) + (f"; {caps}" if h else "")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Config validation (called from VarpoGRPOConfig.__post_init__; same one-line message format)
 # ----------------------------------------------------------------------------------------------------------------
