@@ -214,6 +214,37 @@ def test_buffer_caps_eviction_staleness_and_selection():
     assert prompt_key([1, 2]) == prompt_key((1, 2)) != prompt_key([12])
 
 
+def test_buffer_file_round_trip_and_torn_file(tmp_path):
+    from varpo.trl.replay import OffPolicyGroups
+
+    def groups():
+        return OffPolicyGroups(
+            group_size=4,
+            history=2,
+            selection="most_recent",
+            max_staleness=None,
+            per_prompt=4,
+            total=8,
+            external_column=None,
+            rescore=False,
+            weights=None,
+            seed=0,
+            encode=list,
+            eos_token_id=None,
+            max_completion_length=None,
+        )
+
+    a, b = groups(), groups()
+    a.buffer.add("k", [1, 2, 3], [0.5, 1.0], 3)
+    a.save(str(tmp_path / "buf.json.gz"))
+    b.load(str(tmp_path / "buf.json.gz"))
+    assert b.state_dict() == a.state_dict() and not list(tmp_path.glob("*.tmp"))
+    (tmp_path / "torn.json.gz").write_bytes((tmp_path / "buf.json.gz").read_bytes()[:20])
+    with pytest.raises(ValueError, match="torn.json.gz: unreadable gvpo response buffer") as err:
+        b.load(str(tmp_path / "torn.json.gz"))
+    assert "\n" not in str(err.value)
+
+
 # ---- validation and CLI -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("options", "message"),

@@ -32,6 +32,7 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -449,12 +450,19 @@ class OffPolicyGroups:
         self.generated_tokens_total = int(state.get("generated_tokens_total", 0))
 
     def save(self, path: str) -> None:
-        with gzip.open(path, "wt") as f:
+        """Write the state atomically (a crash mid-write leaves the previous file or none, never a torn one)."""
+        tmp = f"{path}.tmp"
+        with gzip.open(tmp, "wt") as f:
             json.dump(self.state_dict(), f)
+        os.replace(tmp, path)
 
     def load(self, path: str) -> None:
-        with gzip.open(path, "rt") as f:
-            self.load_state_dict(json.load(f))
+        try:
+            with gzip.open(path, "rt") as f:
+                state = json.load(f)
+            self.load_state_dict(state)
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: unreadable gvpo response buffer ({type(err).__name__}: {err})") from None
 
 
 def describe(cfg, columns: Sequence[str] | None = None) -> str:

@@ -72,7 +72,8 @@ class Trace:
     ``rollouts``: per generation batch, the global rewards ``[N, K]``, group ids ``[N]``, advantages ``[N]``, the
     options passed to :func:`varpo.compute_advantages` and the dvao ``SigmaEMA`` state before the call.
     With gvpo off-policy groups, ``composition`` is the :class:`~varpo.trl.replay.Composition` of the batch (row
-    sources, ages, reused rewards, completion ids); otherwise None. ``loss_advantages``: the advantages each loss call received.
+    sources, ages, reused rewards, completion ids); otherwise None.
+    ``loss_advantages``: the advantages each loss call received.
     """
 
     rollouts: list[dict] = field(default_factory=list)
@@ -340,11 +341,16 @@ class VarpoGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         if self.sigma_ema is not None and self.args.should_save:
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
             with open(os.path.join(folder, STATE_FILE), "w") as f:
                 json.dump({"sigma_ema": self.sigma_ema.state_dict()}, f)
         if self.replay is not None:  # every process holds its own buffer
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
             self.replay.save(os.path.join(folder, REPLAY_FILE.format(rank=self.accelerator.process_index)))
 
     def _load_optimizer_and_scheduler(self, checkpoint):
