@@ -285,7 +285,13 @@ def test_cli_dry_run_and_two_step_run(tmp_path):
     runner = CliRunner()
     dry = runner.invoke(app, ["train", str(config), "gvpo_history_per_group=2", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "groups of 4" in dry.output and "most_recent" in dry.output  # (rich may wrap the row)
+    flat = " ".join(dry.output.replace("│", " ").split())  # rich wraps the row
+    assert "groups of 4: 2+ fresh + up to 2 historical (most_recent" in flat
+    assert "a prompt recurs every 1 steps" in flat  # 2 prompts, 2 per generation
+    rare = runner.invoke(app, ["train", str(config), "gvpo_history_per_group=2", "train_prompts=8", "--dry-run"])
+    assert "recurs every 4 steps >= max_steps=2: no history will be used" in " ".join(
+        rare.output.replace("│", " ").split()
+    )
     missing = runner.invoke(app, ["train", str(config), "gvpo_external_column=gold", "--dry-run"])
     assert missing.exit_code == 2 and "gvpo_external_column='gold' is not a column" in " ".join(missing.output.split())
     bad = runner.invoke(app, ["train", str(config), "gvpo_history_per_group=2", "policy_loss=ppo_clip", "--dry-run"])

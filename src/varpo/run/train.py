@@ -126,9 +126,9 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
     if args.gvpo_history_per_group or args.gvpo_external_column:
         from varpo.trl import replay
 
-        keep = (args.gvpo_external_column,)
-        columns = None if rows[-1][1].startswith("skipped") else data.train_data(spec, keep=keep).column_names
-        rows.append(("off-policy gvpo", replay.describe(args, columns)))
+        ds = None if rows[-1][1].startswith("skipped") else data.train_data(spec, keep=(args.gvpo_external_column,))
+        described = replay.describe(args, ds and ds.column_names, ds and len(ds))
+        rows.append(("off-policy gvpo", described))
     if args.reward_weights is not None and len(args.reward_weights) != len(task.reward_funcs):
         raise ValueError(
             f"reward_weights={args.reward_weights} is invalid; allowed: {len(task.reward_funcs)} weights "

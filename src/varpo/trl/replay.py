@@ -465,8 +465,9 @@ class OffPolicyGroups:
             raise ValueError(f"{path}: unreadable gvpo response buffer ({type(err).__name__}: {err})") from None
 
 
-def describe(cfg, columns: Sequence[str] | None = None) -> str:
-    """One line for ``varpo train --dry-run``; refuses an external column that the training data lacks."""
+def describe(cfg, columns: Sequence[str] | None = None, num_prompts: int | None = None) -> str:
+    """One line for ``varpo train --dry-run``; refuses an external column that the training data lacks, and says
+    when history can never be used (a prompt recurs only every ⌈prompts / prompts-per-generation⌉ generations)."""
     ext = cfg.gvpo_external_column
     if ext is not None and columns is not None and ext not in columns:
         raise ValueError(
@@ -481,7 +482,17 @@ def describe(cfg, columns: Sequence[str] | None = None) -> str:
     if ext is not None:
         parts.append(f"1 external from column {ext!r}")
     caps = f"buffer {cfg.gvpo_buffer_per_prompt}/prompt, {cfg.gvpo_buffer_total} total"
-    return f"groups of {g}: " + " + ".join(parts) + (f"; {caps}" if h else "")
+    line = f"groups of {g}: " + " + ".join(parts) + (f"; {caps}" if h else "")
+    per_generation = (cfg.generation_batch_size or 0) // g
+    if h and num_prompts and per_generation:
+        every = math.ceil(num_prompts / per_generation) * cfg.steps_per_generation  # optimizer steps between visits
+        if cfg.max_steps > 0 and every >= cfg.max_steps:
+            line += f"; NOTE: a prompt recurs every {every} steps >= max_steps={cfg.max_steps}: no history will be used"
+        elif cfg.gvpo_max_staleness is not None and every > cfg.gvpo_max_staleness:
+            line += f"; NOTE: a prompt recurs every {every} steps > gvpo_max_staleness: history is always too stale"
+        else:
+            line += f"; a prompt recurs every {every} steps"
+    return line
 
 
 # ----------------------------------------------------------------------------------------------------------------
