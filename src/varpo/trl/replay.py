@@ -308,7 +308,8 @@ class OffPolicyGroups:
         ids = self.encode(text)
         if self.eos_token_id is not None:
             ids = ids + [self.eos_token_id]  # a finished answer, as the model's own completions end
-        return ids[: self.max_completion_length] if self.max_completion_length else ids
+        ids = ids[: self.max_completion_length] if self.max_completion_length else ids
+        return ids or None  # nothing to train on (TRL also needs >= 1 token per completion)
 
     def compose(self, prompt_ids: list[list[int]], rows: list[dict] | None, step: int, generate) -> tuple:
         """Assemble the completions of one local batch (B rows, G consecutive rows per prompt).
