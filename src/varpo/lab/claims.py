@@ -186,7 +186,7 @@ def dvao_bounds(seeds: int = 64, steps: int = 60, scenario_name: str = "scales")
 # ------------------------------------------------------------------------------------------------------------
 
 
-def vl_norm_variance(seeds: int = 16, draws: int = 256, steps: int = 60, train_seeds: int = 16) -> ClaimResult:
+def vl_norm_variance(seeds: int = 16, draws: int = 128, steps: int = 60, train_seeds: int = 16) -> ClaimResult:
     """Repeated one-batch gradient estimates on the same (initial) policy: CV = √E‖g-ḡ‖²/‖ḡ‖ and cos(ḡ, ∇J) per
     aggregation (advantage dr_grpo, so the aggregation is the only source of bias); ``seeds`` blocks of ``draws``
     estimates, paired by block. Then monotonicity (VL Norm Table 5): Pearson ρ(step, expected reward) per seed,
