@@ -15,6 +15,8 @@ from varpo.lab.claims import ClaimResult  # noqa: E402
 
 
 def _fmt(x) -> str:
+    if isinstance(x, str):
+        return x.replace("|", "\\|")  # a table cell
     if isinstance(x, float):
         return "n/a" if math.isnan(x) else (f"{x:.3g}" if abs(x) < 1e-3 and x != 0 else f"{x:.4f}")
     return str(x)
@@ -75,7 +77,7 @@ def write(result: ClaimResult, out: str | Path, command: str = "", commit: str =
     for r in result.rows:
         iv = r.interval
         lines.append(
-            f"| {r.comparison} | {r.metric} | {r.expected} | {_fmt(iv.mean)} [{_fmt(iv.low)}, {_fmt(iv.high)}] | "
+            f"| {_fmt(r.comparison)} | {_fmt(r.metric)} | {r.expected} | {_fmt(iv.mean)} [{_fmt(iv.low)}, {_fmt(iv.high)}] | "
             f"{iv.n} | {_fmt(iv.mde)} | {r.verdict} |"
         )
     if result.table:
