@@ -90,7 +90,9 @@ def run(
     _threads()
     from dataclasses import replace
 
-    from varpo.lab import report, train
+    from varpo.lab import report
+    from varpo.lab.claims import _row
+    from varpo.lab.train import train as train_fn
 
     try:
         spec, cfg, cfg_methods, cfg_seeds = _spec_and_config(scenario, config, {})
@@ -98,9 +100,10 @@ def run(
             cfg = replace(cfg, steps=steps)
         names = _csv(methods) or cfg_methods or _csv(DEFAULT_METHODS)
         n = seeds or cfg_seeds or 64
-        rows, curves = [], {}
+        rows, curves, runs = [], {}, {}
         for m in names:
-            h = train.train(spec, replace(cfg, method=m), seeds=n)
+            h = train_fn(spec, replace(cfg, method=m), seeds=n)
+            runs[m] = h
             row = dict(method=m, all_rate=float(h.all_rate[-1].mean()), worst=float(h.satisfied[-1].min(1).mean()))
             for j, name in enumerate(spec.names):
                 row[f"sat/{name}"] = float(h.satisfied[-1, :, j].mean())
@@ -116,6 +119,15 @@ def run(
     result = ClaimResult(
         f"run-{scenario or Path(config).stem}", f"lab run {scenario or config}", table=rows, curves=curves
     )
+    if "grpo" in runs:  # paired (by seed index) differences against grpo; two-sided reading, '>0' = beats grpo
+        g = runs["grpo"]
+        for m, h in runs.items():
+            if m == "grpo":
+                continue
+            for j, name in enumerate(spec.names):
+                diff = h.satisfied[-1, :, j] - g.satisfied[-1, :, j]
+                result.rows.append(_row(f"{m} − grpo", f"satisfaction {name}", ">0", diff))
+            result.rows.append(_row(f"{m} − grpo", "all-objectives rate", ">0", h.all_rate[-1] - g.all_rate[-1]))
     result.config = dict(spec=spec.meta, train=repr(cfg), seeds=n)
     path = report.write(result, out, command="varpo lab " + " ".join(sys.argv[2:]), commit=_commit())
     console.print(f"report: {path}")
