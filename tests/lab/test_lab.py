@@ -187,7 +187,7 @@ def test_reward_log_round_trip_replay_and_spec(tmp_path):
         reward_log.read(d)
 
 
-def test_cli_allocate_and_errors():
+def test_cli_allocate_run_and_errors(tmp_path):
     from varpo.cli import app
 
     runner = CliRunner()
@@ -210,5 +210,10 @@ def test_cli_allocate_and_errors():
     )
     assert res.exit_code == 0, res.output
     assert "neglects" in res.output and "dvao" in res.output
+    res = runner.invoke(
+        app, ["lab", "run", "easy_hard", "--methods", "grpo,dvao", "--seeds", "3", "--steps", "2", "-o", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "| dvao − grpo | all-objectives rate |" in (tmp_path / "report.md").read_text()
     bad = runner.invoke(app, ["lab", "allocate", "--success", "0.1,1.5"])
     assert bad.exit_code == 2 and "success must be in (0, 1)" in bad.output
