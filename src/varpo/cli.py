@@ -133,6 +133,11 @@ from varpo.experiments import cli as _experiments_cli  # noqa: E402
 app.command("sweep")(_experiments_cli.sweep)
 app.command("report")(_experiments_cli.report)
 
+# The mechanism lab (issue 10): `varpo lab run|allocate|replay|claim|scenarios`.
+from varpo.lab import cli as _lab_cli  # noqa: E402
+
+app.add_typer(_lab_cli.app, name="lab")
+
 
 def main() -> None:  # pragma: no cover - console entry point alias
     app()

@@ -109,6 +109,14 @@ class VarpoGRPOConfig(GRPOConfig):
         metadata={"help": "M for seq_mean_token_sum_norm / vl_norm (default: max_completion_length)."},
     )
 
+    log_reward_matrix: bool = field(
+        default=False,
+        metadata={
+            "help": "Append each generation batch's rewards [N, K] + group ids to <output_dir>/reward_log/ "
+            "(varpo.reward_log; replay with `varpo lab replay`)."
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.sigma_ema is True:
             self.sigma_ema = 0.9

@@ -43,6 +43,7 @@ from trl.trainer.utils import (
 )
 
 import varpo
+from varpo import reward_log
 from varpo.trl.config import VarpoGRPOConfig
 from varpo.trl.metrics import MetricsJSONLCallback
 from varpo.trl.replay import REPLAY_FILE, OffPolicyGroups
@@ -193,6 +194,8 @@ class VarpoGRPOTrainer(GRPOTrainer):
         for key, value in zip(_SCALE_KEYS, self._global_scale(out), strict=True):
             out[key] = value
         self._log_advantage_stats(mode, result.stats)
+        if train and self.args.log_reward_matrix and self.accelerator.is_main_process:
+            self._append_reward_log(rewards, group_ids, out)
         if self.trace is not None and train:
             self.trace.rollouts.append(
                 dict(
@@ -207,6 +210,19 @@ class VarpoGRPOTrainer(GRPOTrainer):
                 )
             )
         return out
+
+    def _append_reward_log(self, rewards, group_ids, out) -> None:
+        """Opt-in ``log_reward_matrix``: one compressed file per generation batch (see varpo.reward_log)."""
+        single = self.accelerator.num_processes == 1  # completion lengths are local; logged on one process only
+        reward_log.append(
+            os.path.join(self.args.output_dir, "reward_log"),
+            step=self.state.global_step,
+            rewards=rewards.detach().float().cpu().numpy(),
+            group_ids=group_ids.cpu().numpy(),
+            names=self.reward_func_names,
+            weights=self.reward_weights.detach().cpu().numpy(),
+            lengths=out["completion_mask"].sum(1).cpu().numpy() if single else None,
+        )
 
     def _global_scale(self, out) -> tuple[torch.Tensor, ...]:
         """Loss normalizers (tokens, sequences, Σ L^-α) of the whole generation batch, summed over processes."""

@@ -1,0 +1,219 @@
+"""The mechanism lab: paper propositions reproduced from the shared functions, exact seed batching, the lab really
+calls the shared functions (monkeypatching changes results), reports, reward-log round trip and replay."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import varpo
+from varpo import reward_log
+from varpo.advantages import grpo as grpo_estimator
+from varpo.lab import allocate, claims, env, metrics, report
+from varpo.lab.scenarios import scenario
+from varpo.lab.train import AdvantageCaller, LabConfig, _aggregate, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def test_gvpo_converges_to_theorem_3_1_optimum():
+    # GVPO Thm 3.1: the minimizer of the GVPO loss with π_s = π_θ' = π_ref is π_ref·exp(R/β)/Z.
+    beta = 1.0
+    spec, cfg = scenario("single", steps=150, loss_options=dict(gvpo_beta=beta))
+    h = train(spec, cfg, seeds=4)
+    target = torch.softmax(spec.init_logits + spec.rewards[..., 0] / beta, -1)
+    start = metrics.total_variation(torch.softmax(spec.init_logits, -1), target).max()
+    tv = metrics.total_variation(h.policy.probs(), target).max()
+    assert start > 0.05  # the optimum is far from the start
+    assert tv < 1e-3
+
+
+def test_dvao_propositions_hold_on_training_batches():
+    spec, cfg = scenario("scales", steps=8, method="dvao")
+    seen = []
+
+    def hook(step, rewards, local, adv):
+        s, n, k = rewards.shape
+        for i in range(s):  # per seed, as the engine calls it
+            a = {m: varpo.compute_advantages(rewards[i], local, m).advantages.double() for m in ("grpo", "ac", "dvao")}
+            # Prop. 2: |A_dvao| <= |A_grpo| pointwise.
+            assert bool((a["dvao"].abs() <= a["grpo"].abs() + 1e-5).all())
+            # Prop. 1: per group, mean A_grpo² >= mean A_ac².
+            g = cfg.group_size
+            assert bool(((a["ac"] ** 2).reshape(-1, g).mean(1) <= (a["grpo"] ** 2).reshape(-1, g).mean(1) + 1e-5).all())
+            seen.append(float((a["dvao"].abs() < a["grpo"].abs() - 1e-3).float().mean()))
+
+    train(spec, cfg, seeds=3, hook=hook)
+    assert len(seen) == 24 and np.mean(seen) > 0.3  # the bound is strict on most samples, not only equal
+
+
+def test_monkeypatched_estimator_changes_the_lab(monkeypatch):
+    spec, cfg = scenario("easy_hard", steps=10)
+    base = train(spec, cfg, seeds=4).all_rate[-1]
+    # An estimator registered in the shared registry is used by name, and its (reversed) sign changes learning.
+    monkeypatch.setitem(
+        varpo.advantages.ESTIMATORS,
+        "reversed",
+        lambda b, o: tuple(-x if i == 0 else x for i, x in enumerate(grpo_estimator(b, o))),
+    )
+    rev = train(spec, replace(cfg, method="reversed"), seeds=4).all_rate[-1]
+    assert rev.mean() < base.mean() - 0.05
+    # A patched varpo.compute_advantages (zero advantages) leaves the policy where it started.
+    zero = lambda rewards, ids, method, **kw: varpo.AdvantageOutput(torch.zeros(rewards.shape[0]), {})  # noqa: E731
+    monkeypatch.setattr(varpo, "compute_advantages", zero)
+    h = train(spec, cfg, seeds=2)
+    np.testing.assert_allclose(h.all_rate[-1], h.all_rate[0], atol=1e-12)
+
+
+def test_seed_batching_is_exact():
+    spec, _ = scenario("easy_hard")
+    rewards = spec.rewards[torch.randint(0, 16, (3, 16)), torch.randint(0, 32, (3, 16))]  # [S=3, N=16, K]
+    local = torch.arange(4).repeat_interleave(4)
+    stacked = (torch.arange(3).unsqueeze(1) * 4 + local).reshape(-1)
+    for method, separable in (("grpo", True), ("dvao", True), ("gdpo", False), ("saw", False)):
+        caller = AdvantageCaller(LabConfig(method=method, group_size=4), None, ["hard", "easy"])
+        adv, _ = caller(rewards, local, stacked)
+        assert caller.stacked is separable, method
+        for i in range(3):
+            torch.testing.assert_close(adv[i], varpo.compute_advantages(rewards[i], local, method).advantages.double())
+    # One aggregate_loss call with a shared scale equals the per-seed sum when every seed's mask is the same.
+    per_token, mask = torch.randn(3 * 8, 5), torch.ones(3 * 8, 5)
+    for mode in varpo.AGGREGATIONS:
+        cfg = LabConfig(aggregation=mode)
+        one = _aggregate(cfg, per_token, mask, 3, True, 5)
+        loop = _aggregate(cfg, per_token, mask, 3, False, 5)
+        torch.testing.assert_close(one, loop)
+
+
+def test_token_level_policy_sums_to_sequence_logprob():
+    spec = env.synthetic([env.Objective("a", 0.3)], prompts=3, responses=5, lengths=(1, 6), seed=1)
+    from varpo.lab.policy import TabularPolicy
+
+    pol = TabularPolicy(spec, 2)
+    with torch.no_grad():
+        pol.theta.normal_()
+    p, r = torch.randint(0, 3, (2, 7)), torch.randint(0, 5, (2, 7))
+    lp, mask = pol.token_logprobs(p, r)
+    seq = pol.log_probs()[torch.arange(2).unsqueeze(1), p, r]
+    torch.testing.assert_close((lp * mask).sum(-1), seq)
+    torch.testing.assert_close(mask.sum(-1), spec.lengths[p, r].double())
+
+
+def test_synthetic_rates_scales_and_errors():
+    objs = [
+        env.Objective("a", 0.2),
+        env.Objective("b", 0.7, kind="partial", scale=5.0),
+        env.Objective("c", 0.5, offset=-1.0, scale=2.0),
+    ]
+    spec = env.synthetic(objs, prompts=64, responses=64, prompt_spread=0.3, seed=3)
+    np.testing.assert_allclose(spec.initial_rates()[0].item(), 0.2, atol=0.04)
+    assert float(spec.rewards[..., 1].max()) == 5.0 and float(spec.rewards[..., 2].min()) == -1.0
+    with pytest.raises(ValueError, match="objective 'x': success"):
+        env.Objective("x", 1.5)
+    with pytest.raises(ValueError, match="sigma_ema"):
+        LabConfig(options=dict(sigma_ema=None))
+
+
+def test_claim_report_is_written(tmp_path):
+    result = claims.dvao_bounds(seeds=2, steps=3)
+    path = report.write(result, tmp_path / "out", command="varpo lab claim dvao_bounds", commit="abc")
+    text = path.read_text()
+    assert "| dvao − grpo | mean A² over training | <0 |" in text
+    assert "\\|A_dvao\\|" in text  # pipes in cells are escaped
+    data = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert {r["comparison"] for r in data["rows"]} >= {"dvao − grpo", "dvao − gdpo"}
+    assert data["config"]["checks"]["p2_viol"] == 0
+    assert (tmp_path / "out" / "adv_sq.png").stat().st_size > 1000
+    assert [row["method"] for row in data["table"]] == ["grpo", "gdpo", "dvao", "ac"]  # every method run
+
+
+def test_interval_and_mde():
+    iv = metrics.interval([0.1, 0.2, 0.3, 0.4])
+    assert iv.mean == pytest.approx(0.25) and iv.low < 0.25 < iv.high and iv.mde > iv.half_width
+    assert claims._verdict(iv, ">0") == "established"
+    assert claims._verdict(iv, "<0") == "refuted (reverse)"
+
+
+def test_reward_log_round_trip_replay_and_spec(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "reward_log"
+    batches = []
+    for step in range(3):
+        r = (rng.random((16, 2)) < [0.2, 0.8]).astype(np.float32)
+        r[0, 1] = np.nan  # a missing component
+        ids = np.repeat(np.arange(4), 4)
+        reward_log.append(
+            d,
+            step=step,
+            rewards=r,
+            group_ids=ids,
+            names=["hard", "easy"],
+            weights=[0.5, 0.5],
+            lengths=rng.integers(1, 9, 16),
+        )
+        batches.append(r)
+    back = reward_log.read(d)
+    assert [b.step for b in back] == [0, 1, 2] and back[0].names == ("hard", "easy")
+    np.testing.assert_array_equal(back[1].rewards, batches[1])
+    rows = allocate.replay(d, ["grpo", "dvao"])
+    assert rows[0]["weight/hard"] == pytest.approx(0.5)
+    expected = np.mean(
+        [
+            varpo.compute_advantages(
+                torch.from_numpy(b.astype(np.float64)),
+                torch.from_numpy(np.repeat(np.arange(4), 4)),
+                "dvao",
+                weights=[0.5, 0.5],
+                names=["hard", "easy"],
+            ).stats["weight/easy"]
+            for b in batches
+        ]
+    )
+    assert rows[1]["weight/easy"] == pytest.approx(expected)
+    spec = env.from_reward_log(d)
+    assert spec.shape == (12, 4, 2) and bool(spec.satisfied[..., 0].any())
+    alloc = allocate.allocation(spec, ["grpo"], LabConfig(steps=2, prompts_per_step=4, group_size=4), seeds=2)
+    assert alloc[0].neglected in ("hard", "easy")
+    (d / "batch_0000003.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="batch_0000003.npz: unreadable"):
+        reward_log.read(d)
+
+
+def test_cli_allocate_run_and_errors(tmp_path):
+    from varpo.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "lab",
+            "allocate",
+            "--success",
+            "0.1,0.9",
+            "--names",
+            "hard,easy",
+            "--seeds",
+            "4",
+            "--steps",
+            "3",
+            "--methods",
+            "grpo,dvao",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "neglects" in res.output and "dvao" in res.output
+    res = runner.invoke(
+        app, ["lab", "run", "easy_hard", "--methods", "grpo,dvao", "--seeds", "3", "--steps", "2", "-o", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "| dvao − grpo | all-objectives rate |" in (tmp_path / "report.md").read_text()
+    bad = runner.invoke(app, ["lab", "allocate", "--success", "0.1,1.5"])
+    assert bad.exit_code == 2 and "success must be in (0, 1)" in bad.output
