@@ -13,7 +13,8 @@ depend on the prompt and the judged response:
 Fault endpoints (same protocol, under a path prefix) for resilience tests: ``/slow/v1`` (sleeps ``slow_seconds``
 first), ``/malformed/v1`` (reply text that is not JSON), ``/partial/v1`` (omits the first key), ``/error/v1`` (HTTP
 500), ``/flaky/v1`` (HTTP 500 on the first attempt of each distinct request, then normal), ``/chaos/v1`` (each
-distinct request gets, by a hash of its messages, one of: always 500, malformed, slow, normal). ``GET /stats`` reports
+distinct request gets, by a hash of its messages, one of: always 500, malformed, very slow (10 x ``slow_seconds``),
+normal). ``GET /stats`` reports
 request counts and the peak number of requests in flight; ``POST /reset`` clears them.
 
     python -m varpo.rewards.devserver --model builtin:tiny --port 8011     # then judge_base_url=http://127.0.0.1:8011/v1
@@ -28,6 +29,9 @@ import threading
 import time
 import zlib
 from typing import Any
+
+from fastapi import FastAPI, Request  # module level: the route annotations must resolve (PEP 563)
+from fastapi.responses import JSONResponse
 
 MODES = ("ok", "slow", "malformed", "partial", "error", "flaky", "chaos")
 _QUOTED = re.compile(r"'([^']+)'")
@@ -83,9 +87,6 @@ def judgment(schema: dict | None, ids: list[int], prompt: str) -> dict[str, Any]
 def create_app(judge: JudgeModel, slow_seconds: float = 5.0):
     import json
 
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     app = FastAPI()
     stats = {"in_flight": 0, "max_in_flight": 0, "requests": dict.fromkeys(MODES, 0)}
     seen: set[str] = set()
@@ -107,8 +108,10 @@ def create_app(judge: JudgeModel, slow_seconds: float = 5.0):
         stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
         try:
             digest = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()
+            delay = slow_seconds
             if mode == "chaos":
                 mode = ("error", "malformed", "slow", "ok")[int(digest[:8], 16) % 4]
+                delay = 10 * slow_seconds  # far beyond any sane timeout, even on a loaded machine
             if mode == "error":
                 return JSONResponse({"error": {"message": "judge exploded", "type": "server_error"}}, status_code=500)
             if mode == "flaky":
@@ -116,7 +119,7 @@ def create_app(judge: JudgeModel, slow_seconds: float = 5.0):
                     seen.add(digest)
                     return JSONResponse({"error": {"message": "try again", "type": "server_error"}}, status_code=500)
             if mode == "slow":
-                await asyncio.sleep(slow_seconds)
+                await asyncio.sleep(delay)
             messages = body.get("messages") or []
             prompt = "\n\n".join(str(m.get("content", "")) for m in messages)
             ids = await asyncio.to_thread(judge.token_ids, prompt)

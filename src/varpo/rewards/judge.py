@@ -98,7 +98,7 @@ class JudgeRewards:
         return state
 
     def describe(self) -> str:
-        cache = f"cache {self.cache.path}" if self.cache else "no cache"
+        cache = f"cache {self.cache.path}" if self.cache is not None else "no cache"
         r = self.runner
         return (
             f"{self.backend.describe()}, template {self.template.name}, {len(self.reward_funcs)} dimensions, "
@@ -150,7 +150,7 @@ class JudgeRewards:
     def _run(self, todo: dict[str, tuple]) -> None:
         start = time.monotonic()
         m = self._pending
-        cached = self.cache.get_many(list(todo)) if self.cache else {}
+        cached = self.cache.get_many(list(todo)) if self.cache is not None else {}
         results: dict[str, dict[str, float | None]] = {}
         for key, reply in cached.items():
             parsed = self._parse(reply, todo[key][2])
@@ -172,7 +172,7 @@ class JudgeRewards:
             else:
                 store.append((key, outcome.reply))
             results[key] = parsed
-        if self.cache and store:
+        if self.cache is not None and store:
             try:
                 self.cache.put_many(store)
             except Exception as err:  # noqa: BLE001 - a full disk must not stop training; the replies are in memory
