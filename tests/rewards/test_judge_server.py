@@ -161,3 +161,27 @@ def test_transformers_backend_in_process(judge_model_dir, batch):
     assert all(v is None for vs in values.values() for v in vs)
     m = judge.pop_metrics()
     assert m["judge/requests"] == 6 and m["judge/failures"] == 6
+
+
+def test_verl_batched_reward_function(server, stats, tmp_path):
+    from varpo.verl.rewards import compute_score_batch
+
+    options = {"axes": AXES, "judge_base_url": server.url(), "judge_model": "tiny-judge", "judge_cache": None}
+    task = get_task("rubric", **options)
+    ds = task.generate(4, seed=5, chat=True)
+    verl = task.to_verl(ds).to_list()  # verl's parquet layout: ground_truth = the rubric, extra_info.prompt
+    assert verl[0]["extra_info"]["prompt"].startswith("user: ")
+    completions = list(ds["completion"][:2]) + ["I cannot help.", ""]
+    out = compute_score_batch(
+        data_sources=[r["data_source"] for r in verl],
+        solution_strs=completions,
+        ground_truths=[r["reward_model"]["ground_truth"] for r in verl],
+        extra_infos=[r["extra_info"] for r in verl],
+        task="rubric",
+        task_options=options,
+    )
+    assert stats()["requests"]["ok"] == 4  # one judgment per sample for all 3 axes
+    assert [o["accuracy"] for o in out] == [1.0, 1.0, 0.0, 0.0]
+    for o in out:
+        assert set(o) == {"score", *AXES, "length"}
+        assert math.isclose(o["score"], sum(o[k] for k in (*AXES, "length")))

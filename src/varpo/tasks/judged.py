@@ -21,7 +21,7 @@ from varpo.rewards.options import JudgeOptions
 from varpo.rewards.schemes import ScoreScheme, parse_dimensions
 from varpo.tasks.base import Task, as_chat, in_split
 from varpo.tasks.io import get_field, read_records, to_dataset
-from varpo.tasks.judged_common import length_reward
+from varpo.tasks.judged_common import length_reward, to_verl_with_prompt
 
 PROMPT = "Summarize the following post in one sentence.\n\nPOST: {post}\n\nTL;DR:"
 _OPENERS = [
@@ -66,6 +66,9 @@ class JudgeTask(JudgeOptions, Task):
 
     def verl_ground_truth(self, row: dict) -> str:
         return row.get("reference", "")
+
+    def to_verl(self, ds, data_source: str | None = None):
+        return to_verl_with_prompt(ds, super().to_verl, data_source)
 
     def generate(self, n: int, seed: int = 0, split: str = "train", chat: bool = False):
         """`n` synthetic posts to summarise. Columns: prompt, completion (= reference), reference."""

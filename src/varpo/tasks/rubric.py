@@ -25,7 +25,7 @@ from varpo.rewards.options import JudgeOptions
 from varpo.rewards.schemes import HEALTHBENCH_AXES, RubricScheme, parse_rubric
 from varpo.tasks.base import Task, as_chat, in_split
 from varpo.tasks.io import read_records, to_dataset
-from varpo.tasks.judged_common import length_reward
+from varpo.tasks.judged_common import length_reward, to_verl_with_prompt
 
 # Synthetic rubric data: (condition, advice words a complete answer uses, a harmful suggestion).
 _TOPICS = [
@@ -83,6 +83,9 @@ class RubricTask(JudgeOptions, Task):
         rubrics = [r for r in rubrics if r["tags"][-1][len("axis:") :] in self.axes]
         gold = f"For {condition.split()[-1]}, try {a}, {b} and {c}. See a doctor if it gets worse."
         return question, rubrics, gold
+
+    def to_verl(self, ds, data_source: str | None = None):
+        return to_verl_with_prompt(ds, super().to_verl, data_source)
 
     def generate(self, n: int, seed: int = 0, split: str = "train", chat: bool = False):
         """`n` synthetic rubric examples. Columns: prompt, completion (a gold answer), rubrics, prompt_id."""
