@@ -129,7 +129,13 @@ def test_shipped_templates_render_and_do_not_re_expand(tmp_path):
     tldr = load_template("tldr")
     assert tldr.fields == {"prompt", "reference", "completion", "dimensions", "output_format"}
     messages = tldr.render(
-        {"prompt": "post", "reference": "ref", "completion": "$prompt ${reference}", "dimensions": "d", "output_format": "{}"}
+        {
+            "prompt": "post",
+            "reference": "ref",
+            "completion": "$prompt ${reference}",
+            "dimensions": "d",
+            "output_format": "{}",
+        }
     )
     assert "$prompt ${reference}" in messages[-1]["content"]  # substituted text is never expanded again
     assert load_template("rubric").fields == {"prompt", "completion", "criteria", "output_format"}

@@ -70,7 +70,11 @@ def test_varpo_train_with_faulty_judge(server, stats, tmp_path):
     judged = [r[f"reward/{a}/mean"] for r in records for a in ("accuracy", "completeness", "context_awareness")]
     assert any(v is not None and math.isfinite(v) for v in judged)  # ...and some succeed
     sent = stats()["requests"]["chaos"]  # a retry cut off by the timeout may never reach the server
-    assert sum(r["judge/requests"] for r in records) <= sent <= sum(r["judge/requests"] + r["judge/retries"] for r in records)
+    assert (
+        sum(r["judge/requests"] for r in records)
+        <= sent
+        <= sum(r["judge/requests"] + r["judge/retries"] for r in records)
+    )
     assert (tmp_path / "run" / "final" / "config.json").is_file()
 
 

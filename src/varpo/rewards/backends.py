@@ -67,7 +67,9 @@ class OpenAIBackend:
         try:  # imported here, in the caller's thread: a first import inside the event loop would eat the timeout
             import openai  # noqa: F401
         except ImportError:
-            raise ImportError("the OpenAI-compatible judge needs the openai client: pip install 'varpo[judge]'") from None
+            raise ImportError(
+                "the OpenAI-compatible judge needs the openai client: pip install 'varpo[judge]'"
+            ) from None
 
     @property
     def identity(self) -> str:
@@ -80,6 +82,7 @@ class OpenAIBackend:
         loop = id(asyncio.get_running_loop())
         if loop not in self._clients:
             from openai import AsyncOpenAI
+
             key = os.environ.get(self.api_key_env) or "EMPTY"
             # Retries and timeouts are the runner's (counted, bounded); the client must not add its own.
             self._clients[loop] = AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0)

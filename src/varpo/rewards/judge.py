@@ -45,7 +45,9 @@ def conversation_text(prompt: Any) -> str:
         turns = []
         for m in prompt:
             if isinstance(m, Mapping):
-                turns.append(f"{m.get('role', 'user')}: {completion_text([{'role': 'x', 'content': m.get('content')}])}")
+                turns.append(
+                    f"{m.get('role', 'user')}: {completion_text([{'role': 'x', 'content': m.get('content')}])}"
+                )
         return "\n\n".join(turns)
     return ""
 
@@ -131,7 +133,9 @@ class JudgeRewards:
         bad_rows = 0
         for i in range(n):
             try:
-                key, messages, schema, context = self._request(prompts[i] if prompts is not None else "", completions[i], rows[i])
+                key, messages, schema, context = self._request(
+                    prompts[i] if prompts is not None else "", completions[i], rows[i]
+                )
             except ValueError as err:  # malformed rubric etc.: this sample is missing, the batch goes on
                 bad_rows += 1
                 self._warn(f"judge: sample {i} cannot be judged: {err}")
@@ -182,7 +186,9 @@ class JudgeRewards:
         m["batch_seconds"] += time.monotonic() - start
         m["_batches"] += 1
         if first_error:
-            self._warn(f"judge: {int(m['failures'])} failed judgment(s) this batch (scored as missing); e.g. {first_error}")
+            self._warn(
+                f"judge: {int(m['failures'])} failed judgment(s) this batch (scored as missing); e.g. {first_error}"
+            )
         self._memo.update(results)
 
     def _parse(self, reply: str, context: Any) -> dict[str, float | None] | None:

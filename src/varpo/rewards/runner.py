@@ -108,13 +108,17 @@ class JudgeRunner:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-            logger.warning("judge: %d/%d requests cut off by judge_batch_timeout=%gs", len(pending), len(tasks), self.batch_timeout)
+            logger.warning(
+                "judge: %d/%d requests cut off by judge_batch_timeout=%gs", len(pending), len(tasks), self.batch_timeout
+            )
         out = []
         for task in tasks:
             if task in done and not task.cancelled() and task.exception() is None:
                 out.append(task.result())
             else:
-                out.append(Outcome(None, f"cut off after judge_batch_timeout={self.batch_timeout:g}s", self.retries + 1))
+                out.append(
+                    Outcome(None, f"cut off after judge_batch_timeout={self.batch_timeout:g}s", self.retries + 1)
+                )
         return out
 
     async def _one(self, semaphore: asyncio.Semaphore, messages: list[dict], schema: dict | None) -> Outcome:

@@ -54,7 +54,9 @@ class Dimension:
     def __post_init__(self) -> None:
         check_name(self.name, "judge dimension")
         if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
-            raise ValueError(f"judge dimension {self.name!r}: range [{self.low}, {self.high}] is invalid (need low < high)")
+            raise ValueError(
+                f"judge dimension {self.name!r}: range [{self.low}, {self.high}] is invalid (need low < high)"
+            )
 
 
 def parse_dimensions(spec: Any, default_range: Sequence[float] = (1, 10)) -> list[Dimension]:
@@ -83,7 +85,11 @@ def parse_dimensions(spec: Any, default_range: Sequence[float] = (1, 10)) -> lis
             parts = item.strip().split(":")
             if len(parts) not in (1, 3):
                 raise ValueError(f"judge_dimensions entry {item!r} is invalid; use 'name' or 'name:low:high'")
-            dims.append(Dimension(parts[0], *(float(p) for p in parts[1:])) if len(parts) == 3 else Dimension(parts[0], low, high))
+            dims.append(
+                Dimension(parts[0], *(float(p) for p in parts[1:]))
+                if len(parts) == 3
+                else Dimension(parts[0], low, high)
+            )
         else:
             raise ValueError(f"judge_dimensions entry {item!r} is invalid; use a name or a mapping")
     names = [d.name for d in dims]

@@ -77,7 +77,9 @@ def load_template(name_or_path: str) -> Template:
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
-            raise ValueError(f"judge_template={name_or_path!r} is neither a shipped template {list(BUILTIN)} nor a file")
+            raise ValueError(
+                f"judge_template={name_or_path!r} is neither a shipped template {list(BUILTIN)} nor a file"
+            )
         text, source = path.read_text("utf-8"), str(path)
     try:
         data = yaml.safe_load(text)

@@ -163,7 +163,9 @@ def compute_score_batch(
     for fn in grader.reward_funcs:
         if getattr(fn, "judge", None) is not None:
             columns = {c: [row.get(c) for row in rows] for c in fn.columns}
-            components[fn.__name__] = fn(prompts=[row.get("prompt", "") for row in rows], completions=solution_strs, **columns)
+            components[fn.__name__] = fn(
+                prompts=[row.get("prompt", "") for row in rows], completions=solution_strs, **columns
+            )
         else:
             components[fn.__name__] = [fn.score(solution_strs[i], **rows[i]) for i in range(n)]
     judges = {id(fn.judge): fn.judge for fn in grader.reward_funcs if getattr(fn, "judge", None) is not None}
