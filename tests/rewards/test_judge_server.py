@@ -18,7 +18,8 @@ AXES = ["accuracy", "completeness", "context_awareness"]  # criteria with quoted
 
 
 def rubric_judge(url, cache=None, **kw):
-    options = dict(concurrency=4, timeout=5.0, retries=2, backoff=0.01, batch_timeout=20.0)
+    # generous timeouts: a loaded CI machine must not turn a healthy reply into a failure
+    options = dict(concurrency=4, timeout=30.0, retries=2, backoff=0.01, batch_timeout=60.0)
     options.update(kw)
     return JudgeRewards(RubricScheme(AXES), OpenAIBackend(url, "tiny-judge"), "rubric", cache=cache, **options)
 
@@ -74,24 +75,24 @@ def test_concurrency_bound_respected(server, stats, batch):
     assert values["accuracy"][:3] == [1.0, 1.0, 1.0]
 
 
-def test_timeout_honoured_and_retries_counted(server, stats, batch):
-    judge = rubric_judge(server.url("slow"), timeout=0.15, retries=1, backoff=0.0, concurrency=6)
+def test_timeout_honoured_and_retries_counted(server, batch):
+    # /stall/v1 answers after 10 x SLOW_SECONDS = 6 s; two 1 s attempts must give up long before that
+    judge = rubric_judge(server.url("stall"), timeout=1.0, retries=1, backoff=0.0, concurrency=6)
     start = time.monotonic()
     values = call_all(judge, batch)
     elapsed = time.monotonic() - start
-    assert elapsed < SLOW_SECONDS + 0.5  # two 0.15 s attempts, not the server's 0.6 s
+    assert 2.0 <= elapsed < 10 * SLOW_SECONDS - 1.0
     assert all(v is None for vs in values.values() for v in vs)
     m = judge.pop_metrics()
     assert m["judge/failures"] == 6 and m["judge/retries"] == 6 and m["judge/missing"] == 18
-    # every first attempt reached the server; a retry may be cut off before it does on a loaded machine
-    assert 6 <= stats()["requests"]["slow"] <= 12
+    assert 1.0 <= m["judge/latency"] < 10 * SLOW_SECONDS - 1.0
 
 
 def test_batch_deadline_bounds_an_outage(server, batch):
-    judge = rubric_judge(server.url("slow"), timeout=30.0, retries=5, batch_timeout=0.3, concurrency=2)
+    judge = rubric_judge(server.url("stall"), timeout=30.0, retries=5, batch_timeout=1.0, concurrency=2)
     start = time.monotonic()
     values = call_all(judge, batch)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 10 * SLOW_SECONDS - 2.0  # the deadline, not the 6 s stall
     assert all(v is None for vs in values.values() for v in vs)
     assert judge.pop_metrics()["judge/failures"] == 6
 

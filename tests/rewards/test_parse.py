@@ -162,7 +162,7 @@ def test_cache_roundtrip_keys_and_crash_safety(tmp_path):
     key = request_key("judge-a", "tmpl", [[{"role": "user", "content": "x"}], None])
     assert key != request_key("judge-b", "tmpl", [[{"role": "user", "content": "x"}], None])
     assert key != request_key("judge-a", "tmpl2", [[{"role": "user", "content": "x"}], None])
-    proc = mp.get_context("spawn").Process(target=_write_then_die, args=(str(path), 50))
+    proc = mp.get_context("fork").Process(target=_write_then_die, args=(str(path), 50))
     proc.start()
     proc.join(60)
     cache = JudgeCache(path, "judge")

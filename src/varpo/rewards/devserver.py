@@ -11,7 +11,7 @@ depend on the prompt and the judged response:
   ``Σ generated token ids + crc32(name)``.
 
 Fault endpoints (same protocol, under a path prefix) for resilience tests: ``/slow/v1`` (sleeps ``slow_seconds``
-first), ``/malformed/v1`` (reply text that is not JSON), ``/partial/v1`` (omits the first key), ``/error/v1`` (HTTP
+first), ``/stall/v1`` (sleeps 10 x ``slow_seconds``), ``/malformed/v1`` (reply text that is not JSON), ``/partial/v1`` (omits the first key), ``/error/v1`` (HTTP
 500), ``/flaky/v1`` (HTTP 500 on the first attempt of each distinct request, then normal), ``/chaos/v1`` (each
 distinct request gets, by a hash of its messages, one of: always 500, malformed, very slow (10 x ``slow_seconds``),
 normal). ``GET /stats`` reports
@@ -33,7 +33,7 @@ from typing import Any
 from fastapi import FastAPI, Request  # module level: the route annotations must resolve (PEP 563)
 from fastapi.responses import JSONResponse
 
-MODES = ("ok", "slow", "malformed", "partial", "error", "flaky", "chaos")
+MODES = ("ok", "slow", "stall", "malformed", "partial", "error", "flaky", "chaos")
 _QUOTED = re.compile(r"'([^']+)'")
 _RESPONSE = re.compile(r"#\s*Response to [^\n]*\n(.*?)(?:\n#\s|\Z)", re.DOTALL)
 
@@ -110,8 +110,9 @@ def create_app(judge: JudgeModel, slow_seconds: float = 5.0):
             digest = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()
             delay = slow_seconds
             if mode == "chaos":
-                mode = ("error", "malformed", "slow", "ok")[int(digest[:8], 16) % 4]
-                delay = 10 * slow_seconds  # far beyond any sane timeout, even on a loaded machine
+                mode = ("error", "malformed", "stall", "ok")[int(digest[:8], 16) % 4]
+            if mode == "stall":
+                mode, delay = "slow", 10 * slow_seconds  # far beyond any sane timeout, even on a loaded machine
             if mode == "error":
                 return JSONResponse({"error": {"message": "judge exploded", "type": "server_error"}}, status_code=500)
             if mode == "flaky":
