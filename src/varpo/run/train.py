@@ -136,10 +136,17 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
         )
     gold = data.eval_data(spec, n=min(8, spec.eval_prompts))
     columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
+    # Judged rewards (varpo.rewards) are not called: a dry run must not need the judge server.
+    judged = [f for f in task.reward_funcs if getattr(f, "judge", None) is not None]
     scores = {
-        f.__name__: f(prompts=gold["prompt"], completions=gold["completion"], **columns) for f in task.reward_funcs
+        f.__name__: f(prompts=gold["prompt"], completions=gold["completion"], **columns)
+        for f in task.reward_funcs
+        if f not in judged
     }
-    rows.append(("rewards", ", ".join(f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items())))
+    scored = [f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items()] + [f"{f.__name__}: judged" for f in judged]
+    rows.append(("rewards", ", ".join(scored)))
+    if judged:
+        rows.append(("judge", judged[0].judge.describe() + " (not called in dry run)"))
     if spec.warm_start == "sft":
         rows.append(("warm start", f"SFT on {spec.sft_demos} demos, {spec.sft_epochs:g} epochs (skipped in dry run)"))
     elif spec.warm_start:
