@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from varpo.cli_errors import OneLineErrors
+
 DEFAULT_METHODS = "grpo,ac,gdpo,dvao,saw,rvpo"
 DEFAULT_WEIGHTS = "0.1,0.3,0.5,0.7,0.9"
 
@@ -47,9 +49,11 @@ def sweep(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Sweep directory (default runs/sweeps/<config stem>).")
     ] = None,
-    jobs: Annotated[int | None, typer.Option(help="Runs at once (default: CPUs // threads-per-run).")] = None,
-    threads_per_run: Annotated[int, typer.Option(help="torch/OpenMP threads of each run.")] = 1,
-    timeout: Annotated[float | None, typer.Option(help="Kill a run after this many seconds (marked failed).")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Runs at once (default: CPUs // threads-per-run).")] = None,
+    threads_per_run: Annotated[int, typer.Option(min=1, help="torch/OpenMP threads of each run.")] = 1,
+    timeout: Annotated[
+        float | None, typer.Option(help="Kill a run after this many seconds (> 0; marked failed).")
+    ] = None,
     runner: Annotated[
         str | None, typer.Option(help="Command of one run (default: python -m varpo.experiments.runner).")
     ] = None,
@@ -63,15 +67,27 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from varpo.experiments.grid import expand_grid
-    from varpo.experiments.sweep import DEFAULT_RUNNER, default_jobs, is_finished, run_command, run_dir, run_sweep
+    from varpo.experiments.sweep import (
+        DEFAULT_RUNNER,
+        check_grid,
+        default_jobs,
+        is_finished,
+        run_command,
+        run_dir,
+        run_sweep,
+    )
 
     console = Console(stderr=True)
+    if timeout is not None and not timeout > 0:
+        raise typer.BadParameter(f"{timeout!r}: a run timeout must be > 0 seconds", param_hint="'--timeout'")
     try:
         points = expand_grid(methods, weights, seeds, aggregations or None, losses or None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     sweep_dir = out or Path("runs") / "sweeps" / config.stem
     runner_argv = shlex.split(runner) if runner else list(DEFAULT_RUNNER)
+    if runner is None:  # a custom runner has its own keys; the default one gets the engine's checks up front
+        check_grid(config, points, overrides or [], threads_per_run)
     n_jobs = jobs or default_jobs(threads_per_run)
     done = sum(is_finished(sweep_dir, p) for p in points)
     console.print(f"sweep {sweep_dir}: {len(points)} runs ({done} already finished), {n_jobs} at once")
@@ -105,6 +121,7 @@ def sweep(
             jobs=n_jobs,
             threads_per_run=threads_per_run,
             timeout=timeout,
+            check=False,  # done above
             argv=_argv(),
             on_outcome=show,
         )
@@ -153,6 +170,11 @@ def report(
     typer.echo(str(path))
 
 
-app = typer.Typer(help="varpo experiments: weight/seed sweeps and their reports.", no_args_is_help=True)
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="varpo experiments: weight/seed sweeps and their reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.command("sweep")(sweep)
 app.command("report")(report)

@@ -51,7 +51,10 @@ def split_overrides(items: list[str]) -> tuple[dict[str, Any], list[str]]:
     for item in items:
         key, sep, value = item.partition("=")
         if sep and key.strip() in RUNNER_KEYS:
-            own[key.strip()] = RUNNER_KEYS[key.strip()](value)
+            try:
+                own[key.strip()] = RUNNER_KEYS[key.strip()](value)
+            except ValueError:
+                raise ValueError(f"{key.strip()}={value!r} is invalid; allowed: an int") from None
         else:
             rest.append(item)
     return own, rest

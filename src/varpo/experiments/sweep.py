@@ -92,6 +92,29 @@ def run_command(
     ]
 
 
+def check_grid(
+    config: str | os.PathLike, points: Sequence[GridPoint], overrides: Sequence[str] = (), threads: int = 1
+) -> None:
+    """Validate every run of the grid as the default runner would build it (``varpo.run.spec.validate`` on the
+    config + sweep overrides + the point's overrides), before anything runs: a bad override, a weight vector of
+    the wrong length for the task, an incompatible combination (``gvpo`` with ``vl_norm``) is one ValueError
+    naming the run, not a sweep of failed runs. Points differing only in seed are checked once."""
+    from varpo.experiments.runner import split_overrides
+    from varpo.run.spec import load_config, validate
+
+    _, engine = split_overrides(list(overrides))
+    seen = set()
+    for point in points:
+        key = (point.variant, point.weights)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            validate(load_config(config, [*engine, f"num_threads={threads}", *point.overrides()]), dry_run=True)
+        except ValueError as err:
+            raise ValueError(f"run {point.name}: {err}") from None
+
+
 def run_sweep(
     config: str | os.PathLike,
     sweep_dir: str | os.PathLike,
@@ -103,6 +126,7 @@ def run_sweep(
     threads_per_run: int = 1,
     timeout: float | None = None,
     prepare: bool = True,
+    check: bool = True,
     argv: Sequence[str] | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
@@ -118,15 +142,19 @@ def run_sweep(
         threads_per_run: torch/OpenMP threads per run.
         timeout: seconds after which a run is killed and marked failed (None: no limit).
         prepare: first call ``RUNNER CONFIG --prepare …`` once per seed, sequentially (shared start model).
+        check: with the default runner, validate every run's config first (:func:`check_grid`).
         argv: the command line that started the sweep (recorded in the manifest).
         on_outcome: called in the main thread after each run finishes (progress display).
     """
     config = Path(config).resolve()
     sweep_dir = Path(sweep_dir).resolve()
+    default_runner = runner is None or list(runner) == list(DEFAULT_RUNNER)
     runner = list(runner or DEFAULT_RUNNER)
     jobs = jobs or default_jobs(threads_per_run)
     if len({p.name for p in points}) != len(points):
         raise ValueError("the grid has duplicate points")
+    if check and default_runner:
+        check_grid(config, points, overrides, threads_per_run)
     config_copy = _pin_config(config, sweep_dir)
     manifest = _open_manifest(sweep_dir, config, points, overrides, runner, jobs, threads_per_run, timeout, argv)
     lock = threading.Lock()
