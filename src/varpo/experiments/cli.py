@@ -64,6 +64,7 @@ def sweep(
 ) -> None:
     """Run methods × weights × seeds (× aggregations × losses), one process per run; resumable, parallel."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from varpo.experiments.grid import expand_grid
@@ -100,7 +101,7 @@ def sweep(
         console.print("first run: " + shlex.join(cmd))
         return
 
-    failed = []
+    failed, held = [], []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as bar:
@@ -110,7 +111,10 @@ def sweep(
             bar.advance(task)
             if outcome.status == "failed":
                 failed.append(outcome)
-                bar.console.print(f"[red]failed[/red] {outcome.point.name}: {outcome.error}")
+                bar.console.print(f"[red]failed[/red] {outcome.point.name}: {escape(str(outcome.error))}")
+            elif outcome.status == "held":
+                held.append(outcome)
+                bar.console.print(f"[yellow]skipped[/yellow] {outcome.point.name}: {escape(str(outcome.error))}")
 
         run_sweep(
             config,
@@ -130,8 +134,11 @@ def sweep(
 
         path = write_report(sweep_dir, argv=["varpo", "report", str(sweep_dir)])
         console.print(f"report: {path}")
+    if held:
+        console.print(f"{len(held)} run(s) are in use by another live sweep process and were not started.")
     if failed:
         console.print(f"{len(failed)} run(s) failed; re-run the same command to retry them.")
+    if failed or held:
         raise typer.Exit(1)
 
 
@@ -154,6 +161,7 @@ def report(
 ) -> None:
     """Write report.md + PNGs: Pareto frontiers, hypervolume ± CI, training dynamics, monotonicity, score table."""
     from varpo.experiments.report import write_report
+    from varpo.experiments.results import load_sweep
 
     ref = None
     if reference:
@@ -168,6 +176,12 @@ def report(
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(str(path))
+    unreadable = load_sweep(sweep_dir, score).unreadable
+    for run in unreadable:  # the report is written (the other runs are valid) but this must not pass unnoticed
+        typer.echo(f"warning: {run.point.name}: {run.status}", err=True)
+    if unreadable:
+        typer.echo(f"{len(unreadable)} run(s) have an unreadable eval.json; see {path}", err=True)
+        raise typer.Exit(1)
 
 
 app = typer.Typer(
