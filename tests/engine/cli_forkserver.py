@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
+import time
 
 PARALLEL = 2
+TIMEOUT_S = 120.0  # a child still running after this is killed and reported with rc "timeout"
 
 
 def _child(argv: list[str], out_path: str, err_path: str) -> None:
@@ -64,11 +67,22 @@ def main() -> None:
     results: list[dict | None] = [None] * len(cases)
     running: dict[int, int] = {}
 
+    started: dict[int, float] = {}
+
     def reap() -> None:
-        pid, status = os.wait()
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                break
+            for late, t0 in started.items():
+                if time.monotonic() - t0 > TIMEOUT_S:
+                    os.kill(late, signal.SIGKILL)
+            time.sleep(0.02)
         i = running.pop(pid)
+        elapsed = time.monotonic() - started.pop(pid)
+        rc = "timeout" if elapsed > TIMEOUT_S else os.waitstatus_to_exitcode(status)
         with open(f"{tmp}/{i}.out") as o, open(f"{tmp}/{i}.err") as e:
-            results[i] = {"argv": cases[i], "rc": os.waitstatus_to_exitcode(status), "stdout": o.read(), "stderr": e.read()}
+            results[i] = {"argv": cases[i], "rc": rc, "stdout": o.read(), "stderr": e.read(), "wall_s": elapsed}
 
     for i, argv in enumerate(cases):
         while len(running) >= PARALLEL:
@@ -77,6 +91,7 @@ def main() -> None:
         if pid == 0:
             _child(argv, f"{tmp}/{i}.out", f"{tmp}/{i}.err")
         running[pid] = i
+        started[pid] = time.monotonic()
     while running:
         reap()
     json.dump(results, sys.stdout)
