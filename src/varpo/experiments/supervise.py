@@ -4,9 +4,9 @@
 
 The sweep driver starts this file by path (standard library only: no ``varpo``/torch import, ~30 ms), once per
 command. It starts COMMAND in a new session, i.e. its own process group (COMMAND and anything it spawns), passes
-on the inherited file descriptor N (the run directory's lock, so the lock is held exactly as long as something of
-the run is alive), waits, and exits with COMMAND's status (128 + signal when it was killed). The process group is
-killed (SIGTERM, then SIGKILL after ``GRACE_S``) when
+on the inherited file descriptor N (the run directory's lock) and closes its own copy, so the lock is held exactly
+as long as COMMAND lives (and the driver, which holds it too), waits, and exits with COMMAND's status (128 + signal
+when it was killed). The process group is killed (SIGTERM, then SIGKILL after ``GRACE_S``) when
 
 * the driver dies, however (``kill -9`` included): on Linux the kernel sends this process SIGTERM at once
   (``prctl(PR_SET_PDEATHSIG)``); everywhere, it notices within ``POLL_S`` that its parent is no longer the driver;
@@ -59,11 +59,25 @@ def _kill_group(pgid: int, child: subprocess.Popen | None) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. Zombies do not count (a killed grandchild waits for init to
+    reap it, which can take a while in a container); on Linux /proc says which are zombies."""
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    if not os.path.isdir("/proc/self"):
+        return True
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _status(returncode: int) -> int:
@@ -95,6 +109,8 @@ def main(argv: list[str]) -> int:
     except OSError as err:
         print(f"supervise: cannot start {command[0]!r}: {err}", file=sys.stderr)
         return 127
+    for fd in keep:  # from now on the lock lives exactly as long as COMMAND (which holds its own copy)
+        os.close(fd)
     while True:
         try:
             returncode = child.wait(timeout=POLL_S)
