@@ -20,18 +20,18 @@ import pytest
 from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = str(REPO / "configs" / "demo.yaml")
-DRY = ["train", DEMO, "--dry-run"]
-SWEEP = ["sweep", DEMO, "--dry-run", "--methods", "grpo,dvao", "--weights", "0.5", "--seeds", "1"]
+BASE = "{d}/base.yaml"  # a valid config of a 2-reward task (toolcall): every case below breaks one thing
+DRY = ["train", BASE, "--dry-run"]
+SWEEP = ["sweep", BASE, "--dry-run", "--methods", "grpo,dvao", "--weights", "0.5", "--seeds", "1"]
 
 # (id, argv with {d} = a folder of bad inputs, text the one error line must contain)
 CASES: list[tuple[str, list[str], str]] = [
     # tracebacks before (issue 12, item 3)
     ("num_generations_0", [*DRY, "num_generations=0"], "num_generations=0"),
     ("task_options_bogus", [*DRY, "task_options={bogus: 1}"], "task_options="),
-    ("train_file_missing", ["train", DEMO, "train_file={d}/missing.jsonl"], "train_file="),
-    ("train_file_missing_hub_offline", ["train", DEMO, "train_file=nohub"], "train_file="),
-    ("train_file_dir", ["train", DEMO, "train_file={d}/adir"], "train_file="),
+    ("train_file_missing", ["train", BASE, "train_file={d}/missing.jsonl"], "train_file="),
+    ("train_file_missing_hub_offline", ["train", BASE, "train_file=nohub"], "train_file="),
+    ("train_file_dir", ["train", BASE, "train_file={d}/adir"], "train_file="),
     ("train_file_dir_dry", [*DRY, "train_file={d}/adir"], "train_file="),
     ("train_file_wrong_type_dry", [*DRY, "train_file={d}/notamodel.txt"], "train_file="),
     ("yaml_syntax", ["train", "{d}/syntax.yaml", "--dry-run"], "syntax.yaml': YAML syntax error at line"),
@@ -59,7 +59,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("model_file", [*DRY, "model={d}/notamodel.txt"], "model="),
     ("unknown_key", [*DRY, "advantage_methd=dvao"], "unknown config key 'advantage_methd'"),
     ("bad_override_syntax", [*DRY, "noequals"], "override 'noequals' is invalid"),
-    ("sft_epochs_0", ["sft", DEMO, "sft_epochs=0"], "sft_epochs=0"),
+    ("sft_epochs_0", ["sft", BASE, "sft_epochs=0"], "sft_epochs=0"),
     ("demo_bad_override", ["demo", "sft_demos=0"], "sft_demos=0"),
     ("train_config_missing", ["train", "{d}/missing.yaml"], "'config'"),
     ("no_such_command", ["bogus-command"], "No such command"),
@@ -75,6 +75,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("sweep_config_missing", ["sweep", "{d}/missing.yaml", "--dry-run"], "'config'"),
     ("report_not_a_sweep", ["report", "{d}/adir"], "not a sweep directory"),
 ]
+# The base config as it is passes a dry run: each case fails because of the one thing it breaks.
+CONTROL = ("control", [*DRY], "ok: nothing was trained or downloaded")
 # The same errors through the interpreter entry points, cold (cheap ones: they fail before the TRL import, except
 # the YAML one, which proves a config error after the full import is one line too).
 COLD: list[tuple[str, list[str], str]] = [
@@ -86,6 +88,7 @@ COLD: list[tuple[str, list[str], str]] = [
 
 def _inputs(d: Path) -> None:
     (d / "adir").mkdir(parents=True, exist_ok=True)
+    (d / "base.yaml").write_text("model: builtin:tiny\ntask: toolcall\nwarm_start: sft\nmax_steps: 2\n")
     (d / "badrun").mkdir(exist_ok=True)
     (d / "badrun" / "run.json").write_text('{"spec": {"task": "toolc')
     (d / "notamodel.txt").write_text("not a model\n")
@@ -120,7 +123,7 @@ def _run_all(d: Path) -> dict[str, dict]:
         colds = [pool.submit(cold, c) for c in COLD]
         proc = subprocess.run(
             server,
-            input=json.dumps([_fill(argv, d) for _, argv, _ in CASES]),
+            input=json.dumps([_fill(argv, d) for _, argv, _ in [*CASES, CONTROL]]),
             cwd=d,
             env=_env(),
             capture_output=True,
@@ -128,7 +131,7 @@ def _run_all(d: Path) -> dict[str, dict]:
             timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        results = {name: r for (name, _, _), r in zip(CASES, json.loads(proc.stdout), strict=True)}
+        results = {name: r for (name, _, _), r in zip([*CASES, CONTROL], json.loads(proc.stdout), strict=True)}
         results.update(f.result() for f in colds)
     return results
 
@@ -163,3 +166,9 @@ def test_case_list_covers_every_entry_point():
     commands = {argv[0] if argv[0] != "-m" else argv[2] for _, argv, _ in CASES + COLD}
     assert len(CASES) + len(COLD) >= 25
     assert {"train", "sft", "demo", "eval", "sweep", "report"} <= commands
+
+
+def test_base_config_passes_dry_run(cli_results):
+    results, d = cli_results
+    r = results[CONTROL[0]]
+    assert r["rc"] == 0 and CONTROL[2] in r["stdout"], r["stdout"][-2000:] + r["stderr"][-3000:]
