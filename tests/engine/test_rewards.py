@@ -50,3 +50,38 @@ def test_component_failing_everywhere_stops(make_trainer):
     trainer = make_trainer(reward_funcs=[length, broken], advantage_method="dvao")
     with pytest.raises(RewardFunctionError, match="reward function 'broken' failed on all 8 samples"):
         trainer.train()
+
+
+def stringy(completions, **kwargs):
+    """Returns strings (and other non-numbers) for some samples: TRL would die on them with "too many dimensions"."""
+    return [["x"], "0.5", {"r": 1}, None, 0.25, True][: len(completions)] + [0.5] * max(0, len(completions) - 6)
+
+
+def test_non_numbers_are_isolated_like_exceptions(caplog):
+    wrapped = IsolatedReward(stringy, "stringy")
+    out = wrapped(prompts=["p"] * 6, completions=["a"] * 6)
+    # list, str, dict: missing + counted; None: missing, not an error; numbers (bool included) pass as float
+    assert out == [None, None, None, None, 0.25, 1.0] and all(type(v) is float for v in out[4:])
+    assert wrapped.pop_errors() == 3
+    assert "reward function 'stringy' failed on 3/6 samples" in caplog.text and "not a number" in caplog.text
+    with pytest.raises(RewardFunctionError, match="'words' failed on all 2 samples.*not a number"):
+        IsolatedReward(lambda completions, **kw: ["good", "bad"], "words")(prompts=["p", "q"], completions=["a", "b"])
+    # a batch that returns the wrong number of values is retried sample by sample
+    calls = []
+
+    def short(completions, **kw):
+        calls.append(len(completions))
+        return [0.5] if len(completions) == 1 else [0.5]
+
+    assert IsolatedReward(short, "short")(prompts=["p"] * 3, completions=["a"] * 3) == [0.5] * 3
+    assert calls == [3, 1, 1, 1]
+
+
+def test_training_survives_a_reward_returning_strings(make_trainer):
+    trainer = make_trainer(reward_funcs=[length, stringy], advantage_method="dvao", max_steps=1)
+    trainer.train()  # before: TypeError/ValueError "too many dimensions 'str'" from torch.tensor in TRL
+    errors = [r["reward/stringy/errors"] for r in read_metrics(trainer.args.output_dir) if "reward/stringy/errors" in r]
+    assert errors == [3.0]  # one generation batch, three non-numbers in it
+    rewards = trainer.trace.rollouts[0]["rewards"][:, 1]
+    assert rewards.isnan().sum().item() == 4  # 3 non-numbers + 1 None in the first six samples
+    assert not trainer.trace.rollouts[0]["advantages"].isnan().any()

@@ -108,6 +108,12 @@ def _header(sweep: Sweep, argv: Sequence[str] | None) -> list[str]:
         )
     report_cmd = " ".join(argv) if argv else f"varpo report {sweep.dir}"
     lines.append(f"- Report: `{report_cmd}` at commit `{git_commit()}`.")
+    if sweep.unreadable:
+        lines.append(
+            f"- **Warning: {len(sweep.unreadable)} run(s) have an unreadable eval.json** (empty, truncated, wrong "
+            "schema or a non-finite score; reason per run at the end): they count as not finished and are left "
+            "out of every number. Re-running the sweep redoes them."
+        )
     return lines
 
 

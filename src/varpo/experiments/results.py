@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from varpo.experiments.evalfile import MISSING, read_eval
 from varpo.experiments.grid import GridPoint
-from varpo.experiments.records import read_json
 from varpo.experiments.sweep import EVAL_FILE, RUNS, load_manifest
 
 METRICS_FILE = "metrics.jsonl"
+UNREADABLE = "unreadable eval.json"
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,11 @@ class Sweep:
         return [r for r in self.runs if not r.finished]
 
     @property
+    def unreadable(self) -> list[Run]:
+        """Runs whose eval.json exists but is not a valid result (empty, truncated, wrong schema, NaN score)."""
+        return [r for r in self.runs if r.status.startswith(UNREADABLE)]
+
+    @property
     def objectives(self) -> list[str]:
         """Objective names in the task's order (first finished run that has them)."""
         for r in self.finished:
@@ -199,8 +205,8 @@ def load_sweep(sweep_dir: str | os.PathLike, score: str = "objectives") -> Sweep
         entry = entries[name]
         point = GridPoint.from_dict(entry["point"])
         rdir = sweep_dir / RUNS / name
-        result = read_json(rdir / EVAL_FILE)
-        if isinstance(result, dict):
+        result, reason = read_eval(rdir / EVAL_FILE)
+        if result is not None:
             objectives = {k: float(v) for k, v in (result.get(score) or {}).items() if _is_number(v)}
             all_rate = result.get("all")
             runs.append(
@@ -215,6 +221,8 @@ def load_sweep(sweep_dir: str | os.PathLike, score: str = "objectives") -> Sweep
                     score,
                 )
             )
+        elif reason != MISSING:  # there is a file, and it is not a result: flagged, never a silent "missing"
+            runs.append(Run(point, rdir, f"{UNREADABLE} ({reason})"))
         else:
             status = entry.get("status", "pending")
             runs.append(Run(point, rdir, "missing eval.json" if status == "done" else status))

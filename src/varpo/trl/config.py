@@ -138,6 +138,7 @@ class VarpoGRPOConfig(GRPOConfig):
             )
 
     def _validate_varpo(self) -> None:
+        self._validate_trl()
         _choice("advantage_method", self.advantage_method, METHODS)
         _choice("policy_loss", self.policy_loss, tuple(POLICY_LOSSES))
         _choice("loss_aggregation", self.loss_aggregation, AGGREGATIONS)
@@ -161,8 +162,16 @@ class VarpoGRPOConfig(GRPOConfig):
             _fail("saw_offsets", self.saw_offsets, "a list of finite numbers (one per reward function) or null")
         if self.max_response_length is not None:
             _number("max_response_length", self.max_response_length, "a positive int or null", lambda v: v >= 1)
-        if self.reward_weights is not None and not all(_finite(w) and w >= 0 for w in self.reward_weights):
-            _fail("reward_weights", self.reward_weights, "finite, non-negative numbers (one per reward function)")
+        if self.reward_weights is not None and (
+            not isinstance(self.reward_weights, (list, tuple))
+            or not all(_finite(w) and w >= 0 for w in self.reward_weights)
+            or not sum(self.reward_weights) > 0
+        ):
+            _fail(
+                "reward_weights",
+                self.reward_weights,
+                "finite, non-negative numbers with a positive sum (one per reward function)",
+            )
 
         defaults = {f.name: f.default for f in fields(VarpoGRPOConfig)}
         for name, method in _METHOD_ONLY.items():
@@ -188,6 +197,39 @@ class VarpoGRPOConfig(GRPOConfig):
         for name, (default, why) in _TRL_SUPERSEDED.items():
             if getattr(self, name) != default:
                 _fail(name, getattr(self, name), f"{default!r} with VarpoGRPOTrainer ({why})")
+
+    def _validate_trl(self) -> None:
+        """TRL/transformers fields whose bad values TRL accepts here and only fails on later (a ZeroDivisionError in
+        ``GRPOConfig.__post_init__``, an error at the first generation or optimizer step) or never (a negative
+        learning rate trains uphill)."""
+        _integer("num_generations", self.num_generations, 2, "an int >= 2 (a group needs two completions)")
+        _integer("per_device_train_batch_size", self.per_device_train_batch_size, 1)
+        _integer("gradient_accumulation_steps", self.gradient_accumulation_steps, 1)
+        _integer("max_completion_length", self.max_completion_length, 1)
+        if not (_is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1)):
+            _fail("max_steps", self.max_steps, "an int >= 1, or -1 (train for num_train_epochs)")
+        if self.max_steps == -1:
+            _number("num_train_epochs", self.num_train_epochs, "a finite number > 0", lambda v: v > 0)
+        _number("learning_rate", self.learning_rate, "a finite number >= 0", lambda v: v >= 0)
+        _number("temperature", self.temperature, "a finite number > 0", lambda v: v > 0)
+        _number("top_p", self.top_p, "a number in (0, 1]", lambda v: 0 < v <= 1)
+        _number("beta", self.beta, "a finite number >= 0", lambda v: v >= 0)
+        _number("epsilon", self.epsilon, "a finite number >= 0", lambda v: v >= 0)
+        if self.epsilon_high is not None:
+            _number("epsilon_high", self.epsilon_high, "a finite number >= 0 or null", lambda v: v >= 0)
+        _number("max_grad_norm", self.max_grad_norm, "a finite number >= 0", lambda v: v >= 0)
+        _number(
+            "logging_steps", self.logging_steps, "a number > 0 (steps; < 1: a fraction of the run)", lambda v: v > 0
+        )
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _integer(name: str, value, low: int, allowed: str | None = None) -> None:
+    if not _is_int(value) or value < low:
+        _fail(name, value, allowed or f"an int >= {low}")
 
 
 def _finite(v) -> bool:

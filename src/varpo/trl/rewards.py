@@ -6,6 +6,12 @@ raises, it retries sample by sample, and every sample that still raises gets ``N
 it into NaN; varpo's estimators treat NaN as *missing* and leave it out of that component's statistics). Failures are
 counted so the trainer can log ``reward/<name>/errors``. If the component fails for *every* sample of the batch the
 function is broken rather than unlucky, and :class:`RewardFunctionError` stops the run with the first error.
+
+A value that is not a number (a string, a list, a dict; TRL's ``torch.tensor`` would kill the run with "too many
+dimensions 'str'") is a failure of that sample too: scored missing, counted and warned about exactly like an
+exception. So is a batch call that returns the wrong number of values (then every sample is retried alone).
+Numbers (``int``, ``float``, ``bool``, numpy and 0-d torch scalars) are passed on as ``float``; ``None`` and NaN
+stay missing without counting as errors (the documented way to say "not applicable").
 """
 
 from __future__ import annotations
@@ -35,21 +41,28 @@ class IsolatedReward:
         self._warned = False
 
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float | None]:
+        n = len(completions)
+        first_error: Exception | None = None
         try:
-            return list(self.func(prompts=prompts, completions=completions, **kwargs))
+            out = _values(self.func(prompts=prompts, completions=completions, **kwargs), n)
         except Exception as batch_error:  # noqa: BLE001 - any grader bug must be isolated, not fatal
             first_error = batch_error
-        n = len(completions)
-        out: list[float | None] = []
+            out = [_RETRY] * n
         failed = 0
         for i in range(n):
-            sample = {k: (v[i : i + 1] if _per_sample(v, n) else v) for k, v in kwargs.items()}
-            try:
-                out.extend(list(self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample)))
-            except Exception:  # noqa: BLE001
-                out.append(None)
+            if out[i] is _RETRY:  # the batch call raised or returned the wrong number of values: this sample alone
+                sample = {k: (v[i : i + 1] if _per_sample(v, n) else v) for k, v in kwargs.items()}
+                try:
+                    (out[i],) = _values(
+                        self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample), 1
+                    )
+                except Exception as err:  # noqa: BLE001
+                    out[i] = _Invalid(err)
+            if isinstance(out[i], _Invalid):
+                first_error = first_error or out[i].error
+                out[i] = None
                 failed += 1
-        if failed == n:
+        if n and failed == n:
             raise RewardFunctionError(
                 f"reward function '{self.__name__}' failed on all {n} samples of the batch; first error: "
                 f"{type(first_error).__name__}: {first_error}"
@@ -58,7 +71,7 @@ class IsolatedReward:
         if failed and not self._warned:
             self._warned = True
             logger.warning(
-                "reward function '%s' raised on %d/%d samples (scored as missing; counted in reward/%s/errors): %s: %s",
+                "reward function '%s' failed on %d/%d samples (scored as missing; counted in reward/%s/errors): %s: %s",
                 self.__name__,
                 failed,
                 n,
@@ -72,6 +85,39 @@ class IsolatedReward:
         """Return and reset the failure count."""
         count, self.errors = self.errors, 0
         return count
+
+
+_RETRY = object()
+
+
+class _Invalid:
+    """A sample whose reward is unusable; ``error`` says why (the exception, or what the function returned)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _values(output, n: int) -> list:
+    """The ``n`` rewards of one call as ``float | None | _Invalid``; raises when ``output`` is not ``n`` values."""
+    if isinstance(output, (str, bytes, dict)) or not hasattr(output, "__iter__"):
+        raise TypeError(f"returned {type(output).__name__}, not a list of {n} rewards")
+    values = list(output)
+    if len(values) != n:
+        raise ValueError(f"returned {len(values)} rewards for {n} completions")
+    return [_number(v) for v in values]
+
+
+def _number(value) -> float | None | _Invalid:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        return _Invalid(TypeError(f"returned {value!r} ({type(value).__name__}), not a number"))
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. a torch tensor of more than one element
+        return _Invalid(TypeError(f"returned {type(value).__name__} that is not one number: {err}"))
 
 
 def _per_sample(value, n: int) -> bool:
