@@ -226,3 +226,35 @@ def test_config_rejects_bad_values():
         VarpoGRPOConfig(**base, dynamic_sampling=True, dynamic_sampling_on_cap="drop")
     with pytest.raises(ValueError, match="dynamic_sampling_max_rounds"):
         VarpoGRPOConfig(**base, dynamic_sampling=True, dynamic_sampling_max_rounds=-1)
+
+
+def test_k32_objectives_end_to_end_in_the_engine(make_trainer):
+    """K = 32 reward components (constraints task, 32 word rules): one step with a weight schedule and dynamic
+    sampling; every per-component metric is logged and the advantages equal the core's."""
+    import varpo.tasks
+
+    task = varpo.tasks.get_task("constraints", k=32, length_budget=None)
+    assert len(task.reward_names) == 32
+    dataset = task.generate(16, seed=1).remove_columns(["completion"])
+    weights = [[0, [1.0] * 32], [4, [float(i + 1) for i in range(32)]]]
+    trainer = make_trainer(
+        reward_funcs=task.reward_funcs,
+        dataset=dataset,
+        advantage_method="gdpo",
+        max_steps=1,
+        dynamic_sampling=True,
+        dynamic_sampling_max_rounds=1,
+        dynamic_sampling_on_cap="pad_with_filtered",
+        reward_weight_schedule={"type": "linear", "points": weights},
+    )
+    trainer.train()
+    (record,) = [r for r in read_metrics(trainer.args.output_dir) if "loss" in r]
+    for name in task.reward_names:
+        for key in ("reward_weight/", "adv/weight/", "dynamic_sampling/frac_zero_std/", "reward/"):
+            assert any(k.startswith(key + name) for k in record), key + name
+    (rollout,) = trainer.trace.rollouts
+    assert rollout["rewards"].shape == (trainer.args.generation_batch_size, 32)  # pad_with_filtered: full batch
+    expected = varpo.compute_advantages(
+        rollout["rewards"], rollout["group_ids"], "gdpo", weights=rollout["weights"], **rollout["options"]
+    )
+    torch.testing.assert_close(rollout["advantages"], expected.advantages, rtol=0, atol=0)
