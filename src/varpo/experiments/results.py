@@ -80,6 +80,15 @@ def series(records: Sequence[dict], candidates: Sequence[str], name: str = "") -
     return np.zeros(0), np.zeros(0)
 
 
+WORST = "worst"
+
+
+def _worst(scores: dict) -> float:
+    """min_k score_k (the worst-objective rate); NaN when no objective has a number."""
+    values = [float(v) for v in scores.values() if _is_number(v)]
+    return min(values) if values else math.nan
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -106,7 +115,10 @@ class Run:
         return read_metrics(self.dir / METRICS_FILE)
 
     def score(self, objective: str) -> float:
-        """Final held-out score of one objective ("all" = all-objectives rate); NaN when absent."""
+        """Final held-out score of one objective ("all" = all-objectives rate, "worst" = the lowest objective's
+        score); NaN when absent."""
+        if objective == WORST:
+            return _worst(self.objectives)
         value = self.all_rate if objective == "all" else self.objectives.get(objective)
         return float(value) if _is_number(value) else math.nan
 
@@ -114,7 +126,11 @@ class Run:
         """``(steps, scores)`` of the eval curve for one objective ("all" allowed), sorted by step."""
         pts = []
         for c in self.curve:
-            value = c.get("all") if objective == "all" else (c.get(self.score_key) or {}).get(objective)
+            block = c.get(self.score_key) or {}
+            if objective == WORST:
+                value = _worst(block)
+            else:
+                value = c.get("all") if objective == "all" else block.get(objective)
             if _is_number(c.get("step")) and _is_number(value):
                 pts.append((float(c["step"]), float(value)))
         pts.sort()

@@ -21,7 +21,9 @@ from trl import GRPOConfig
 from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
 from varpo.losses import POLICY_LOSSES
+from varpo.schedules import parse_schedule
 from varpo.trl import replay
+from varpo.trl.dynamic_sampling import ON_CAP
 
 # Options that only mean something for one advantage method: (field, method that uses it).
 _METHOD_ONLY = {
@@ -116,6 +118,21 @@ class VarpoGRPOConfig(GRPOConfig):
             "(varpo.reward_log; replay with `varpo lab replay`)."
         },
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "DAPO dynamic sampling: drop groups the estimator gives zero advantage, refill the batch."},
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=3, metadata={"help": "dynamic_sampling: most extra generation rounds per generation batch (>= 0)."}
+    )
+    dynamic_sampling_on_cap: str = field(
+        default="train_on_kept",
+        metadata={"help": f"dynamic_sampling: batch still short after the cap: {' | '.join(ON_CAP)}."},
+    )
+    reward_weight_schedule: dict | None = field(
+        default=None,
+        metadata={"help": "Weights over steps: {type: linear|cosine, points: [[step, [w_1..w_K]], ...]}."},
+    )
 
     def __post_init__(self) -> None:
         if self.sigma_ema is True:
@@ -171,6 +188,23 @@ class VarpoGRPOConfig(GRPOConfig):
                 "reward_weights",
                 self.reward_weights,
                 "finite, non-negative numbers with a positive sum (one per reward function)",
+            )
+
+        _number(
+            "dynamic_sampling_max_rounds",
+            self.dynamic_sampling_max_rounds,
+            "an int >= 0",
+            lambda v: v >= 0 and v == int(v),
+        )
+        _choice("dynamic_sampling_on_cap", self.dynamic_sampling_on_cap, ON_CAP)
+        if not isinstance(self.dynamic_sampling, bool):
+            _fail("dynamic_sampling", self.dynamic_sampling, "true | false")
+        parse_schedule(self.reward_weight_schedule)
+        if self.dynamic_sampling and (self.gvpo_history_per_group or self.gvpo_external_column):
+            _fail("dynamic_sampling", True, "false with gvpo_history_per_group / gvpo_external_column (not combined)")
+        if self.reward_weight_schedule is not None and self.reward_weights is not None:
+            _fail(
+                "reward_weights", self.reward_weights, "null when reward_weight_schedule is set (it sets the weights)"
             )
 
         defaults = {f.name: f.default for f in fields(VarpoGRPOConfig)}

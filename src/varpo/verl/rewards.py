@@ -34,6 +34,7 @@ The judge reads the prompt from ``extra_info.prompt`` (written by the judged tas
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -43,6 +44,8 @@ from typing import Any
 from varpo.tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
+#: reward_extra_info key for verl's DAPO filter (``algorithm.filter_groups.metric=varpo_signal``), see signal_code.
+SIGNAL_KEY = "varpo_signal"
 
 
 def _plain(value: Any) -> Any:
@@ -128,7 +131,7 @@ def compute_score(
     components = {k: (math.nan if v is None else float(v)) for k, v in values.items()}
     w = _weights(weights, list(components))
     score = sum(w[k] * v for k, v in components.items() if not math.isnan(v))
-    return {"score": float(score), **components}
+    return {"score": float(score), **components, SIGNAL_KEY: signal_code(components)}
 
 
 def compute_score_batch(
@@ -175,5 +178,19 @@ def compute_score_batch(
     out = []
     for i in range(n):
         values = {k: (math.nan if v[i] is None else float(v[i])) for k, v in components.items()}
-        out.append({"score": float(sum(w[k] * v for k, v in values.items() if not math.isnan(v))), **values})
+        score = float(sum(w[k] * v for k, v in values.items() if not math.isnan(v)))
+        out.append({"score": score, **values, SIGNAL_KEY: signal_code(values)})
     return out
+
+def signal_code(components: Mapping[str, float]) -> float:
+    """One float that is equal for two samples iff their whole component vectors are equal.
+
+    verl's DAPO filter (``algorithm.filter_groups``) drops a group when one scalar per sample has zero std in the
+    group. On ``score`` / ``reward`` (the summed reward) that drops groups whose components trade off, which still
+    carry signal for per-objective estimators (gdpo, ac, rvpo, saw; SkyRL#2104). Filtering on this code drops a
+    group only when *every* component is constant in it. It is a 48-bit BLAKE2b digest of the values' ``repr``
+    (exact in float64; a collision within one group has probability ~G²/2^49). NaN (missing) is a value like any
+    other here, so a group with a component missing in only some samples is kept.
+    """
+    text = json.dumps([[k, repr(float(v))] for k, v in sorted(components.items())])
+    return float(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big"))
