@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,6 +33,7 @@ from varpo.stats import (
     Combined,
     GroupIndex,
     GroupStats,
+    as_group_ids,
     batch_whiten,
     broadcast,
     combine,
@@ -423,7 +423,7 @@ def compute_advantages(
     n, k = rewards.shape
     if k == 0:
         raise ValueError("rewards must have at least one component (K >= 1), got shape [N, 0]")
-    group_ids = _group_ids(group_ids, rewards.device)
+    group_ids = as_group_ids(group_ids, rewards.device)
     if group_ids.shape != (n,):
         raise ValueError(f"group_ids must have shape [N]=({n},), got {tuple(group_ids.shape)}")
     opts = _options(options, k)
@@ -436,24 +436,6 @@ def compute_advantages(
     # and finite values beyond float32 saturate at the float32 range.
     adv = torch.where(batch.scorable & ~torch.isnan(adv), adv.clamp(-F32_MAX, F32_MAX), 0.0)
     return AdvantageOutput(adv.to(torch.float32), _stats(batch, opts, method, adv, eff))
-
-
-def _group_ids(group_ids, device) -> Tensor:
-    """``group_ids`` as an integer tensor; anything else (strings, floats, bools) is a one-line ValueError."""
-    if isinstance(group_ids, Tensor):
-        ids = group_ids.to(device)
-    else:
-        try:
-            arr = np.asarray(group_ids)
-        except (TypeError, ValueError):
-            arr = None
-        if arr is None or arr.dtype.kind not in "iu":
-            shown = getattr(arr, "dtype", type(group_ids).__name__)
-            raise ValueError(f"group_ids must be integer (one id per sample), got {shown}")
-        ids = torch.as_tensor(arr, device=device)
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ValueError(f"group_ids must be integer (one id per sample), got {ids.dtype}")
-    return ids
 
 
 def _options(options: dict, k: int) -> AdvantageOptions:

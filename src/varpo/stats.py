@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -61,6 +62,26 @@ class GroupIndex:
     inverse: Tensor
     num_groups: int
     group_size: int | None = None
+
+
+def as_group_ids(group_ids, device) -> Tensor:
+    """``group_ids`` as an integer tensor; anything else (strings, floats, bools) is a one-line ValueError."""
+    if isinstance(group_ids, Tensor):
+        ids = group_ids.to(device)
+    else:
+        try:
+            arr = np.asarray(group_ids)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is not None and arr.size == 0:
+            arr = arr.astype(np.int64)  # [] parses as float64
+        if arr is None or arr.dtype.kind not in "iu":
+            shown = getattr(arr, "dtype", type(group_ids).__name__)
+            raise ValueError(f"group_ids must be integer (one id per sample), got {shown}")
+        ids = torch.as_tensor(arr, device=device)
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"group_ids must be integer (one id per sample), got {ids.dtype}")
+    return ids
 
 
 def group_index(group_ids: Tensor) -> GroupIndex:
