@@ -137,8 +137,9 @@ def test_non_binary_masks_are_rejected(bad):
     for call in (
         lambda: varpo.aggregate_loss(torch.zeros(2, 3), mask, "token_mean"),
         lambda: varpo.loss_scale(mask),
-        lambda: varpo.policy_loss("ppo_clip", logprobs=torch.zeros(2, 3), old_logprobs=torch.zeros(2, 3),
-                                  advantages=torch.ones(2), mask=mask),
+        lambda: varpo.policy_loss(
+            "ppo_clip", logprobs=torch.zeros(2, 3), old_logprobs=torch.zeros(2, 3), advantages=torch.ones(2), mask=mask
+        ),
     ):
         with pytest.raises(ValueError, match="mask must be binary"):
             call()
@@ -153,8 +154,15 @@ def test_gvpo_is_bounded_for_off_policy_outliers(outlier):
     old = logp.detach().clone()
     old[0, 0] = outlier
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
-    loss, metrics = varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=old, advantages=adv, mask=torch.ones(4, 3),
-                                      group_ids=torch.tensor([0, 0, 1, 1]), gvpo_beta=0.1)
+    loss, metrics = varpo.policy_loss(
+        "gvpo",
+        logprobs=logp,
+        old_logprobs=old,
+        advantages=adv,
+        mask=torch.ones(4, 3),
+        group_ids=torch.tensor([0, 0, 1, 1]),
+        gvpo_beta=0.1,
+    )
     (grad,) = torch.autograd.grad(loss.sum(), logp)
     assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
     assert all(math.isfinite(v) for v in metrics.values())
@@ -167,15 +175,17 @@ def test_gvpo_is_bounded_for_off_policy_outliers(outlier):
 def test_ppo_clip_dual_clip_hand_values_and_validation():
     logp, old = torch.tensor([[1.0], [1.0], [0.0]]), torch.zeros(3, 1)
     adv = torch.tensor([-1.0, 1.0, -1.0])
-    loss, m = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=torch.ones(3, 1),
-                                clip_ratio_c=2.0)
+    loss, m = varpo.policy_loss(
+        "ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=torch.ones(3, 1), clip_ratio_c=2.0
+    )
     # row 0: A < 0, ratio e: plain loss e, capped at -c·A = 2; row 1: A > 0 untouched (1.2); row 2 on-policy: 1
     torch.testing.assert_close(loss.squeeze(1), torch.tensor([2.0, -1.2, 1.0]))
     assert m["clip_frac_dual"] == pytest.approx(1 / 3)
     for bad in (1.0, 0.5, math.inf, "3"):
         with pytest.raises(ValueError, match="clip_ratio_c"):
-            varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=torch.ones(3, 1),
-                              clip_ratio_c=bad)
+            varpo.policy_loss(
+                "ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=torch.ones(3, 1), clip_ratio_c=bad
+            )
 
 
 def test_ppo_clip_ignores_nan_padding_and_bounds_outliers():
@@ -183,8 +193,15 @@ def test_ppo_clip_ignores_nan_padding_and_bounds_outliers():
     old = torch.tensor([[-1e30, -math.inf], [-0.4, math.nan]])
     mask = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     for level in ("token", "sequence"):
-        loss, metrics = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=torch.tensor([1.0, -1.0]),
-                                          mask=mask, importance_sampling_level=level, clip_ratio_c=3.0)
+        loss, metrics = varpo.policy_loss(
+            "ppo_clip",
+            logprobs=logp,
+            old_logprobs=old,
+            advantages=torch.tensor([1.0, -1.0]),
+            mask=mask,
+            importance_sampling_level=level,
+            clip_ratio_c=3.0,
+        )
         out = varpo.aggregate_loss(loss, mask, "token_mean")
         (grad,) = torch.autograd.grad(out, logp)
         assert torch.isfinite(out) and torch.isfinite(grad).all(), level

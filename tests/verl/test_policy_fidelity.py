@@ -51,33 +51,56 @@ def _grad(loss, x):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize(("verl_mode", "mode"), [("token-mean", "token_mean"), ("seq-mean-token-mean", "seq_mean_token_mean")])
+@pytest.mark.parametrize(
+    ("verl_mode", "mode"), [("token-mean", "token_mean"), ("seq-mean-token-mean", "seq_mean_token_mean")]
+)
 def test_ppo_clip_with_dual_clip_equals_verl_vanilla(seed, verl_mode, mode):
     logp, old, adv, mask = _batch(seed)
     ratio = torch.exp(logp.detach() - old)
     assert bool(((ratio > 3.0) & (adv < 0) & (mask > 0)).any())  # the dual clip is active on this batch
     theirs, verl_metrics = get_policy_loss_fn("vanilla")(
-        old_log_prob=old, log_prob=logp, advantages=adv, response_mask=mask, loss_agg_mode=verl_mode,
+        old_log_prob=old,
+        log_prob=logp,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode=verl_mode,
         config=_config("vanilla", clip_ratio_c=3.0),
     )
     per_token, metrics = varpo.policy_loss(
-        "ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=mask,
-        clip_low=CLIP_LOW, clip_high=CLIP_HIGH, clip_ratio_c=3.0,
+        "ppo_clip",
+        logprobs=logp,
+        old_logprobs=old,
+        advantages=adv,
+        mask=mask,
+        clip_low=CLIP_LOW,
+        clip_high=CLIP_HIGH,
+        clip_ratio_c=3.0,
     )
     ours = varpo.aggregate_loss(per_token, mask, mode)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(_grad(ours, logp), _grad(theirs, logp), rtol=1e-12, atol=1e-12)
-    assert metrics["clip_frac_dual"] == pytest.approx(verl_metrics["actor/pg_clipfrac_lower"], rel=1e-6)  # verl: float32
+    assert metrics["clip_frac_dual"] == pytest.approx(
+        verl_metrics["actor/pg_clipfrac_lower"], rel=1e-6
+    )  # verl: float32
 
 
 def test_without_dual_clip_varpo_differs_from_verl_exactly_where_the_cap_binds():
     logp, old, adv, mask = _batch(3)
     verl_fn = get_policy_loss_fn("vanilla")
     config = _config("vanilla", clip_ratio_c=3.0)
-    plain, _ = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=mask,
-                                 clip_low=CLIP_LOW, clip_high=CLIP_HIGH)
-    dual, _ = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=mask,
-                                clip_low=CLIP_LOW, clip_high=CLIP_HIGH, clip_ratio_c=3.0)
+    plain, _ = varpo.policy_loss(
+        "ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=mask, clip_low=CLIP_LOW, clip_high=CLIP_HIGH
+    )
+    dual, _ = varpo.policy_loss(
+        "ppo_clip",
+        logprobs=logp,
+        old_logprobs=old,
+        advantages=adv,
+        mask=mask,
+        clip_low=CLIP_LOW,
+        clip_high=CLIP_HIGH,
+        clip_ratio_c=3.0,
+    )
     cap = (adv < 0) & (plain.detach() > -3.0 * adv)
     assert bool(cap.any())
     torch.testing.assert_close(dual.detach()[cap], (-3.0 * adv)[cap])  # capped at -c·A
@@ -93,12 +116,22 @@ def test_gspo_equals_verl_gspo_including_the_clamp_at_10(seed):
         logp[0, :] += 40.0  # sequence log-ratio of row 0 far above verl's clamp (10)
     seq_adv = adv[:, 0].contiguous()
     theirs, _ = get_policy_loss_fn("gspo")(
-        old_log_prob=old, log_prob=logp, advantages=seq_adv.unsqueeze(1).expand_as(logp), response_mask=mask,
-        loss_agg_mode="seq-mean-token-mean", config=_config("gspo"),
+        old_log_prob=old,
+        log_prob=logp,
+        advantages=seq_adv.unsqueeze(1).expand_as(logp),
+        response_mask=mask,
+        loss_agg_mode="seq-mean-token-mean",
+        config=_config("gspo"),
     )
     per_token, metrics = varpo.policy_loss(
-        "ppo_clip", logprobs=logp, old_logprobs=old, advantages=seq_adv, mask=mask,
-        clip_low=CLIP_LOW, clip_high=CLIP_HIGH, importance_sampling_level="sequence",
+        "ppo_clip",
+        logprobs=logp,
+        old_logprobs=old,
+        advantages=seq_adv,
+        mask=mask,
+        clip_low=CLIP_LOW,
+        clip_high=CLIP_HIGH,
+        importance_sampling_level="sequence",
     )
     ours = varpo.aggregate_loss(per_token, mask, "seq_mean_token_mean")
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
