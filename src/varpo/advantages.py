@@ -312,7 +312,11 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     top = pow2_scale(x.abs().amax(0))  # [K]
     x = x / top
     n = b.valid.sum(0).to(STAT_DTYPE)  # [K]
-    total = torch.tensor([math.fsum(col) for col in x.T.tolist()], dtype=STAT_DTYPE, device=x.device)
+    total = x.sum(0)  # [K]
+    # Rounding of this sum is <= N·2^-53·Σ|x|. Where that could exceed 1e-10·|Σ x| (large rewards cancelling),
+    # redo it exactly; otherwise the float sum is already order-independent to 1e-10 relative.
+    if bool((x.shape[0] * 2.0**-53 * x.abs().sum(0) > 1e-10 * total.abs()).any()):
+        total = torch.tensor([math.fsum(col) for col in x.T.tolist()], dtype=STAT_DTYPE, device=x.device)
     mean = total / n.clamp_min(1.0)  # [K] in units of top
     dev = torch.where(b.valid, x - mean, 0.0)
     std = dispersion((dev * dev).sum(0), n, b.ddof)

@@ -177,8 +177,11 @@ def group_stats(
     valid = valid_mask(rewards) if valid is None else valid
     all_valid = bool(valid.all()) if all_valid is None else all_valid
     r = rewards.to(STAT_DTYPE) if all_valid else torch.where(valid, rewards.to(STAT_DTYPE), 0.0)  # [N, K]
-    scale = pow2_scale(segment_max(r.abs(), index))  # [P, K]
-    r = r / broadcast(scale, index)
+    if _needs_scaling(r):
+        scale = pow2_scale(segment_max(r.abs(), index))  # [P, K]
+        r = r / broadcast(scale, index)
+    else:  # fast path: nothing can overflow or underflow, unit scales change nothing
+        scale = torch.ones((index.num_groups, r.shape[1]), dtype=STAT_DTYPE, device=r.device)
     if all_valid and index.group_size is not None:
         cnt = torch.full((index.num_groups, r.shape[1]), float(index.group_size), dtype=STAT_DTYPE, device=r.device)
     else:
@@ -194,6 +197,19 @@ def group_stats(
         std = torch.where(constant, 0.0, std)
         dev.mul_(broadcast((~constant).to(STAT_DTYPE), index))
     return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq, scale=scale)
+
+
+_SAFE = 2.0**256
+
+
+def _needs_scaling(r: Tensor) -> bool:
+    """False when every nonzero |r| lies in [2^-256, 2^256]: then squares of deviations neither overflow nor
+    underflow (adjacent floats there differ by >= 2^-308) and unit scales give the same bits as any scale."""
+    if r.numel() == 0:
+        return False
+    a = r.abs()
+    low = torch.where(a > 0, a, _SAFE).amin()
+    return bool((a.amax() > _SAFE) | (low < 1.0 / _SAFE))
 
 
 def dispersion(sum_sq: Tensor, count: Tensor, ddof: int) -> Tensor:
@@ -232,7 +248,10 @@ def combine(stats: GroupStats, weights: Tensor, index: GroupIndex) -> Combined:
     w_scale = float(pow2_scale(weights.max()))
     group_scale = stats.scale.amax(1)  # [P]
     coef = (weights / w_scale) * (stats.scale / group_scale.unsqueeze(1))  # [P, K]
-    value = (stats.dev * broadcast(coef, index)).sum(1)  # [N]
+    if bool((stats.scale == 1.0).all()):  # fast path (unit scales): one matmul
+        value = stats.dev @ (weights / w_scale)
+    else:
+        value = (stats.dev * broadcast(coef, index)).sum(1)  # [N]
     return Combined(value, coef, w_scale, group_scale)
 
 
