@@ -43,6 +43,7 @@ from varpo.stats import (
     group_stats,
     pooled_mean_std,
     pow2_scale,
+    pow2_scale_float,
     safe_div,
     valid_mask,
 )
@@ -178,6 +179,7 @@ class RewardBatch:
         self.rewards = rewards  # [N, K] as given (any float dtype)
         self.index = index
         self.weights = weights  # [K] float64, user weights w (finite, >= 0, finite positive sum)
+        self.weight_max = max(weights.tolist()) if weights.numel() else 1.0  # host copy (no later device sync)
         self.ddof = ddof
         self.valid = valid_mask(rewards)  # [N, K]
         self.all_valid = bool(self.valid.all())
@@ -200,7 +202,9 @@ class RewardBatch:
 
     def combined(self, weights: Tensor | None = None) -> Combined:
         """Σ_k w_k (r_ik - μ_gk) in scale-robust units (:func:`varpo.stats.combine`)."""
-        return combine(self.stats, self.weights if weights is None else weights, self.index)
+        if weights is None:
+            return combine(self.stats, self.weights, self.index, self.weight_max)
+        return combine(self.stats, weights, self.index)
 
     def zscores(self, eps: float) -> Tensor:
         """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups.
@@ -208,7 +212,8 @@ class RewardBatch:
         In scaled units: z = dev' / (σ' + eps / s_gk), identical to the unscaled formula (s is a power of two).
         """
         st = self.stats
-        inv = safe_div(torch.ones_like(st.std), st.std + eps / st.scale)  # [P, K], cheap per-group reciprocal
+        den = st.std + (eps if st.unit else eps / st.scale)
+        inv = safe_div(torch.ones_like(st.std), den)  # [P, K], cheap per-group reciprocal
         return st.dev * broadcast(inv, self.index)
 
 
@@ -249,7 +254,7 @@ def dr_grpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
 def _ac_scaled(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None) -> tuple[Tensor, float, Tensor]:
     """Σ_k (w_k / W) z_k with W the power of two of max w (exact), W, and the effective weights."""
     w = b.weights if weights is None else weights
-    w_scale = float(pow2_scale(w.max()))
+    w_scale = pow2_scale_float(b.weight_max) if weights is None else float(pow2_scale(w.max()))
     return b.zscores(o.eps) @ (w / w_scale), w_scale, _normalized(w)
 
 
@@ -438,7 +443,9 @@ def compute_advantages(
     adv, eff = ESTIMATORS[method](batch, opts)
     # No NaN can arise above; the guard keeps the documented contract. ±inf (reward-unit methods beyond float64)
     # and finite values beyond float32 saturate at the float32 range.
-    adv = torch.where(batch.scorable & ~torch.isnan(adv), adv.clamp(-F32_MAX, F32_MAX), 0.0)
+    adv = torch.nan_to_num(adv, nan=0.0).clamp_(-F32_MAX, F32_MAX)
+    if not batch.all_valid:
+        adv = torch.where(batch.scorable, adv, 0.0)
     return AdvantageOutput(adv.to(torch.float32), _stats(batch, opts, method, adv, eff))
 
 
@@ -464,9 +471,10 @@ def _weights(weights, k: int, device) -> Tensor:
         raise ValueError(f"weights must be K={k} numbers, got {weights!r}") from None
     if w.numel() != k:
         raise ValueError(f"weights must have K={k} entries, got {w.numel()}")
-    total = float(w.sum()) if bool(torch.isfinite(w).all()) else math.nan
-    if not math.isfinite(total) or bool((w < 0).any()) or total <= 0:
-        raise ValueError(f"weights must be finite, non-negative, not all zero, with a finite sum; got {w.tolist()}")
+    values = w.tolist()  # one device->host transfer; checks on the host
+    total = math.fsum(values) if all(math.isfinite(v) for v in values) else math.nan
+    if not math.isfinite(total) or min(values) < 0 or total <= 0:
+        raise ValueError(f"weights must be finite, non-negative, not all zero, with a finite sum; got {values}")
     return w
 
 

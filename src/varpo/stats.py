@@ -26,6 +26,7 @@ which turns the raw score into an advantage; we deliberately do not.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,11 +156,12 @@ class GroupStats:
     mean: Tensor
     sum_sq: Tensor
     scale: Tensor
+    unit: bool = False  # every scale is 1 (the fast path): scaled units are reward units
 
     @property
     def real_std(self) -> Tensor:
         """``[P, K]`` σ_gk in reward units (saturates at the float64 maximum instead of overflowing)."""
-        return (self.std * self.scale).clamp(max=F64_MAX)
+        return self.std if self.unit else (self.std * self.scale).clamp(max=F64_MAX)
 
 
 def group_stats(
@@ -177,11 +179,12 @@ def group_stats(
     valid = valid_mask(rewards) if valid is None else valid
     all_valid = bool(valid.all()) if all_valid is None else all_valid
     r = rewards.to(STAT_DTYPE) if all_valid else torch.where(valid, rewards.to(STAT_DTYPE), 0.0)  # [N, K]
-    if _needs_scaling(r):
+    unit = not _needs_scaling(r)
+    if unit:  # fast path: nothing can overflow or underflow, unit scales change nothing
+        scale = torch.ones((index.num_groups, r.shape[1]), dtype=STAT_DTYPE, device=r.device)
+    else:
         scale = pow2_scale(segment_max(r.abs(), index))  # [P, K]
         r = r / broadcast(scale, index)
-    else:  # fast path: nothing can overflow or underflow, unit scales change nothing
-        scale = torch.ones((index.num_groups, r.shape[1]), dtype=STAT_DTYPE, device=r.device)
     if all_valid and index.group_size is not None:
         cnt = torch.full((index.num_groups, r.shape[1]), float(index.group_size), dtype=STAT_DTYPE, device=r.device)
     else:
@@ -196,7 +199,7 @@ def group_stats(
     if bool(constant.any()):
         std = torch.where(constant, 0.0, std)
         dev.mul_(broadcast((~constant).to(STAT_DTYPE), index))
-    return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq, scale=scale)
+    return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq, scale=scale, unit=unit)
 
 
 _SAFE = 2.0**256
@@ -229,29 +232,36 @@ class Combined:
     value: Tensor  # [N]
     coef: Tensor  # [P, K]
     weight_scale: float  # W, power of two
-    group_scale: Tensor  # [P] S_g = max_k s_gk
+    group_scale: Tensor | None  # [P] S_g = max_k s_gk; None when every S_g is 1 (fast path)
 
-    def eps(self, eps: float) -> Tensor:
+    def eps(self, eps: float) -> Tensor | float:
         """``[P]`` eps / unit_g (0 where that underflows: eps is then negligible against the group's spread)."""
-        return eps / self.weight_scale / self.group_scale
+        return eps / self.weight_scale if self.group_scale is None else eps / self.weight_scale / self.group_scale
 
     def real(self, index: GroupIndex) -> Tensor:
         """``[N]`` the combination in reward units (±inf where it exceeds float64, never NaN)."""
+        if self.group_scale is None:
+            return self.value * self.weight_scale
         return self.value * broadcast(self.group_scale, index) * self.weight_scale
 
 
-def combine(stats: GroupStats, weights: Tensor, index: GroupIndex) -> Combined:
+def pow2_scale_float(x: float) -> float:
+    """:func:`pow2_scale` for one Python float (no tensor op, no device sync)."""
+    return math.ldexp(1.0, math.frexp(x)[1] - 1) if x > 0 else 1.0
+
+
+def combine(stats: GroupStats, weights: Tensor, index: GroupIndex, weight_max: float | None = None) -> Combined:
     """c_i = Σ_k w_k (r_ik - μ_gk) in units of W·S_g (W = :func:`pow2_scale` of max w, S_g = max_k s_gk).
 
     Exact: every factor that changes units is a power of two. ``weights [K]`` float64, finite, >= 0.
     """
-    w_scale = float(pow2_scale(weights.max()))
+    w_scale = pow2_scale_float(weight_max) if weight_max is not None else float(pow2_scale(weights.max()))
+    what = weights / w_scale if w_scale != 1.0 else weights
+    if stats.unit:  # fast path (unit scales): one matmul
+        return Combined(stats.dev @ what, what.unsqueeze(0), w_scale, None)
     group_scale = stats.scale.amax(1)  # [P]
-    coef = (weights / w_scale) * (stats.scale / group_scale.unsqueeze(1))  # [P, K]
-    if bool((stats.scale == 1.0).all()):  # fast path (unit scales): one matmul
-        value = stats.dev @ (weights / w_scale)
-    else:
-        value = (stats.dev * broadcast(coef, index)).sum(1)  # [N]
+    coef = what * (stats.scale / group_scale.unsqueeze(1))  # [P, K]
+    value = (stats.dev * broadcast(coef, index)).sum(1)  # [N]
     return Combined(value, coef, w_scale, group_scale)
 
 
@@ -286,6 +296,11 @@ def pooled_mean_std(stats: GroupStats, ddof: int = 1) -> tuple[Tensor, Tensor, T
     units of the batch's largest group scale (exact powers of two). Costs O(P·K) instead of another pass over the
     [N, K] rewards. Diagnostics only: the std saturates at the float64 maximum.
     """
+    if stats.unit:
+        n = stats.count.sum(0)
+        mean = (stats.count * stats.mean).sum(0) / n.clamp_min(1.0)
+        ss = stats.sum_sq.sum(0) + (stats.count * (stats.mean - mean) ** 2).sum(0)
+        return mean, dispersion(ss, n, ddof), n
     top = stats.scale.amax(0)  # [K]
     f = stats.scale / top  # [P, K], powers of two <= 1
     n = stats.count.sum(0)  # [K]
