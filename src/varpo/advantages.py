@@ -472,7 +472,7 @@ def _weights(weights, k: int, device) -> Tensor:
     if w.numel() != k:
         raise ValueError(f"weights must have K={k} entries, got {w.numel()}")
     values = w.tolist()  # one device->host transfer; checks on the host
-    total = math.fsum(values) if all(math.isfinite(v) for v in values) else math.nan
+    total = sum(values) if all(math.isfinite(v) for v in values) else math.nan  # inf if the sum overflows
     if not math.isfinite(total) or min(values) < 0 or total <= 0:
         raise ValueError(f"weights must be finite, non-negative, not all zero, with a finite sum; got {values}")
     return w
