@@ -259,9 +259,11 @@ def test_aggregation_finite_with_finite_gradients_and_row_order_free(mode, batch
     assert out.dtype == loss.dtype and torch.isfinite(out) and torch.isfinite(grad).all()
     assert torch.equal(grad[mask == 0], torch.zeros(int((mask == 0).sum()), dtype=grad.dtype))
     again = varpo.aggregate_loss(loss[perm], mask[perm], mode, max_length=loss.shape[1], alpha=alpha)
-    torch.testing.assert_close(
-        again.double(), out.detach().double(), rtol=1e-2 if loss.dtype == torch.bfloat16 else 1e-5, atol=1e-6
-    )
+    # Sums of ±1e30 with O(1) terms cancel: the float64 rounding is relative to Σ|terms|, not to the result.
+    clean = torch.where(mask.bool(), loss, torch.zeros((), dtype=loss.dtype)).double().abs()
+    magnitude = float(varpo.aggregate_loss(clean, mask, mode, max_length=loss.shape[1], alpha=alpha))
+    rtol = 1e-2 if loss.dtype == torch.bfloat16 else 1e-5
+    assert abs(float(again) - float(out)) <= 1e-6 + rtol * abs(float(out)) + 1e-12 * magnitude
 
 
 BAD_AGG_ARGS = [
