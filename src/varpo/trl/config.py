@@ -102,6 +102,10 @@ class VarpoGRPOConfig(GRPOConfig):
     gvpo_rescore_history: bool = field(
         default=False, metadata={"help": "Score historical responses again instead of reusing buffered rewards."}
     )
+    clip_ratio_c: float | None = field(
+        default=None,
+        metadata={"help": "ppo_clip only: dual-clip cap c > 1 (loss <= -c·A for A < 0; verl's default 3.0). None: off."},
+    )
     loss_aggregation: str = field(
         default="token_mean", metadata={"help": f"Loss aggregation, one of {', '.join(AGGREGATIONS)}."}
     )
@@ -169,6 +173,10 @@ class VarpoGRPOConfig(GRPOConfig):
         _number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
         _number("gvpo_beta", self.gvpo_beta, "a finite number > 0", lambda v: v > 0)
         replay.validate_config(self)
+        if self.clip_ratio_c is not None:
+            _number("clip_ratio_c", self.clip_ratio_c, "a finite number > 1 or null", lambda v: v > 1)
+            if self.policy_loss != "ppo_clip":
+                _fail("clip_ratio_c", self.clip_ratio_c, "null (dual clip is a ppo_clip option)")
         _number("vl_norm_alpha", self.vl_norm_alpha, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         _number("sigma_ema_shrink", self.sigma_ema_shrink, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         if self.sigma_ema is not None:

@@ -343,6 +343,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
                 clip_low=self.epsilon_low,
                 clip_high=self.epsilon_high,
                 importance_sampling_level=self.importance_sampling_level,
+                clip_ratio_c=args.clip_ratio_c,
             )
             if "importance_sampling_ratio" in inputs:  # vLLM sampler/trainer mismatch correction, as in TRL
                 loss_matrix = loss_matrix * inputs["importance_sampling_ratio"]
