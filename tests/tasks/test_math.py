@@ -196,7 +196,7 @@ def test_hub_names_are_not_fetched_offline(task):
 def test_accuracy_off_the_main_thread_uses_the_worker_and_agrees(task):
     cases = [(r"\boxed{\frac{\sqrt3}{2}}", r"\frac{\sqrt{3}}{2}"), (r"\boxed{1+x^2}", "x^2+1"), (r"\boxed{7}", "8")]
     main = [accuracy(task, t, a) for t, a in cases]
-    math_grader._symbolic_match.cache_clear()  # make the thread really grade (verdicts are cached)
+    math_grader.clear_cache()  # make the thread really grade (verdicts are cached)
     out = []
     worker = threading.Thread(target=lambda: out.extend(accuracy(task, t, a) for t, a in cases))
     worker.start()
@@ -209,8 +209,8 @@ def test_runaway_math_verify_is_bounded_on_and_off_the_main_thread(task):
     bomb = r"\boxed{9^{9^{9^{9}}}}"
     t0 = time.monotonic()
     assert accuracy(task, bomb, "42") == 0.0
-    assert time.monotonic() - t0 < 3 * task.timeout_s + 2
-    math_grader._symbolic_match.cache_clear()
+    assert time.monotonic() - t0 < task.timeout_s + 0.1
+    math_grader.clear_cache()
     out = []
     worker = threading.Thread(target=lambda: out.append(accuracy(task, bomb, "42")))
     t0 = time.monotonic()
@@ -223,7 +223,16 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text("import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\ntime.sleep(600)\n")
     worker = _Worker(str(script))
-    t0 = time.monotonic()
-    assert worker.equal("1", "x", timeout_s=1) is False
-    assert time.monotonic() - t0 < 10
-    assert worker._proc is None  # killed; the next call starts a fresh one
+    try:
+        worker._spawn()
+        worker._wait_ready()
+        hung = worker._proc
+        t0 = time.perf_counter()
+        assert worker.equal("1", "x", timeout_s=0.3) is None  # None: timed out (scored as wrong)
+        # Killed KILL_GRACE_S after the deadline (2 s of slack for a loaded machine).
+        assert 0.3 <= time.perf_counter() - t0 < 0.3 + math_grader.KILL_GRACE_S + 2
+        assert hung is not None and hung.poll() is not None  # the hung child is dead
+        assert worker._proc is not None and worker._proc is not hung  # a replacement was started at once
+        assert worker._proc.poll() is None
+    finally:
+        worker._stop()

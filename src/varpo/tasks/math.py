@@ -21,7 +21,7 @@ from typing import Any
 
 from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
 from varpo.tasks.io import first_field, get_field, read_records, to_dataset
-from varpo.tasks.math_grader import answers_match, extract_answer, gold_answer, last_boxed
+from varpo.tasks.math_grader import DEFAULT_TIMEOUT_S, answers_match, extract_answer, gold_answer, last_boxed
 
 PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
@@ -32,8 +32,10 @@ _CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: "48/2
 # Rewards
 
 
-def _score_accuracy(text: str, answer: Any, tail_chars: int = 1000, timeout_s: int = 2) -> float | None:
-    gold = gold_answer(answer) if answer is not None else ""
+def _score_accuracy(
+    text: str, answer: Any, tail_chars: int = 1000, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> float | None:
+    gold = gold_answer(answer)
     if not gold:
         return None
     pred = extract_answer(text, tail_chars)
@@ -156,8 +158,9 @@ class MathTask(Task):
     """Tokenizer for `length` when TRL's `completion_ids` are not available (HF tokenizer or `tokenizers.Tokenizer`)."""
     tail_chars: int = 1000
     """`accuracy` reads only the last `tail_chars` characters of a completion."""
-    timeout_s: int = 2
-    """math-verify timeout (seconds, integer) per parse/comparison; a timeout scores 0."""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    """Wall-clock deadline (seconds) for one completion's whole symbolic comparison (gold parse, prediction parse
+    and math-verify's verification together); an answer that runs out of time scores 0 (see `math_grader`)."""
     max_steps: int = 4
     """Generator: most operations per word problem (1..max_steps, uniformly)."""
     prompt_template: str = PROMPT
@@ -166,8 +169,12 @@ class MathTask(Task):
     name: str = field(default="math", init=False)
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1 or self.tail_chars < 1 or self.timeout_s < 1 or self.max_steps < 1:
-            raise ValueError("max_tokens, tail_chars, timeout_s and max_steps must be positive")
+        if self.max_tokens < 1 or self.tail_chars < 1 or self.max_steps < 1:
+            raise ValueError("max_tokens, tail_chars and max_steps must be positive")
+        if isinstance(self.timeout_s, bool) or not (
+            isinstance(self.timeout_s, int | float) and 0 < self.timeout_s <= 60
+        ):
+            raise ValueError(f"timeout_s must be a number of seconds in (0, 60], got {self.timeout_s!r}")
         if "{problem}" not in self.prompt_template:
             raise ValueError("prompt_template needs a {problem} placeholder")
         self._reward_funcs = [
