@@ -27,7 +27,7 @@ from typing import Any
 
 from varpo.tasks import arith
 from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
-from varpo.tasks.io import get_field, read_records, to_dataset
+from varpo.tasks.io import Skipped, get_field, read_records, to_dataset
 
 MAX_CHARS = 10_000
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -244,27 +244,31 @@ class CountdownTask(Task):
           built with TinyZero's wording.
         The gold completion comes from `solve()` (up to 4 numbers; None when unsolvable or larger).
         `chat=None` keeps the file's prompt form (plain strings for "flat").
+
+        Rows without a usable integer target, without numbers (missing, `null`, no integers) or, for "verl",
+        without a prompt are skipped, with one `io.SkippedRowsWarning` that counts them and names the first few
+        (file, 1-based row, field). If no row is left, ValueError.
         """
         rows = read_records(path)
         if layout == "auto":
-            layout = "verl" if rows and get_field(rows[0], "reward_model.ground_truth") is not None else "flat"
+            verl = any(get_field(r, "reward_model") is not None for r in rows[:20])
+            layout = "verl" if verl else "flat"
+        if layout not in ("verl", "flat"):
+            raise ValueError(f"unknown countdown layout {layout!r} (use 'verl', 'flat' or 'auto')")
+        skipped = Skipped(path, len(rows))
         records = []
-        for row in rows:
-            if layout == "verl":
-                gt = get_field(row, "reward_model.ground_truth")
-                target, numbers = gt["target"], parse_numbers(gt.get("numbers", gt.get("nums")))
-                prompt = [dict(m) for m in row["prompt"]] if isinstance(row["prompt"], list) else row["prompt"]
-            elif layout == "flat":
-                target, numbers = row["target"], parse_numbers(row.get("nums", row.get("numbers")))
-                prompt = self._prompt(numbers, int(target), chat=False)
-            else:
-                raise ValueError(f"unknown countdown layout {layout!r} (use 'verl', 'flat' or 'auto')")
+        for i, row in enumerate(rows):
+            problem = self._problem(row, layout)
+            if isinstance(problem, str):
+                skipped.skip(i, problem)
+                continue
+            target, numbers, prompt = problem
             as_messages = isinstance(prompt, list) if chat is None else chat
             if as_messages and isinstance(prompt, str):
                 prompt = as_chat(prompt.rstrip("\n"), "user")
             elif not as_messages and isinstance(prompt, list):
                 prompt = prompt_text(prompt)
-            equation = solve(numbers, int(target))
+            equation = solve(numbers, target)
             completion = None if equation is None else _gold("Search the combinations.", equation, prompt)
             if completion is not None and as_messages:
                 completion = as_chat(completion, "assistant")
@@ -272,8 +276,53 @@ class CountdownTask(Task):
                 {
                     "prompt": prompt,
                     "completion": completion,
-                    "target": int(target),
+                    "target": target,
                     "numbers": " ".join(map(str, numbers)),
                 }
             )
+        skipped.report(len(records))
         return to_dataset(records)
+
+    def _problem(self, row: dict, layout: str) -> tuple[int, tuple[int, ...], Any] | str:
+        """(target, numbers, prompt) of one file row, or the reason it cannot be used."""
+        if layout == "verl":
+            gt = get_field(row, "reward_model.ground_truth")
+            if not isinstance(gt, dict):
+                return "field 'reward_model.ground_truth' is not an object with 'target' and 'numbers'"
+            raw_target, names = (
+                gt.get("target"),
+                ("reward_model.ground_truth.numbers", "reward_model.ground_truth.nums"),
+            )
+            raw_numbers = gt.get("numbers", gt.get("nums"))
+            prompt = row.get("prompt")
+            if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
+                prompt = [dict(m) for m in prompt]
+            elif not (isinstance(prompt, str) and prompt.strip()):
+                return "missing or empty field 'prompt'"
+            target_name = "reward_model.ground_truth.target"
+        else:
+            raw_target, names = row.get("target"), ("nums", "numbers")
+            raw_numbers = row.get("nums", row.get("numbers"))
+            prompt, target_name = None, "target"
+        target = _as_int(raw_target)
+        if target is None:
+            return f"field {target_name!r} is missing or not an integer (got {str(raw_target)[:40]!r})"
+        numbers = parse_numbers(raw_numbers) if raw_numbers is not None else None
+        if numbers is None:
+            return f"field {names[0]!r} (or {names[1]!r}) is missing, null or holds no integers"
+        if prompt is None:
+            prompt = self._prompt(numbers, target, chat=False)
+        return target, numbers, prompt
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer column value (int, integral float, or digit string), else None; bools are not numbers."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 18:
+        return int(value.strip())
+    return None
