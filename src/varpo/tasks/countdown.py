@@ -30,7 +30,6 @@ from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
 from varpo.tasks.io import Skipped, get_field, read_records, to_dataset
 
 MAX_CHARS = 10_000
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _FORMAT = re.compile(r"^<think>.*?</think>\s*<answer>.*?</answer>$", re.DOTALL)
 _INT = re.compile(r"-?\d+")
 
@@ -56,6 +55,21 @@ def parse_numbers(value: Any) -> tuple[int, ...] | None:
     return numbers or None
 
 
+def last_answer(text: str) -> str | None:
+    """The last match of TinyZero's `re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)`, in linear time.
+
+    The regex itself is quadratic on unclosed tags (every `<answer>` scans to the end: 1250 of them in a 10 000
+    character reply took 0.5 s); `str.find` walks the same non-overlapping matches left to right, each once.
+    """
+    last, pos = None, 0
+    while (start := text.find("<answer>", pos)) >= 0:
+        end = text.find("</answer>", start + len("<answer>"))
+        if end < 0:
+            break  # no later `<answer>` can close either
+        last, pos = text[start + len("<answer>") : end], end + len("</answer>")
+    return last
+
+
 def _reply(text: str, prompt: Any = None) -> str:
     text = text.strip()
     if prompt is not None and prompt_text(prompt).rstrip().endswith("<think>") and not text.startswith("<think>"):
@@ -73,10 +87,10 @@ def _score_accuracy(text: str, target: Any, numbers: Any, prompt: Any = None) ->
         return None
     if len(text) > MAX_CHARS:
         return 0.0
-    answers = _ANSWER.findall(_reply(text, prompt))
-    if not answers:
+    answer = last_answer(_reply(text, prompt))
+    if answer is None:
         return 0.0
-    result = arith.evaluate(answers[-1])
+    result = arith.evaluate(answer)
     if result is None or sorted(result.numbers) != sorted(available):
         return 0.0
     return 1.0 if result.value == goal else 0.0
