@@ -14,7 +14,7 @@ Comparison (`answers_match`), in this order:
    holding a power/factorial, or `\\lim`/`\\int`/`\\sum`/`\\prod`… that the gold does not use: a final answer
    is a value, not an expression to evaluate);
 3. otherwise math-verify decides (`symbolic.equal`, LaTeX parsing only) under ONE wall-clock deadline of
-   `timeout_s` seconds (default `DEFAULT_TIMEOUT_S` = 0.4) for the whole comparison: gold parse, prediction
+   `timeout_s` seconds (default `DEFAULT_TIMEOUT_S` = 0.3) for the whole comparison: gold parse, prediction
    parse and verification together. **A prediction that runs out of time counts as wrong (0).** Definite
    verdicts are cached per (gold, prediction, timeout_s); timeouts are not, so an answer that timed out under a
    passing CPU spike is graded again the next time.
@@ -23,17 +23,21 @@ The deadline is a SIGALRM interval timer, which works only in the main thread, s
 * on the main thread, math-verify runs in-process (`symbolic.equal(…, deadline_s=timeout_s)`);
 * on any other thread (TRL/verl thread pools, Ray async actors), it runs in a child process that applies the same
   deadline on its own main thread, and is killed if it has not answered `KILL_GRACE_S` after the deadline (a
-  long C call cannot be interrupted by a signal). The child is started on first use and warmed up (about a
-  second, not charged to any answer), then reused; after a kill a fresh one is started at once, in the
-  background, and the next request waits for it to be ready.
-So one completion's symbolic grading takes at most about `timeout_s` (+ `KILL_GRACE_S` off the main thread), after
-the one-time import of math-verify (`symbolic.warm_up`).
+  long C call cannot be interrupted by a signal). The child is started and warmed up on first use (one to a few
+  seconds, once), then reused; after a kill a fresh one is started in the background, and the next request waits
+  for it to be ready.
+So one completion's symbolic grading takes at most about `timeout_s` + `KILL_GRACE_S` (0.4 s by default) off the
+main thread, and `timeout_s` plus the signal's latency on it (a single long C call can overshoot there; the
+pre-screen exists for the known ones), after the one-time warm-up (`symbolic.warm_up`). Timeouts are counted in
+`timeouts()`, and the first one is logged: legitimate answers take 10-100 ms, so regular timeouts mean a policy
+emitting bombs or a machine too loaded for the deadline (raise `timeout_s`).
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import queue
 import re
@@ -46,7 +50,7 @@ from pathlib import Path
 from varpo.tasks import symbolic
 
 MAX_ANSWER_CHARS = 500
-DEFAULT_TIMEOUT_S = 0.4  # one completion's whole symbolic comparison, seconds (wall clock)
+DEFAULT_TIMEOUT_S = 0.3  # one completion's whole symbolic comparison, seconds (wall clock)
 KILL_GRACE_S = 0.1  # worker path: how long after the deadline an unanswered child is killed
 MAX_EXPONENT_DIGITS = 4  # `2^{2019}` is an answer; `x^{10000000000}` is a bomb
 MAX_FACTORIAL_DIGITS = 4  # `1000!` is evaluated quickly; `(10^{10})!` is not
@@ -209,6 +213,13 @@ def _has_big_factorial(text: str) -> bool:
 
 _verdicts: dict[tuple[str, str, float], bool] = {}
 _verdicts_lock = threading.Lock()
+_timeouts = 0
+logger = logging.getLogger(__name__)
+
+
+def timeouts() -> int:
+    """How many symbolic comparisons have run out of time in this process (each scored 0)."""
+    return _timeouts
 
 
 def clear_cache() -> None:
@@ -229,6 +240,16 @@ def _symbolic_match(gold: str, pred: str, timeout_s: float) -> bool:
     else:
         verdict = _WORKER.equal(gold, pred, timeout_s)
     if verdict is None:
+        global _timeouts
+        with _verdicts_lock:
+            _timeouts += 1
+            if _timeouts == 1:
+                logger.warning(
+                    "math grading: an answer ran out of its %.2f s deadline and scored 0 (%r); further timeouts "
+                    "are counted in varpo.tasks.math_grader.timeouts()",
+                    timeout_s,
+                    pred[:80],
+                )
         return False
     with _verdicts_lock:
         if len(_verdicts) >= VERDICT_CACHE:
@@ -274,6 +295,22 @@ class _Worker:
             raise RuntimeError("math-verify worker failed to start")
         self._ready = True
 
+    def _replace_in_background(self) -> None:
+        """Kill the child and start a fresh one on another thread, so the timed-out caller returns at once
+        (call with the lock held; the next request waits for the lock, then for "ready")."""
+        hung, self._proc, self._ready = self._proc, None, False
+        owner = self._owner
+
+        def replace() -> None:
+            if hung is not None and owner == os.getpid():
+                hung.kill()
+                hung.wait()
+            with self._lock:
+                if self._proc is None:
+                    self._spawn()
+
+        threading.Thread(target=replace, daemon=True).start()
+
     def _stop(self) -> None:
         if self._proc is not None and self._owner == os.getpid():
             self._proc.kill()
@@ -294,7 +331,7 @@ class _Worker:
             try:
                 line = self._lines.get(timeout=timeout_s + KILL_GRACE_S)
             except queue.Empty:
-                self._spawn()  # runaway C call: kill it and start a fresh child now, so it warms up meanwhile
+                self._replace_in_background()  # a runaway C call: this answer is wrong, the child must go
                 return None
             return {"1": True, "0": False}.get(line)  # "T": the child's own deadline passed
 

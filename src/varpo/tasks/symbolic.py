@@ -52,13 +52,29 @@ def _parse(answer: str):
     return parse("\\boxed{" + answer + "}", extraction_config=_config(), parsing_timeout=None)
 
 
+# One answer of each common kind: sympy and math-verify import and initialise a lot lazily, on first use of roots,
+# pi, trigonometry, logarithms, intervals, sets, relations and complex numbers (up to a second each on a loaded
+# machine), which must not be charged to the first real answer that needs them.
+_WARM_UP = (
+    ("1+x^2", "x^2+1"),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}{2}"),
+    ("\\pi", "\\frac{\\pi}{2}"),
+    ("\\sin x", "\\log_2 8"),
+    ("(1,2)", "[1,2)"),
+    ("\\{1,2\\}", "x=3"),
+    ("a+bi", "2^{10}"),
+    ("44^\\circ", "3\\%"),
+)
+
+
 @lru_cache(maxsize=1)
 def warm_up() -> None:
-    """Import math-verify and sympy and build the LaTeX parser once (about a second), outside any deadline, so
-    the first graded answer is not charged for it."""
+    """Import math-verify and sympy and exercise their lazily initialised parts once (one to a few seconds),
+    outside any deadline, so that no graded answer is charged for it."""
     from math_verify import verify
 
-    verify(_parse("1+x^2"), _parse("x^2+1"), timeout_seconds=None)
+    for gold, pred in _WARM_UP:
+        verify(_parse(gold), _parse(pred), timeout_seconds=None)
 
 
 _gold_parses: dict[str, object] = {}  # gold -> parsed gold; only parses that finished are kept
