@@ -229,14 +229,36 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path):
         hung = worker._proc
         t0 = time.perf_counter()
         assert worker.equal("1", "x", timeout_s=0.3) is None  # None: timed out (scored as wrong)
-        # Killed KILL_GRACE_S after the deadline (2 s of slack for a loaded machine).
+        # The caller stops waiting KILL_GRACE_S after the deadline (2 s of slack for a loaded machine) ...
         assert 0.3 <= time.perf_counter() - t0 < 0.3 + math_grader.KILL_GRACE_S + 2
-        # The hung child is killed and a replacement started on a background thread.
-        deadline = time.monotonic() + 10
-        while (hung.poll() is None or worker._proc is None) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # ... and the child, stuck, is killed HARD_KILL_S after the request and replaced.
+        limit = time.monotonic() + math_grader.HARD_KILL_S + 10
+        while (hung.poll() is None or worker._proc is hung) and time.monotonic() < limit:
+            time.sleep(0.02)
         assert hung.poll() is not None
-        assert worker._proc is not None and worker._proc is not hung and worker._proc.poll() is None
+        assert worker._proc is not None and worker._proc.poll() is None
         assert worker.equal("1", "x", timeout_s=0.3) is None  # the replacement is used (and hangs too)
+    finally:
+        worker._stop()
+
+
+def test_a_late_worker_answer_is_dropped_and_the_worker_kept(tmp_path):
+    # Answers its first request after 0.8 s (a starved child), later ones at once.
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\ntime.sleep(0.8)\nprint('1', flush=True)\n"
+        "for line in sys.stdin:\n    print('0', flush=True)\n"
+    )
+    worker = _Worker(str(script))
+    try:
+        worker._spawn()
+        worker._wait_ready()
+        child = worker._proc
+        t0 = time.perf_counter()
+        assert worker.equal("1", "x", timeout_s=0.3) is None
+        assert time.perf_counter() - t0 < 0.3 + math_grader.KILL_GRACE_S + 2
+        time.sleep(0.6)  # the late "1" arrives meanwhile: it must not be read as the next request's answer
+        assert worker.equal("1", "y", timeout_s=0.3) is False
+        assert worker._proc is child and child.poll() is None  # a late answer is not a reason to kill
     finally:
         worker._stop()

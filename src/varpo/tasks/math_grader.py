@@ -22,10 +22,10 @@ Comparison (`answers_match`), in this order:
 The deadline is a SIGALRM interval timer, which works only in the main thread, so:
 * on the main thread, math-verify runs in-process (`symbolic.equal(…, deadline_s=timeout_s)`);
 * on any other thread (TRL/verl thread pools, Ray async actors), it runs in a child process that applies the same
-  deadline on its own main thread, and is killed if it has not answered `KILL_GRACE_S` after the deadline (a
-  long C call cannot be interrupted by a signal). The child is started and warmed up on first use (one to a few
-  seconds, once), then reused; after a kill a fresh one is started in the background, and the next request waits
-  for it to be ready.
+  deadline on its own main thread; the caller stops waiting `KILL_GRACE_S` after the deadline (a late answer is
+  read and dropped by the next call), and a child that has not answered `HARD_KILL_S` after a request is stuck in
+  a C call that no signal interrupts: it is killed and replaced. The child is started and warmed up on first use
+  (one to a few seconds, once), then reused; after a kill the next request waits for the replacement to warm up.
 So one completion's symbolic grading takes at most about `timeout_s` + `KILL_GRACE_S` (0.4 s by default) off the
 main thread, and `timeout_s` plus the signal's latency on it (a single long C call can overshoot there; the
 pre-screen exists for the known ones), after the one-time warm-up (`symbolic.warm_up`). Timeouts are counted in
@@ -44,6 +44,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -51,7 +52,8 @@ from varpo.tasks import symbolic
 
 MAX_ANSWER_CHARS = 500
 DEFAULT_TIMEOUT_S = 0.3  # one completion's whole symbolic comparison, seconds (wall clock)
-KILL_GRACE_S = 0.1  # worker path: how long after the deadline an unanswered child is killed
+KILL_GRACE_S = 0.1  # worker path: how long after the deadline the caller stops waiting for the child
+HARD_KILL_S = 3.0  # worker path: a child that has not answered this long after a request is killed
 MAX_EXPONENT_DIGITS = 4  # `2^{2019}` is an answer; `x^{10000000000}` is a bomb
 MAX_FACTORIAL_DIGITS = 4  # `1000!` is evaluated quickly; `(10^{10})!` is not
 VERDICT_CACHE = 65536
@@ -259,7 +261,14 @@ def _symbolic_match(gold: str, pred: str, timeout_s: float) -> bool:
 
 
 class _Worker:
-    """A child process running `symbolic.equal`, shared by all threads of this process (one request at a time)."""
+    """A child process running `symbolic.equal`, shared by all threads of this process (one request at a time).
+
+    Every call returns within its budget `timeout_s + KILL_GRACE_S` (once the child is warm): the child gets the
+    part of the budget that is left, minus the grace, as its own deadline. A late answer is not waited for: the
+    request is "pending", and the next call first takes its stale answer off the pipe (within its own budget).
+    A child that has not answered a request `HARD_KILL_S` after it was sent is stuck in a C call: it is killed
+    and replaced, and the next call waits for the replacement to warm up.
+    """
 
     def __init__(self, script: str | None = None) -> None:
         self._script = script or str(Path(symbolic.__file__))
@@ -268,6 +277,9 @@ class _Worker:
         self._lines: queue.Queue[str] = queue.Queue()
         self._ready = False
         self._owner = -1
+        self._pending = 0  # requests sent whose answer has not been read
+        self._sent_at = 0.0  # when the last request was sent (time.monotonic)
+        self._seq = 0  # requests sent so far (the reaper checks it did not move on)
 
     def _spawn(self) -> None:
         """Start a child; it answers "ready" once warmed up (`_wait_ready` waits for that)."""
@@ -283,6 +295,7 @@ class _Worker:
         self._owner = os.getpid()
         self._lines = queue.Queue()
         self._ready = False
+        self._pending = 0
         threading.Thread(target=_pump, args=(self._proc, self._lines), daemon=True).start()
 
     def _wait_ready(self) -> None:
@@ -295,44 +308,65 @@ class _Worker:
             raise RuntimeError("math-verify worker failed to start")
         self._ready = True
 
-    def _replace_in_background(self) -> None:
-        """Kill the child and start a fresh one on another thread, so the timed-out caller returns at once
-        (call with the lock held; the next request waits for the lock, then for "ready")."""
-        hung, self._proc, self._ready = self._proc, None, False
-        owner = self._owner
-
-        def replace() -> None:
-            if hung is not None and owner == os.getpid():
-                hung.kill()
-                hung.wait()
-            with self._lock:
-                if self._proc is None:
-                    self._spawn()
-
-        threading.Thread(target=replace, daemon=True).start()
-
     def _stop(self) -> None:
         if self._proc is not None and self._owner == os.getpid():
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+        self._pending = 0
+
+    def _drain(self, until: float) -> bool:
+        """Read the answers of earlier requests that timed out; False if one is still missing at `until`."""
+        while self._pending:
+            try:
+                self._lines.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                return False
+            self._pending -= 1
+        return True
+
+    def _reap_later(self, seq: int) -> None:
+        """Kill the child if request `seq` is still unanswered HARD_KILL_S after it was sent (a stuck C call)."""
+
+        def reap() -> None:
+            time.sleep(max(0.0, self._sent_at + HARD_KILL_S - time.monotonic()))
+            with self._lock:
+                if self._seq != seq or not self._pending or self._proc is None:
+                    return
+                if self._drain(time.monotonic()):
+                    return  # it did answer, late
+                self._spawn()  # killed; the next call waits for the replacement's "ready"
+
+        threading.Thread(target=reap, daemon=True).start()
 
     def equal(self, gold: str, pred: str, timeout_s: float) -> bool | None:
-        """The child's verdict, or None when it timed out (its own deadline, or killed KILL_GRACE_S later)."""
+        """The child's verdict, or None when the budget `timeout_s + KILL_GRACE_S` ran out (scored as wrong)."""
         with self._lock:
             # A forked process (dataloader, Ray) must not share its parent's child: start its own.
             if self._proc is None or self._proc.poll() is not None or self._owner != os.getpid():
                 self._spawn()
             if not self._ready:
-                self._wait_ready()
-            assert self._proc is not None and self._proc.stdin is not None
-            self._proc.stdin.write(json.dumps([gold, pred, timeout_s]) + "\n")
-            self._proc.stdin.flush()
-            try:
-                line = self._lines.get(timeout=timeout_s + KILL_GRACE_S)
-            except queue.Empty:
-                self._replace_in_background()  # a runaway C call: this answer is wrong, the child must go
+                self._wait_ready()  # first start (or after a kill): warm-up, once, outside any budget
+            until = time.monotonic() + timeout_s + KILL_GRACE_S
+            if not self._drain(until - KILL_GRACE_S):
+                return None  # still busy with an earlier runaway request
+            deadline = until - KILL_GRACE_S - time.monotonic()
+            if deadline <= 0:
                 return None
+            assert self._proc is not None and self._proc.stdin is not None
+            try:
+                self._proc.stdin.write(json.dumps([gold, pred, deadline]) + "\n")
+                self._proc.stdin.flush()
+            except OSError:  # the child died: the next call starts a new one
+                self._stop()
+                return None
+            self._pending, self._sent_at, self._seq = 1, time.monotonic(), self._seq + 1
+            try:
+                line = self._lines.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                self._reap_later(self._seq)
+                return None
+            self._pending = 0
             return {"1": True, "0": False}.get(line)  # "T": the child's own deadline passed
 
 
