@@ -12,6 +12,7 @@ grader that really overruns (every try) does. Math verdict caches are cleared be
 """
 
 import re
+import signal
 import statistics
 import threading
 import time
@@ -289,3 +290,20 @@ def test_toolcall_worst_cases_are_graded_within_the_bound(name):
     assert values["format"] == (1.0 if name in well_formed else 0.0)
     gold = TOOLCALL.score(TOOLCALL_ROW["completion"], **TOOLCALL_ROW)
     assert gold == {"correctness": 3.0, "format": 1.0}
+
+
+def test_an_outer_sigalrm_timer_survives_grading():
+    # The deadline borrows SIGALRM; a caller's own timer (pytest-timeout, an alarm) is handed back, minus the time
+    # spent, and still fires once.
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(time.monotonic()))
+    try:
+        t0 = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, 0.8)
+        assert symbolic.equal(GOLD, DEADLINE_BOMBS[0], MATH.timeout_s) is None
+        while not fired and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        assert len(fired) == 1 and 0.75 <= fired[0] - t0 < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -13,7 +13,8 @@ answer could cost three of them (gold parse, prediction parse, comparison). Here
 the whole `equal` call (both parses and the comparison) runs under one `signal.setitimer` deadline of `deadline_s`
 seconds (a float). The timer raises `Deadline`, a BaseException so that no `except Exception` inside sympy or
 math-verify can swallow it, and it re-arms itself every `REARM_S` until the call unwinds, in case something catches
-it anyway. Like any signal handler it runs between bytecodes, so the overshoot is small except inside one long C
+it anyway; a timer that was already running (pytest-timeout, a caller's alarm) is restored afterwards, minus the
+time spent. Like any signal handler it runs between bytecodes, so the overshoot is small except inside one long C
 call (a giant integer power); `math_grader.too_costly` screens those answers out before they get here, and the
 worker path kills the child process as a last resort. SIGALRM works only in the main thread: elsewhere pass
 `deadline_s=None` and bound the time from outside (as `math_grader` does with the worker process).
@@ -26,6 +27,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from functools import lru_cache
 
 # math-verify logs a warning for every timeout, and for timeouts switched off; both are expected here.
@@ -114,13 +116,18 @@ def equal(gold: str, pred: str, deadline_s: float | None) -> bool | None:
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("symbolic.equal with a deadline needs the main thread (SIGALRM)")
     old = signal.signal(signal.SIGALRM, _on_alarm)
+    started = time.monotonic()
+    outer = (0.0, 0.0)
     try:
         try:
-            signal.setitimer(signal.ITIMER_REAL, deadline_s)
+            outer = signal.setitimer(signal.ITIMER_REAL, deadline_s)
             return _equal_unbounded(gold, pred)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
+            if outer[0] > 0:  # someone else's timer (pytest-timeout, a caller's alarm): give back what is left
+                left = outer[0] - (time.monotonic() - started)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), outer[1])
     except Deadline:
         return None
 
