@@ -307,3 +307,26 @@ def test_an_outer_sigalrm_timer_survives_grading():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+CONSTRAINTS = varpo.tasks.get_task("constraints")
+CONSTRAINTS_ROW = CONSTRAINTS.generate(1, seed=3).to_list()[0]
+CONSTRAINTS_HOSTILE = {  # name -> (completion, whether it is over the 2,000-character limit: every reward 0)
+    "word flood under the limit": ("alpha " * 333 + "x", False),
+    "punctuation flood": ("bravo," * 333, False),
+    "no spaces": ("a" * 1999, False),
+    "unicode spaces": ("\u00a0".join(["alpha"] * 333), False),
+    "over the limit": ("alpha bravo charlie " * 101, True),
+    "1 MB": ("alpha " * 200_000, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRAINTS_HOSTILE))
+def test_constraints_worst_cases_are_graded_within_the_bound(name):
+    completion, over = CONSTRAINTS_HOSTILE[name]
+    for fn in CONSTRAINTS.reward_funcs:
+        seconds, value = _measure(lambda f=fn: f.score(completion, **CONSTRAINTS_ROW))
+        assert seconds <= BOUND_S, (fn.__name__, seconds)
+        assert value is not None and fn.low <= value <= fn.high
+        if over or (fn.__name__ == "length" and len(completion.split()) > 100):  # far over the word budget
+            assert value == 0.0, fn.__name__
