@@ -233,7 +233,10 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path):
         assert 0.3 <= time.perf_counter() - t0 < 0.3 + math_grader.KILL_GRACE_S + 2
         # ... and the child, stuck, is killed HARD_KILL_S after the request and replaced.
         limit = time.monotonic() + math_grader.HARD_KILL_S + 10
-        while (hung.poll() is None or worker._proc is hung) and time.monotonic() < limit:
+        while time.monotonic() < limit:
+            with worker._lock:  # the reaper replaces the child under this lock
+                if hung.poll() is not None and worker._proc not in (None, hung):
+                    break
             time.sleep(0.02)
         assert hung.poll() is not None
         assert worker._proc is not None and worker._proc.poll() is None
