@@ -303,11 +303,8 @@ class CountdownTask(Task):
             gt = get_field(row, "reward_model.ground_truth")
             if not isinstance(gt, dict):
                 return "field 'reward_model.ground_truth' is not an object with 'target' and 'numbers'"
-            raw_target, names = (
-                gt.get("target"),
-                ("reward_model.ground_truth.numbers", "reward_model.ground_truth.nums"),
-            )
-            raw_numbers = gt.get("numbers", gt.get("nums"))
+            names = ("reward_model.ground_truth.numbers", "reward_model.ground_truth.nums")
+            raw_target, raw_numbers = gt.get("target"), _first_present(gt, "numbers", "nums")
             prompt = row.get("prompt")
             if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
                 prompt = [dict(m) for m in prompt]
@@ -315,8 +312,8 @@ class CountdownTask(Task):
                 return "missing or empty field 'prompt'"
             target_name = "reward_model.ground_truth.target"
         else:
-            raw_target, names = row.get("target"), ("nums", "numbers")
-            raw_numbers = row.get("nums", row.get("numbers"))
+            names = ("nums", "numbers")
+            raw_target, raw_numbers = row.get("target"), _first_present(row, "nums", "numbers")
             prompt, target_name = None, "target"
         target = _as_int(raw_target)
         if target is None:
@@ -327,6 +324,11 @@ class CountdownTask(Task):
         if prompt is None:
             prompt = self._prompt(numbers, target, chat=False)
         return target, numbers, prompt
+
+
+def _first_present(row: dict, *keys: str) -> Any:
+    """The value of the first of `keys` that is present and not null."""
+    return next((row[k] for k in keys if row.get(k) is not None), None)
 
 
 def _as_int(value: Any) -> int | None:
