@@ -196,7 +196,7 @@ def test_hub_names_are_not_fetched_offline(task):
 def test_accuracy_off_the_main_thread_uses_the_worker_and_agrees(task):
     cases = [(r"\boxed{\frac{\sqrt3}{2}}", r"\frac{\sqrt{3}}{2}"), (r"\boxed{1+x^2}", "x^2+1"), (r"\boxed{7}", "8")]
     main = [accuracy(task, t, a) for t, a in cases]
-    math_grader._symbolic_match.cache_clear()  # make the thread really grade (verdicts are cached)
+    math_grader.clear_cache()  # make the thread really grade (verdicts are cached)
     out = []
     worker = threading.Thread(target=lambda: out.extend(accuracy(task, t, a) for t, a in cases))
     worker.start()
@@ -209,8 +209,8 @@ def test_runaway_math_verify_is_bounded_on_and_off_the_main_thread(task):
     bomb = r"\boxed{9^{9^{9^{9}}}}"
     t0 = time.monotonic()
     assert accuracy(task, bomb, "42") == 0.0
-    assert time.monotonic() - t0 < 3 * task.timeout_s + 2
-    math_grader._symbolic_match.cache_clear()
+    assert time.monotonic() - t0 < task.timeout_s + 0.1
+    math_grader.clear_cache()
     out = []
     worker = threading.Thread(target=lambda: out.append(accuracy(task, bomb, "42")))
     t0 = time.monotonic()
@@ -223,7 +223,45 @@ def test_a_hung_worker_is_killed_and_replaced(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text("import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\ntime.sleep(600)\n")
     worker = _Worker(str(script))
-    t0 = time.monotonic()
-    assert worker.equal("1", "x", timeout_s=1) is False
-    assert time.monotonic() - t0 < 10
-    assert worker._proc is None  # killed; the next call starts a fresh one
+    try:
+        worker._spawn()
+        worker._wait_ready()
+        hung = worker._proc
+        t0 = time.perf_counter()
+        assert worker.equal("1", "x", timeout_s=0.3) is None  # None: timed out (scored as wrong)
+        # The caller stops waiting KILL_GRACE_S after the deadline (2 s of slack for a loaded machine) ...
+        assert 0.3 <= time.perf_counter() - t0 < 0.3 + math_grader.KILL_GRACE_S + 2
+        # ... and the child, stuck, is killed HARD_KILL_S after the request and replaced.
+        limit = time.monotonic() + math_grader.HARD_KILL_S + 10
+        while time.monotonic() < limit:
+            with worker._lock:  # the reaper replaces the child under this lock
+                if hung.poll() is not None and worker._proc not in (None, hung):
+                    break
+            time.sleep(0.02)
+        assert hung.poll() is not None
+        assert worker._proc is not None and worker._proc.poll() is None
+        assert worker.equal("1", "x", timeout_s=0.3) is None  # the replacement is used (and hangs too)
+    finally:
+        worker._stop()
+
+
+def test_a_late_worker_answer_is_dropped_and_the_worker_kept(tmp_path):
+    # Answers its first request after 0.8 s (a starved child), later ones at once.
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\ntime.sleep(0.8)\nprint('1', flush=True)\n"
+        "for line in sys.stdin:\n    print('0', flush=True)\n"
+    )
+    worker = _Worker(str(script))
+    try:
+        worker._spawn()
+        worker._wait_ready()
+        child = worker._proc
+        t0 = time.perf_counter()
+        assert worker.equal("1", "x", timeout_s=0.3) is None
+        assert time.perf_counter() - t0 < 0.3 + math_grader.KILL_GRACE_S + 2
+        time.sleep(0.6)  # the late "1" arrives meanwhile: it must not be read as the next request's answer
+        assert worker.equal("1", "y", timeout_s=0.3) is False
+        assert worker._proc is child and child.poll() is None  # a late answer is not a reason to kill
+    finally:
+        worker._stop()

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
-from varpo.tasks.io import first_field, get_field, read_records, to_dataset
-from varpo.tasks.math_grader import answers_match, extract_answer, gold_answer, last_boxed
+from varpo.tasks.io import Skipped, first_field, get_field, read_records, to_dataset
+from varpo.tasks.math_grader import DEFAULT_TIMEOUT_S, answers_match, extract_answer, gold_answer, last_boxed
 
 PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
@@ -32,8 +32,10 @@ _CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: "48/2
 # Rewards
 
 
-def _score_accuracy(text: str, answer: Any, tail_chars: int = 1000, timeout_s: int = 2) -> float | None:
-    gold = gold_answer(answer) if answer is not None else ""
+def _score_accuracy(
+    text: str, answer: Any, tail_chars: int = 1000, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> float | None:
+    gold = gold_answer(answer)
     if not gold:
         return None
     pred = extract_answer(text, tail_chars)
@@ -126,14 +128,19 @@ _LAYOUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = 
 }
 
 
-def _detect_layout(row: dict) -> str:
-    if get_field(row, "reward_model.ground_truth") is not None:
-        return "dapo"
-    if "question" in row and "####" in str(row.get("answer", "")):
-        return "gsm8k"
-    if first_field(row, _LAYOUTS["aime"][0]) and first_field(row, _LAYOUTS["aime"][1]):
-        return "aime"
-    raise ValueError(f"cannot tell the math layout from fields {sorted(row)}; pass layout= or problem_key=/answer_key=")
+def _detect_layout(rows: list[dict], source: str) -> str:
+    """The layout of the first of the first 20 rows whose fields tell it (a bad first row must not decide)."""
+    for row in rows[:20]:
+        if get_field(row, "reward_model.ground_truth") is not None:
+            return "dapo"
+        if "question" in row and "####" in str(row.get("answer", "")):
+            return "gsm8k"
+        if first_field(row, _LAYOUTS["aime"][0]) and first_field(row, _LAYOUTS["aime"][1]):
+            return "aime"
+    fields = sorted(rows[0]) if rows else []
+    raise ValueError(
+        f"{source}: cannot tell the math layout from fields {fields}; pass layout= or problem_key=/answer_key="
+    )
 
 
 def _gold_completion(solution: str | None, answer: str) -> str:
@@ -156,8 +163,9 @@ class MathTask(Task):
     """Tokenizer for `length` when TRL's `completion_ids` are not available (HF tokenizer or `tokenizers.Tokenizer`)."""
     tail_chars: int = 1000
     """`accuracy` reads only the last `tail_chars` characters of a completion."""
-    timeout_s: int = 2
-    """math-verify timeout (seconds, integer) per parse/comparison; a timeout scores 0."""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    """Wall-clock deadline (seconds) for one completion's whole symbolic comparison (gold parse, prediction parse
+    and math-verify's verification together); an answer that runs out of time scores 0 (see `math_grader`)."""
     max_steps: int = 4
     """Generator: most operations per word problem (1..max_steps, uniformly)."""
     prompt_template: str = PROMPT
@@ -166,8 +174,12 @@ class MathTask(Task):
     name: str = field(default="math", init=False)
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1 or self.tail_chars < 1 or self.timeout_s < 1 or self.max_steps < 1:
-            raise ValueError("max_tokens, tail_chars, timeout_s and max_steps must be positive")
+        if self.max_tokens < 1 or self.tail_chars < 1 or self.max_steps < 1:
+            raise ValueError("max_tokens, tail_chars and max_steps must be positive")
+        if isinstance(self.timeout_s, bool) or not (
+            isinstance(self.timeout_s, int | float) and 0 < self.timeout_s <= 60
+        ):
+            raise ValueError(f"timeout_s must be a number of seconds in (0, 60], got {self.timeout_s!r}")
         if "{problem}" not in self.prompt_template:
             raise ValueError("prompt_template needs a {problem} placeholder")
         self._reward_funcs = [
@@ -242,6 +254,11 @@ class MathTask(Task):
         Columns: prompt, completion (the worked solution ending in `\\boxed{answer}`, or just the box), answer,
         steps (-1: unknown). `chat=None` keeps the file's prompt form (plain strings for flat layouts).
         `split`/`name` select the split and config of hub datasets.
+
+        Bad rows are skipped, with one `io.SkippedRowsWarning` that counts them and names the first few (file,
+        1-based row, field): a missing/empty problem, a missing/empty gold (None, NaN, "", "None", "null",
+        "nan"), a GSM8K answer without `####`. No row is ever kept with an empty or "None" gold. If no row is
+        left, ValueError. A malformed file (bad JSON line, …) raises ValueError naming file and line.
         """
         rows = read_records(path, split=split, name=name)
         if problem_key or answer_key:
@@ -251,14 +268,20 @@ class MathTask(Task):
             layout = "custom"
         else:
             if layout == "auto":
-                layout = _detect_layout(rows[0] if rows else {})
+                layout = _detect_layout(rows, str(path))
             if layout not in _LAYOUTS:
                 raise ValueError(f"unknown math layout {layout!r} (use one of {sorted(_LAYOUTS)} or 'auto')")
             keys = _LAYOUTS[layout]
+        skipped = Skipped(path, len(rows))
         records = []
-        for row in rows:
-            problem = get_field(row, first_field(row, keys[0]) or keys[0][0])
-            answer = gold_answer(get_field(row, first_field(row, keys[1]) or keys[1][0], ""))
+        for i, row in enumerate(rows):
+            problem_field = first_field(row, keys[0]) or keys[0][0]
+            answer_field = first_field(row, keys[1]) or keys[1][0]
+            problem, raw_answer = get_field(row, problem_field), get_field(row, answer_field)
+            if reason := _unusable(problem, problem_field, raw_answer, answer_field, layout):
+                skipped.skip(i, reason)
+                continue
+            answer = gold_answer(raw_answer)
             solution_field = first_field(row, keys[2]) if keys[2] else None
             solution = get_field(row, solution_field) if solution_field else None
             if layout == "dapo":
@@ -279,4 +302,21 @@ class MathTask(Task):
                     "steps": -1,
                 }
             )
+        skipped.report(len(records))
         return to_dataset(records)
+
+
+def _unusable(problem: Any, problem_field: str, answer: Any, answer_field: str, layout: str) -> str | None:
+    """Why a row cannot be a math example (no usable problem or gold answer), or None if it can."""
+    if layout == "dapo" and isinstance(problem, list):
+        if not problem or not all(isinstance(m, dict) and m.get("content") for m in problem):
+            return f"field {problem_field!r} is not a list of chat messages with content"
+    elif problem is None or (isinstance(problem, float) and problem != problem) or not str(problem).strip():
+        return f"missing or empty field {problem_field!r}"
+    elif not isinstance(problem, str | int):
+        return f"field {problem_field!r} is a {type(problem).__name__}, not text"
+    if not gold_answer(answer):
+        return f"missing or empty gold answer in field {answer_field!r} (got {str(answer)[:40]!r})"
+    if layout == "gsm8k" and "####" not in str(answer):
+        return f"field {answer_field!r} has no '#### <answer>' line (GSM8K layout)"
+    return None

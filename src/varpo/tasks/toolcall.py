@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
-from varpo.tasks.io import get_field, read_records, to_dataset
-from varpo.tasks.toolrl_rules import correctness_fraction, format_ok, parse_ground_truth
+from varpo.tasks.io import Skipped, get_field, read_records, to_dataset
+from varpo.tasks.toolrl_rules import check_ground_truth, correctness_fraction, format_ok, parse_ground_truth
 
 CORRECTNESS_RANGES: dict[str, tuple[float, float]] = {
     "toolrl": (-3.0, 3.0),  # the official default
@@ -407,22 +407,34 @@ class ToolCallTask(Task):
           that has one becomes the gold argument.
         `chat=None` keeps the file's prompt form (chat messages for all three); `chat=False` flattens the
         messages into one string (contents joined by blank lines), `chat=True` keeps messages.
+
+        The gold calls are read after the gold's `</think>`, so a think block that mentions `<tool_call>` does
+        not hide them (`toolrl_rules.gold_answer_part`). Rows that cannot grade anything are skipped, with one
+        `io.SkippedRowsWarning` that counts them and names the first few (file, 1-based row, reason): a missing
+        prompt/input/output, a ground truth that is not a string, a gold call that is not one-line JSON
+        `{"name": str, "parameters": {...}}`, a BFCL question without an answer. If no row is left, ValueError.
         """
         rows = read_records(path)
         if layout == "auto":
-            layout = _detect_layout(rows[0] if rows else {})
+            layout = _detect_layout(rows, str(path))
+        skipped = Skipped(path, len(rows))
         if layout == "verl":
-            pairs = [(r["prompt"], get_field(r, "reward_model.ground_truth")) for r in rows]
+            pairs = [_verl_pair(r) for r in rows]
         elif layout == "sft":
-            pairs = [(_sft_prompt(r), r["output"]) for r in rows]
+            pairs = [_sft_pair(r) for r in rows]
         elif layout == "bfcl":
             pairs = _bfcl_pairs(rows, Path(answers) if answers else _bfcl_answer_path(Path(path)))
         else:
             raise ValueError(f"unknown toolcall layout {layout!r} (use 'verl', 'sft', 'bfcl' or 'auto')")
         records = []
-        for prompt, gt in pairs:
-            if not isinstance(gt, str):
-                raise ValueError(f"ground truth must be a string, got {type(gt).__name__}")
+        for i, pair in enumerate(pairs):
+            if isinstance(pair, str):
+                skipped.skip(i, pair)
+                continue
+            prompt, gt = pair
+            if reason := check_ground_truth(gt):
+                skipped.skip(i, reason)
+                continue
             prompt = [dict(m) for m in prompt] if isinstance(prompt, list) else prompt
             as_messages = isinstance(prompt, list) if chat is None else chat
             if as_messages and isinstance(prompt, str):
@@ -440,21 +452,45 @@ class ToolCallTask(Task):
                     "corruption": "",
                 }
             )
+        skipped.report(len(records))
         return to_dataset(records)
 
 
-def _detect_layout(row: dict) -> str:
-    if get_field(row, "reward_model.ground_truth") is not None:
-        return "verl"
-    if "output" in row and "input" in row:
-        return "sft"
-    if "question" in row and "function" in row:
-        return "bfcl"
-    raise ValueError(f"cannot tell the toolcall layout from fields {sorted(row)}; pass layout=")
+def _verl_pair(row: dict) -> tuple[Any, Any] | str:
+    prompt = row.get("prompt")
+    if not _is_prompt(prompt):
+        return "missing or empty field 'prompt'"
+    return prompt, get_field(row, "reward_model.ground_truth")
+
+
+def _sft_pair(row: dict) -> tuple[Any, Any] | str:
+    for key in ("input", "output"):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            return f"missing or empty field {key!r}"
+    return _sft_prompt(row), row["output"]
+
+
+def _is_prompt(prompt: Any) -> bool:
+    if isinstance(prompt, str):
+        return bool(prompt.strip())
+    return isinstance(prompt, list) and bool(prompt) and all(isinstance(m, dict) and "content" in m for m in prompt)
+
+
+def _detect_layout(rows: list[dict], source: str) -> str:
+    """The layout of the first of the first 20 rows whose fields tell it (a bad first row must not decide)."""
+    for row in rows[:20]:
+        if get_field(row, "reward_model") is not None:
+            return "verl"
+        if "output" in row and "input" in row:
+            return "sft"
+        if "question" in row and "function" in row:
+            return "bfcl"
+    raise ValueError(f"{source}: cannot tell the toolcall layout from fields {sorted(rows[0])}; pass layout=")
 
 
 def _sft_prompt(row: dict) -> list[dict]:
-    messages = [{"role": "system", "content": row["instruction"]}] if row.get("instruction") else []
+    instruction = row.get("instruction")
+    messages = [{"role": "system", "content": instruction}] if isinstance(instruction, str) and instruction else []
     return messages + [{"role": "user", "content": row["input"]}]
 
 
@@ -484,14 +520,21 @@ def _bfcl_call(answer: dict) -> dict:
     return {"name": name, "parameters": args}
 
 
-def _bfcl_pairs(rows: list[dict], answer_path: Path) -> list[tuple[list[dict], str]]:
-    answers = {r["id"]: r["ground_truth"] for r in read_records(answer_path)}
-    pairs = []
+def _bfcl_pairs(rows: list[dict], answer_path: Path) -> list[tuple[list[dict], str] | str]:
+    answers = {r.get("id"): r.get("ground_truth") for r in read_records(answer_path)}
+    pairs: list[tuple[list[dict], str] | str] = []
     for row in rows:
-        turn = row["question"][0]
-        user = [{"role": m["role"], "content": m["content"]} for m in turn]
-        prompt = [{"role": "system", "content": _bfcl_system(row["function"])}] + user
-        calls = [_bfcl_call(a) for a in answers[row["id"]]]
+        if row.get("id") not in answers:
+            pairs.append(f"no gold answer for id {row.get('id')!r} in {answer_path}")
+            continue
+        try:
+            turn = row["question"][0]
+            user = [{"role": m["role"], "content": m["content"]} for m in turn]
+            prompt = [{"role": "system", "content": _bfcl_system(row["function"])}] + user
+            calls = [_bfcl_call(a) for a in answers[row["id"]]]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            pairs.append(f"malformed BFCL row ({type(e).__name__}: {str(e)[:60]})")
+            continue
         pairs.append((prompt, render_completion(TOOLRL_THINK, calls)))
     return pairs
 

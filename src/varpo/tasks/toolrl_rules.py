@@ -11,6 +11,10 @@ What differs from the original, on purpose:
   call runs in bounded time. Legitimate replies are far shorter (ToolRL trains with 1024-token responses).
 * Format: the tag counts are checked *before* the regex. The result is the same (the original ANDs both), but the
   regex then sees at most one of each tool/response tag, which keeps its backtracking linear.
+* The ground truth's structure (which tags the format rule requires) and its gold calls are read from the text
+  after its `</think>` (all of it when there is none). The original reads the first `<tool_call>` anywhere, so a
+  gold reply whose think block mentions the literal tag (a few rows of ToolRL's SFT data do) crashes its grader on
+  `json.loads` of think text. Replies (model output) are read exactly as the original reads them.
 * Exceptions inside the correctness computation (bad JSON, a non-dict call, a missing "name"/"parameters" key
   where the original reads it, unhashable names, RecursionError on deeply nested JSON) give the minimum, as the
   original's bare `except:` does.
@@ -41,11 +45,12 @@ def format_ok(response: str, ground_truth: str) -> bool:
     * GT has both: `^<think>.*?</think>\\n<tool_call>\\n.*?\\n</tool_call>\\n<response>.*?</response>$`
     * GT has neither: `^<think>.*?</think>$`
 
-    (`re.search`, DOTALL; `response` is the stripped reply.)
+    (`re.search`, DOTALL; `response` is the stripped reply; the GT's tags are looked for after its think block.)
     """
     if len(response) > MAX_CHARS:
         return False
-    has_response, has_tool = "<response>" in ground_truth, "<tool_call>" in ground_truth
+    answer = gold_answer_part(ground_truth)
+    has_response, has_tool = "<response>" in answer, "<tool_call>" in answer
 
     def once(*tags: str) -> bool:
         return all(response.count(t) == 1 for t in tags)
@@ -65,11 +70,38 @@ def tool_call_block(text: str) -> str:
     return text.split("<tool_call>")[1].split("</tool_call>")[0].strip()
 
 
+def gold_answer_part(ground_truth: str) -> str:
+    """The ground truth after its think block (all of it without `</think>`): where the gold calls/response are."""
+    _, closed, rest = ground_truth.partition("</think>")
+    return rest if closed else ground_truth
+
+
 def parse_ground_truth(ground_truth: str) -> list[Any] | None:
-    """The gold tool calls (one JSON object per line), or None when the ground truth calls no tool."""
-    if "<tool_call>" not in ground_truth:
+    """The gold tool calls (one JSON object per line after the think block), or None when the GT calls no tool.
+
+    Raises (json.JSONDecodeError, ...) on a malformed gold block; loaders check every row with
+    `check_ground_truth` first."""
+    answer = gold_answer_part(ground_truth)
+    if "<tool_call>" not in answer:
         return None
-    return [json.loads(line) for line in tool_call_block(ground_truth).split("\n")]
+    return [json.loads(line) for line in tool_call_block(answer).split("\n")]
+
+
+def check_ground_truth(ground_truth: Any) -> str | None:
+    """Why `ground_truth` cannot grade replies (not a string, a gold call that is not `{"name": str,
+    "parameters": {...}}` JSON on one line), or None when it can."""
+    if not isinstance(ground_truth, str) or not ground_truth.strip():
+        return f"ground truth is {type(ground_truth).__name__ if not isinstance(ground_truth, str) else 'empty'}"
+    try:
+        calls = parse_ground_truth(ground_truth)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        return f"gold tool call is not JSON ({str(e).splitlines()[0][:60]})"
+    for call in calls or ():
+        if not (
+            isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("parameters"), dict)
+        ):
+            return 'gold tool call is not {"name": str, "parameters": {...}}'
+    return None
 
 
 def match_score(list1: list, list2: list) -> float:
