@@ -107,3 +107,18 @@ def test_sigkill_then_resume(tmp_path):
     assert evaluation.returncode == 0, output
     assert "before (start model)" in output and "after (RL)" in output
     assert "correctness" in (run / "eval.md").read_text()
+
+
+def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
+    """A SIGKILL during a save leaves checkpoint-N without (or with a torn) trainer_state.json: --resume must take
+    the newest whole one, not fail on the torn one (seen in the SIGKILL test under load)."""
+    from varpo.run.train import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path) is None
+    for step in (2, 4, 6, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-6" / "trainer_state.json").write_text('{"global_step": 6, "log_hi')  # torn
+    # checkpoint-10: model written, state not yet
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")

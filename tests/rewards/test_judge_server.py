@@ -184,5 +184,5 @@ def test_verl_batched_reward_function(server, stats, tmp_path):
     assert stats()["requests"]["ok"] == 4  # one judgment per sample for all 3 axes
     assert [o["accuracy"] for o in out] == [1.0, 1.0, 0.0, 0.0]
     for o in out:
-        assert set(o) == {"score", *AXES, "length"}
+        assert set(o) == {"score", "varpo_signal", *AXES, "length"}
         assert math.isclose(o["score"], sum(o[k] for k in (*AXES, "length")))

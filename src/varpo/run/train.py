@@ -77,16 +77,32 @@ def write_run_file(resolved: Resolved, start: str, args) -> None:
     (out / RUN_FILE).write_text(json.dumps(record, indent=2, default=str))
 
 
-def train(resolved: Resolved, resume: bool = False) -> Path:
-    """Train and save ``<output_dir>/final``; ``resume`` continues from the last checkpoint in ``output_dir``."""
-    from transformers.trainer_utils import get_last_checkpoint
+def last_complete_checkpoint(out: Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``out`` whose ``trainer_state.json`` (written last by the Trainer) is whole;
+    a run killed while saving leaves a newer, incomplete directory, which is skipped with a warning."""
+    found = sorted(
+        (p for p in out.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for path in found:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.warning("--resume: skipping incomplete checkpoint %s (killed while saving?)", path)
+            continue
+        return str(path)
+    return None
 
+
+def train(resolved: Resolved, resume: bool = False) -> Path:
+    """Train and save ``<output_dir>/final``; ``resume`` continues from the last complete checkpoint."""
     trainer, start = build_trainer(resolved)
     args = trainer.args
     checkpoint = None
     if resume:
         out = Path(args.output_dir)
-        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+        checkpoint = last_complete_checkpoint(out) if out.is_dir() else None
         if checkpoint is None:
             logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
     write_run_file(resolved, start, args)
