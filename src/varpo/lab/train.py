@@ -135,7 +135,8 @@ class AdvantageCaller:
                 self.stacked = False
                 return adv_per, [o.stats for o in per]
             joint = self._call(rewards.reshape(s * n, k), stacked).advantages.double().reshape(s, n)
-            self.stacked = bool(torch.allclose(joint, adv_per, atol=1e-5, rtol=1e-4))
+            # float32 rounding only: a looser tolerance would stack a batch-level estimator (saw) that is merely close
+            self.stacked = bool(torch.allclose(joint, adv_per, atol=1e-7, rtol=1e-6))
             return adv_per, [o.stats for o in per]
         if self.stacked:
             out = self._call(rewards.reshape(s * n, k), stacked)
