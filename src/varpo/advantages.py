@@ -3,7 +3,7 @@
 One entry point, :func:`compute_advantages`, dispatches to one small function per method. Every estimator receives
 the same :class:`RewardBatch` (rewards ``[N, K]``, group index, weights, lazily computed group statistics) and the
 same :class:`AdvantageOptions`, and returns ``(advantages [N], effective_weights [K])``. A new method is one function
-plus one entry in :data:`ESTIMATORS`.
+plus :func:`varpo.register_estimator` (``docs/extending.md``).
 
 Notation (per group g, component k): μ_gk, σ_gk are the group mean/std of r_k over the samples where r_k is present;
 ``dev_ik = r_ik - μ_gk`` (0 where missing); ``z_ik = dev_ik / (σ_gk + eps)``; w are the user weights (default 1/K),
@@ -24,6 +24,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from varpo.registry import ESTIMATOR_INFO, EstimatorInfo, load_plugins
 from varpo.stats import (
     STAT_DTYPE,
     GroupIndex,
@@ -164,6 +165,10 @@ class RewardBatch:
         return self.stats.dev * broadcast(inv, self.index)
 
 
+def _first_line(fn: Callable) -> str:
+    return (fn.__doc__ or "").strip().split("\n")[0]
+
+
 Estimate = tuple[Tensor, Tensor]  # (advantages [N] float64, effective weights [K] float64)
 Estimator = Callable[[RewardBatch, AdvantageOptions], Estimate]
 
@@ -292,7 +297,14 @@ ESTIMATORS: dict[str, Estimator] = {
     "saw": saw,
     "rvpo": rvpo,
 }
+#: the built-in methods; :func:`varpo.registry.estimators` lists these plus every registered one.
 METHODS: tuple[str, ...] = tuple(ESTIMATORS)
+ESTIMATOR_INFO.update(
+    {
+        name: EstimatorInfo(multi_reward=name not in ("grpo", "dr_grpo"), description=_first_line(fn))
+        for name, fn in ESTIMATORS.items()
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -312,7 +324,7 @@ def compute_advantages(
     Args:
         rewards: ``[N, K]`` (or ``[N]`` for K=1) float; NaN/±inf marks a missing component.
         group_ids: ``[N]`` int; samples of one prompt share an id; any order and group sizes.
-        method: one of :data:`METHODS`.
+        method: one of :data:`METHODS` or a name registered with :func:`varpo.register_estimator`.
         weights: ``[K]`` non-negative component weights, default uniform 1/K.
         **options: fields of :class:`AdvantageOptions` (eps, ddof, names, sigma_ema, saw_base, saw_offsets,
             rvpo_k, rvpo_variant, rvpo_beta).
@@ -325,7 +337,9 @@ def compute_advantages(
         ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw).
     """
     if method not in ESTIMATORS:
-        raise ValueError(f"unknown advantage method {method!r}; choose one of {METHODS}")
+        load_plugins()
+        if method not in ESTIMATORS:
+            raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")
     rewards = torch.as_tensor(rewards)
     if rewards.dim() == 1:
         rewards = rewards.unsqueeze(1)

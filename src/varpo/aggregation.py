@@ -31,6 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from varpo.registry import AGGREGATION_INFO, AggregationInfo, load_plugins, needs_max_length
+
+#: the built-in modes; :func:`varpo.registry.aggregations` lists these plus every registered one.
 AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "vl_norm")
 _NEEDS_MAX_LENGTH = ("seq_mean_token_sum_norm", "vl_norm")
 
@@ -100,32 +103,64 @@ def aggregate_loss(
     """Reduce ``per_token_loss [B, T]`` under ``mask [B, T]`` to a scalar (see module docstring for each mode).
 
     Args:
-        mode: one of :data:`AGGREGATIONS`.
+        mode: one of :data:`AGGREGATIONS` or a name registered with :func:`varpo.register_aggregation`.
         max_length: M, the maximum response length (required by ``seq_mean_token_sum_norm`` and ``vl_norm``).
         alpha: VL Norm exponent α >= 0 (α = 1 minimum variance, α = 0 Dr. GRPO).
         scale: global normalizers from :func:`loss_scale` on the full batch; ``None`` = this call is the full batch.
     """
-    if mode not in AGGREGATIONS:
-        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {AGGREGATIONS}")
+    if mode not in AGGREGATORS:
+        load_plugins()
+        if mode not in AGGREGATORS:
+            raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {tuple(AGGREGATORS)}")
     if per_token_loss.shape != mask.shape:
         raise ValueError(f"per_token_loss {tuple(per_token_loss.shape)} and mask {tuple(mask.shape)} must match")
-    if mode in _NEEDS_MAX_LENGTH and (max_length is None or max_length <= 0):
+    if needs_max_length(mode) and (max_length is None or max_length <= 0):
         raise ValueError(f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0")
     if scale is None:
         scale = loss_scale(mask, alpha=alpha)
     elif mode == "vl_norm" and not math.isclose(scale.alpha, alpha):
         raise ValueError(f"scale was computed with alpha={scale.alpha} but aggregate_loss got alpha={alpha}")
-    m = mask.to(per_token_loss.dtype)
-    seq_sum = (per_token_loss * m).sum(-1)  # [B]
-    if mode == "token_mean":
-        return seq_sum.sum() / max(scale.num_tokens, 1.0)
-    if mode == "seq_mean_token_mean":
-        lengths = m.sum(-1)
-        return (seq_sum / lengths.clamp_min(1.0)).sum() / max(scale.num_seqs, 1.0)
-    if mode == "seq_mean_token_sum_norm":
-        return seq_sum.sum() / (max(scale.num_seqs, 1.0) * max_length)
+    return AGGREGATORS[mode](per_token_loss, mask, scale, max_length, alpha)
+
+
+# Each aggregator: (per_token_loss [B, T], mask [B, T], scale, max_length, alpha) -> scalar, dividing only by the
+# global normalizers in ``scale`` (micro-batch invariance).
+def _seq_sums(per_token_loss: Tensor, mask: Tensor) -> Tensor:
+    return (per_token_loss * mask.to(per_token_loss.dtype)).sum(-1)  # [B]
+
+
+def token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
+    """Σ_it l_it m_it / Σ_it m_it (DAPO)."""
+    return _seq_sums(per_token_loss, mask).sum() / max(scale.num_tokens, 1.0)
+
+
+def seq_mean_token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
+    """(1/B') Σ_i (Σ_t l_it m_it / L_i) (GRPO)."""
+    lengths = mask.to(per_token_loss.dtype).sum(-1)
+    return (_seq_sums(per_token_loss, mask) / lengths.clamp_min(1.0)).sum() / max(scale.num_seqs, 1.0)
+
+
+def seq_mean_token_sum_norm(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha) -> Tensor:
+    """Σ_it l_it m_it / (B'·M) (Dr. GRPO)."""
+    return _seq_sums(per_token_loss, mask).sum() / (max(scale.num_seqs, 1.0) * max_length)
+
+
+def vl_norm(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
+    """(1/M) Σ_i [L_i^-α / Σ_j L_j^-α] Σ_t l_it m_it (VL Norm, He et al. 2025 §3)."""
     weights = _len_pow(_lengths(mask), alpha).to(per_token_loss.dtype)  # [B] L_i^-α
-    return (weights * seq_sum).sum() / (max(scale.len_pow_sum, 1e-300) * max_length)
+    return (weights * _seq_sums(per_token_loss, mask)).sum() / (max(scale.len_pow_sum, 1e-300) * max_length)
+
+
+#: name -> aggregator; built-ins plus whatever :func:`varpo.register_aggregation` adds.
+AGGREGATORS: dict = {
+    "token_mean": token_mean,
+    "seq_mean_token_mean": seq_mean_token_mean,
+    "seq_mean_token_sum_norm": seq_mean_token_sum_norm,
+    "vl_norm": vl_norm,
+}
+AGGREGATION_INFO.update(
+    {name: AggregationInfo(needs_max_length=name in _NEEDS_MAX_LENGTH) for name in AGGREGATIONS}
+)
 
 
 def _check_alpha(alpha: float) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 import torch
 from trl import GRPOConfig
 
+from varpo import registry
 from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
 from varpo.losses import POLICY_LOSSES
@@ -57,7 +58,7 @@ class VarpoGRPOConfig(GRPOConfig):
     logging_steps: float = field(default=1, metadata={"help": "Log every X optimizer steps (1: every step)."})
 
     advantage_method: str = field(
-        default="dvao", metadata={"help": f"Advantage estimator, one of {', '.join(METHODS)}."}
+        default="dvao", metadata={"help": f"Advantage estimator: {', '.join(METHODS)} or a registered one."}
     )
     eps: float = field(default=1e-6, metadata={"help": "Added to every std denominator (> 0)."})
     ddof: int = field(default=1, metadata={"help": "Std degrees of freedom: 1 unbiased, 0 population."})
@@ -78,7 +79,9 @@ class VarpoGRPOConfig(GRPOConfig):
     sigma_ema_shrink: float = field(
         default=0.5, metadata={"help": "dvao + sigma_ema: weight s of the running mean in the σ denominator."}
     )
-    policy_loss: str = field(default="ppo_clip", metadata={"help": f"Policy loss, one of {', '.join(POLICY_LOSSES)}."})
+    policy_loss: str = field(
+        default="ppo_clip", metadata={"help": f"Policy loss: {', '.join(POLICY_LOSSES)} or a registered one."}
+    )
     gvpo_beta: float = field(default=0.1, metadata={"help": "gvpo only: β of the implicit reward (> 0)."})
     # gvpo off-policy groups (GVPO Thm 3.2 / Fig. 4); logic and validation in varpo.trl.replay
     gvpo_history_per_group: int = field(
@@ -101,7 +104,7 @@ class VarpoGRPOConfig(GRPOConfig):
         default=False, metadata={"help": "Score historical responses again instead of reusing buffered rewards."}
     )
     loss_aggregation: str = field(
-        default="token_mean", metadata={"help": f"Loss aggregation, one of {', '.join(AGGREGATIONS)}."}
+        default="token_mean", metadata={"help": f"Loss aggregation: {', '.join(AGGREGATIONS)} or a registered one."}
     )
     vl_norm_alpha: float = field(default=1.0, metadata={"help": "vl_norm only: length exponent α in [0, 1]."})
     max_response_length: int | None = field(
@@ -128,19 +131,20 @@ class VarpoGRPOConfig(GRPOConfig):
         super().__post_init__()
         if self.max_response_length is None:
             self.max_response_length = self.max_completion_length
-        if self.loss_aggregation in ("seq_mean_token_sum_norm", "vl_norm") and self.max_response_length is None:
+        if registry.needs_max_length(self.loss_aggregation) and self.max_response_length is None:
             _fail("max_response_length", None, f"a positive int (loss_aggregation='{self.loss_aggregation}' needs M)")
-        if self.policy_loss == "gvpo" and self.per_device_train_batch_size % self.num_generations:
+        if registry.is_per_sequence(self.policy_loss) and self.per_device_train_batch_size % self.num_generations:
             _fail(
                 "per_device_train_batch_size",
                 self.per_device_train_batch_size,
-                f"a multiple of num_generations={self.num_generations} (gvpo needs whole groups per micro-batch)",
+                f"a multiple of num_generations={self.num_generations} ({self.policy_loss} needs whole groups per micro-batch)",
             )
 
     def _validate_varpo(self) -> None:
-        _choice("advantage_method", self.advantage_method, METHODS)
-        _choice("policy_loss", self.policy_loss, tuple(POLICY_LOSSES))
-        _choice("loss_aggregation", self.loss_aggregation, AGGREGATIONS)
+        # The registries are read here, not at import, so methods registered later (or by plug-ins) are accepted.
+        _choice("advantage_method", self.advantage_method, registry.estimators())
+        _choice("policy_loss", self.policy_loss, registry.policy_losses())
+        _choice("loss_aggregation", self.loss_aggregation, registry.aggregations())
         _choice("saw_base", self.saw_base, SAW_BASES)
         _choice("rvpo_variant", self.rvpo_variant, RVPO_VARIANTS)
         _choice("ddof", self.ddof, (0, 1))

@@ -43,7 +43,7 @@ from trl.trainer.utils import (
 )
 
 import varpo
-from varpo import reward_log
+from varpo import registry, reward_log
 from varpo.trl.config import VarpoGRPOConfig
 from varpo.trl.metrics import MetricsJSONLCallback
 from varpo.trl.replay import REPLAY_FILE, OffPolicyGroups
@@ -227,7 +227,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
     def _global_scale(self, out) -> tuple[torch.Tensor, ...]:
         """Loss normalizers (tokens, sequences, Σ L^-α) of the whole generation batch, summed over processes."""
         mask = self._loss_mask(out)
-        if self.args.policy_loss == "gvpo":
+        if registry.is_per_sequence(self.args.policy_loss):
             mask = torch.ones(mask.shape[0], 1, device=mask.device)  # one loss "token" per sequence
         s = varpo.loss_scale(mask, alpha=self.args.vl_norm_alpha)
         local = torch.tensor([s.num_tokens, s.num_seqs, s.len_pow_sum], dtype=torch.float64, device=mask.device)
@@ -249,7 +249,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
     # ----------------------------------------------------------------------------------------------------------
 
     def _prepare_inputs(self, generation_batch):
-        if self.args.policy_loss != "gvpo" or not self.model.training:
+        if not registry.is_per_sequence(self.args.policy_loss) or not self.model.training:
             return super()._prepare_inputs(generation_batch)
         # Same as GRPOTrainer._prepare_inputs (train branch) with a group-preserving shuffle.
         generate_every = self.args.steps_per_generation * self.num_iterations
@@ -289,24 +289,25 @@ class VarpoGRPOTrainer(GRPOTrainer):
             self.trace.loss_advantages.append(advantages.detach().cpu().clone())
         scale = varpo.LossScale(*(float(inputs[k]) for k in _SCALE_KEYS), alpha=args.vl_norm_alpha)
 
-        if args.policy_loss == "gvpo":
+        if registry.is_per_sequence(args.policy_loss):  # gvpo or a registered per-sequence loss
             group_ids = inputs["varpo_group_ids"]
             group_size = self.num_generations if train else self.num_generations_eval
             _assert_whole_groups(group_ids, group_size)
+            extra = {"gvpo_beta": args.gvpo_beta} if args.policy_loss == "gvpo" else {}
             loss_matrix, metrics = varpo.policy_loss(
-                "gvpo",
+                args.policy_loss,
                 logprobs=logps,
                 old_logprobs=old,
                 advantages=advantages,
                 mask=mask,
                 group_ids=group_ids,
-                gvpo_beta=args.gvpo_beta,
                 group_size=group_size,
+                **extra,
             )
             agg_mask = torch.ones_like(loss_matrix)
         else:
             loss_matrix, metrics = varpo.policy_loss(
-                "ppo_clip",
+                args.policy_loss,
                 logprobs=logps,
                 old_logprobs=old,
                 advantages=advantages,
