@@ -332,9 +332,12 @@ def compute_advantages(
     Returns:
         :class:`AdvantageOutput` with ``advantages [N]`` float32 (0 for unscorable samples, groups of size 1 and
         zero-variance groups; never NaN/inf) and ``stats`` (floats): ``weight/<name>`` effective weight per
-        component (sums to 1 when there is signal), ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
+        component (:func:`no_signal_rule`: sums to 1 over the components with signal, all 0 without any),
+        ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
         ``adv_max_abs``, ``adv_mean``, ``adv_std``, ``reward_mean/<name>``, ``reward_std/<name>``,
-        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw).
+        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw). Statistics of a
+        component missing from the whole batch are NaN (absent, not 0), as are the ``adv_*`` statistics of a batch
+        without any scorable sample.
     """
     if method not in ESTIMATORS:
         load_plugins()
@@ -356,7 +359,21 @@ def compute_advantages(
         return AdvantageOutput(torch.zeros(0, dtype=torch.float32, device=rewards.device), {})
     adv, eff = ESTIMATORS[method](batch, opts)
     adv = torch.where(batch.scorable & torch.isfinite(adv), adv, 0.0)
+    eff = no_signal_rule(batch, eff)
     return AdvantageOutput(adv.to(torch.float32), _stats(batch, opts, method, adv, eff))
+
+
+def no_signal_rule(b: RewardBatch, eff: Tensor) -> Tensor:
+    """The one rule every method's effective weights follow (applied after the estimator, built-in or registered).
+
+    A component *has signal* when it varies within at least one group (σ_gk > 0). Components without signal —
+    constant everywhere, missing from the whole batch, or only in singleton groups — contribute nothing to any
+    advantage, so their effective weight is 0 and the others are renormalized to sum to 1. With no signal at all
+    every weight is 0 (and every advantage is 0). ``[K]`` float64.
+    """
+    signal = ((b.stats.std > 0) & (b.stats.count > 0)).any(0)  # [K]
+    w = torch.nan_to_num(eff.to(STAT_DTYPE).clamp_min(0.0)) * signal.to(STAT_DTYPE)
+    return safe_div(w, w.sum())
 
 
 def _options(options: dict, k: int) -> AdvantageOptions:
@@ -419,7 +436,17 @@ def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: T
     if method == "saw":
         per_k = torch.cat([per_k, saw_weights(b, o)[1].unsqueeze(0)])
         keys.append("saw_cv")
-    values = torch.nan_to_num(torch.cat([scalars, per_k.flatten()]), nan=0.0, posinf=0.0, neginf=0.0).tolist()
+    values = torch.nan_to_num(torch.cat([scalars, per_k.flatten()]), nan=0.0, posinf=0.0, neginf=0.0)
+    # Absent is not zero: statistics of a component missing from the whole batch (and advantage statistics of a
+    # batch with no scorable sample) are NaN, so a logger can leave them out instead of plotting a fake 0.
+    absent = torch.zeros(len(keys), k, dtype=torch.bool)
+    absent[1:4] = (r_count == 0).cpu()
+    if len(keys) > 5:
+        absent[5] = (r_count == 0).cpu()
+    values[7:] = torch.where(absent.flatten().to(values.device), float("nan"), values[7:])
+    if float(rows.sum()) == 0:
+        values[1:6] = float("nan")
+    values = values.tolist()
     out = dict(
         zip(
             ["frac_zero_std_groups", "adv_abs_mean", "adv_sq_mean", "adv_max_abs", "adv_mean", "adv_std", "frac_unscorable"],

@@ -3,6 +3,8 @@ property-test kit (varpo.testing) passes every built-in and catches broken estim
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -127,3 +129,17 @@ def test_hand_values_helper():
     vt.assert_hand_values("dr_grpo", [[0.0], [1.0], [2.0], [3.0]], [5, 5, 5, 5], [-1.5, -0.5, 0.5, 1.5])
     with pytest.raises(AssertionError, match="first row 0"):
         vt.assert_hand_values("dr_grpo", [[0.0], [1.0], [2.0], [3.0]], [5, 5, 5, 5], [-1.0, -0.5, 0.5, 1.5])
+
+
+# ---- one no-signal rule for effective weights, and absent is not zero ----------------------------------------
+@pytest.mark.parametrize("method", varpo.METHODS)
+def test_effective_weights_follow_one_no_signal_rule(method):
+    # component 0 varies in group 0; component 1 is constant everywhere; component 2 is missing from the batch
+    nan = float("nan")
+    r = torch.tensor([[1.0, 2.0, nan], [0.0, 2.0, nan], [0.5, 2.0, nan], [1.0, 2.0, nan]])
+    out = varpo.compute_advantages(r, torch.tensor([0, 0, 1, 1]), method, names=["a", "b", "c"])
+    assert (out.stats["weight/a"], out.stats["weight/b"], out.stats["weight/c"]) == (1.0, 0.0, 0.0)
+    assert math.isnan(out.stats["reward_mean/c"]) and out.stats["reward_mean/b"] == 2.0
+    flat = varpo.compute_advantages(r[:, 1:], torch.tensor([0, 0, 1, 1]), method, names=["b", "c"])
+    assert (flat.stats["weight/b"], flat.stats["weight/c"]) == (0.0, 0.0)
+    assert torch.equal(flat.advantages, torch.zeros(4))

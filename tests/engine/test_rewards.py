@@ -31,6 +31,7 @@ def test_isolated_reward_unit():
     assert out[0] is None and out[2] is None and out[1] == pytest.approx(0.52) and out[3] == pytest.approx(0.51)
     assert wrapped.pop_errors() == 2 and wrapped.pop_errors() == 0
     assert wrapped.__name__ == "flaky"
+    assert wrapped.calls == 4  # each sample scored exactly once (no batch call that is then retried per sample)
     with pytest.raises(RewardFunctionError, match="'broken' failed on all 2 samples.*RuntimeError: grader crashed"):
         IsolatedReward(broken, "broken")(prompts=["p", "q"], completions=["a", "b"])
 
@@ -50,3 +51,40 @@ def test_component_failing_everywhere_stops(make_trainer):
     trainer = make_trainer(reward_funcs=[length, broken], advantage_method="dvao")
     with pytest.raises(RewardFunctionError, match="reward function 'broken' failed on all 8 samples"):
         trainer.train()
+
+
+def test_raise_mode_stops_on_the_first_error_with_one_line():
+    wrapped = IsolatedReward(flaky, "flaky", mode="raise")
+    assert wrapped(prompts=["p"] * 2, completions=["ab", "a"]) == [pytest.approx(0.52), pytest.approx(0.51)]
+    with pytest.raises(RewardFunctionError, match="'flaky' raised ZeroDivisionError: batch contains a bad sample"):
+        wrapped(prompts=["p"] * 2, completions=["abc", "a"])
+    assert wrapped.calls == 2
+    with pytest.raises(ValueError, match="reward_errors='skip' is invalid; allowed: isolate | raise"):
+        IsolatedReward(flaky, "flaky", mode="skip")
+
+
+def test_reward_errors_config(make_trainer):
+    from varpo.trl import VarpoGRPOConfig
+
+    with pytest.raises(ValueError, match="reward_errors='ignore' is invalid; allowed: isolate | raise"):
+        VarpoGRPOConfig(output_dir="/tmp/unused", reward_errors="ignore")
+    trainer = make_trainer(reward_funcs=[length, flaky], advantage_method="dvao", reward_errors="raise")
+    with pytest.raises(RewardFunctionError, match="reward_errors=raise"):
+        trainer.train()
+
+
+def absent(completions, **kwargs):
+    """A component that is missing for the whole batch (e.g. a judge that was down)."""
+    return [None] * len(completions)
+
+
+def test_absent_reward_is_not_logged_as_zero_and_each_value_has_one_name(make_trainer):
+    trainer = make_trainer(reward_funcs=[length, absent], advantage_method="grpo", max_steps=2)
+    trainer.train()
+    records = [r for r in read_metrics(trainer.args.output_dir) if "reward/length/mean" in r]
+    assert len(records) == 2
+    for r in records:
+        assert "reward/absent/mean" not in r and "reward/absent/std" not in r  # not 0.0 (TRL: null)
+        assert r["adv/weight/absent"] == 0.0 and r["adv/weight/length"] == 1.0  # the no-signal rule
+        assert not any(k.startswith(("rewards/", "adv/reward_mean/", "adv/reward_std/")) for k in r)
+        assert not {"reward", "reward_std", "frac_reward_zero_std"} & set(r)

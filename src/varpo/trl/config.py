@@ -23,6 +23,7 @@ from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
 from varpo.losses import POLICY_LOSSES
 from varpo.trl import replay
+from varpo.trl.rewards import REWARD_ERROR_MODES
 
 # Options that only mean something for one advantage method: (field, method that uses it).
 _METHOD_ONLY = {
@@ -107,6 +108,13 @@ class VarpoGRPOConfig(GRPOConfig):
         default="token_mean", metadata={"help": f"Loss aggregation: {', '.join(AGGREGATIONS)} or a registered one."}
     )
     vl_norm_alpha: float = field(default=1.0, metadata={"help": "vl_norm only: length exponent α in [0, 1]."})
+    reward_errors: str = field(
+        default="isolate",
+        metadata={
+            "help": "A reward function that raises: isolate (score each sample once; a failing sample's component is "
+            "missing and counted in reward/<name>/errors) or raise (stop the run)."
+        },
+    )
     max_response_length: int | None = field(
         default=None,
         metadata={"help": "M for seq_mean_token_sum_norm / vl_norm (default: max_completion_length)."},
@@ -145,6 +153,7 @@ class VarpoGRPOConfig(GRPOConfig):
         _choice("advantage_method", self.advantage_method, registry.estimators())
         _choice("policy_loss", self.policy_loss, registry.policy_losses())
         _choice("loss_aggregation", self.loss_aggregation, registry.aggregations())
+        _choice("reward_errors", self.reward_errors, REWARD_ERROR_MODES)
         _choice("saw_base", self.saw_base, SAW_BASES)
         _choice("rvpo_variant", self.rvpo_variant, RVPO_VARIANTS)
         _choice("ddof", self.ddof, (0, 1))

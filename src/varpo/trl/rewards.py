@@ -1,11 +1,17 @@
-"""Failure isolation for reward functions.
+"""What happens when a reward function raises: ``reward_errors="isolate"`` (default) or ``"raise"``.
 
 TRL calls each reward function once on the whole generation batch, so one exception (a grader crashing on one odd
-completion) would kill the run. :class:`IsolatedReward` wraps a TRL-signature reward function: when the batch call
-raises, it retries sample by sample, and every sample that still raises gets ``None`` for that component (TRL turns
-it into NaN; varpo's estimators treat NaN as *missing* and leave it out of that component's statistics). Failures are
-counted so the trainer can log ``reward/<name>/errors``. If the component fails for *every* sample of the batch the
-function is broken rather than unlucky, and :class:`RewardFunctionError` stops the run with the first error.
+completion) would kill the run. :class:`IsolatedReward` wraps a TRL-signature reward function:
+
+* ``isolate``: every sample is scored **once, on its own**; a sample that raises gets ``None`` for that component
+  (TRL turns it into NaN; varpo's estimators treat NaN as *missing* and leave it out of that component's
+  statistics) and is counted, so the trainer logs ``reward/<name>/errors``. No sample is ever scored twice (an
+  earlier version retried a failed batch sample by sample, doubling an expensive grader's cost). If the component
+  fails for *every* sample of the batch the function is broken rather than unlucky, and
+  :class:`RewardFunctionError` stops the run with the first error.
+* ``raise``: one call on the whole batch, as TRL does; an exception stops the run with a one-line
+  :class:`RewardFunctionError` naming the function (for debugging a grader, or for graders that are much cheaper
+  batched — those can also catch their own errors and return ``None`` for the failed rows).
 """
 
 from __future__ import annotations
@@ -15,41 +21,62 @@ from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
+REWARD_ERROR_MODES = ("isolate", "raise")
+
 
 class RewardFunctionError(RuntimeError):
-    """A reward function raised for every sample of a batch."""
+    """A reward function raised for every sample of a batch (isolate) or at all (raise)."""
 
 
 class IsolatedReward:
-    """Wrap ``func(prompts=..., completions=..., **columns) -> list[float | None]`` so exceptions stay per sample.
+    """Wrap ``func(prompts=..., completions=..., **columns) -> list[float | None]`` (see module docstring).
 
     Attributes:
         __name__: the wrapped function's name (TRL uses it for metric keys and the column index).
         errors: failed samples since the last :meth:`pop_errors`.
+        calls: calls of ``func`` so far (one per sample in ``isolate`` mode, one per batch in ``raise`` mode).
     """
 
-    def __init__(self, func: Callable, name: str) -> None:
+    def __init__(self, func: Callable, name: str, mode: str = "isolate") -> None:
+        if mode not in REWARD_ERROR_MODES:
+            raise ValueError(f"reward_errors={mode!r} is invalid; allowed: {' | '.join(REWARD_ERROR_MODES)}")
         self.func = func
         self.__name__ = name
+        self.mode = mode
         self.errors = 0
+        self.calls = 0
         self._warned = False
 
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float | None]:
-        try:
-            return list(self.func(prompts=prompts, completions=completions, **kwargs))
-        except Exception as batch_error:  # noqa: BLE001 - any grader bug must be isolated, not fatal
-            first_error = batch_error
+        if self.mode == "raise":
+            self.calls += 1
+            try:
+                return list(self.func(prompts=prompts, completions=completions, **kwargs))
+            except Exception as exc:
+                raise RewardFunctionError(
+                    f"reward function '{self.__name__}' raised {type(exc).__name__}: {exc} "
+                    "(reward_errors=raise; use reward_errors=isolate to score failing samples as missing)"
+                ) from exc
         n = len(completions)
         out: list[float | None] = []
         failed = 0
+        first_error: Exception | None = None
         for i in range(n):
             sample = {k: (v[i : i + 1] if _per_sample(v, n) else v) for k, v in kwargs.items()}
+            self.calls += 1
             try:
-                out.extend(list(self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample)))
-            except Exception:  # noqa: BLE001
-                out.append(None)
+                values = list(self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample))
+            except Exception as exc:  # noqa: BLE001 - any grader bug must be isolated, not fatal
+                first_error = first_error or exc
                 failed += 1
-        if failed == n:
+                out.append(None)
+                continue
+            if len(values) != 1:
+                raise RewardFunctionError(
+                    f"reward function '{self.__name__}' returned {len(values)} values for 1 completion"
+                )
+            out.extend(values)
+        if n and failed == n:
             raise RewardFunctionError(
                 f"reward function '{self.__name__}' failed on all {n} samples of the batch; first error: "
                 f"{type(first_error).__name__}: {first_error}"

@@ -3,8 +3,8 @@
 Tested against trl 1.16.x (pinned in pyproject). The override surface is deliberately small; each override calls
 ``super()`` where TRL's code can be kept:
 
-* ``__init__`` wraps callable reward functions in :class:`~varpo.trl.rewards.IsolatedReward` (a grader that raises
-  costs only that sample's component) and adds the ``metrics.jsonl`` callback.
+* ``__init__`` wraps callable reward functions in :class:`~varpo.trl.rewards.IsolatedReward` (``reward_errors``:
+  a grader that raises costs only that sample's component, or stops the run) and adds the ``metrics.jsonl`` callback.
 * ``_calculate_rewards``: ``super()`` returns the *globally gathered* ``[N, K]`` reward matrix; it is kept for the
   advantage step and the per-function error counts are logged.
 * ``_generate_and_score_completions``: ``super()`` generates and scores as usual; its advantages are then replaced by
@@ -27,6 +27,7 @@ Tested against trl 1.16.x (pinned in pyproject). The override surface is deliber
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -50,6 +51,9 @@ from varpo.trl.replay import REPLAY_FILE, OffPolicyGroups
 from varpo.trl.rewards import IsolatedReward
 
 STATE_FILE = "varpo_state.json"
+# TRL metrics that duplicate (or, with missing rewards, misstate) what varpo logs under one name.
+_TRL_DUPLICATES = ("reward", "reward_std", "frac_reward_zero_std")
+_REWARD_STAT_PREFIXES = ("reward_mean/", "reward_std/")
 _SCALE_KEYS = ("varpo_num_tokens", "varpo_num_seqs", "varpo_len_pow_sum")
 # Forward kwargs TRL passes to `_get_per_token_logps_and_entropies` for multimodal batches (None when absent).
 _FORWARD_KEYS = (
@@ -88,7 +92,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         if not isinstance(args, VarpoGRPOConfig):
             raise TypeError(f"VarpoGRPOTrainer needs args=VarpoGRPOConfig(...), got {type(args).__name__}")
         funcs = reward_funcs if isinstance(reward_funcs, list) else [] if reward_funcs is None else [reward_funcs]
-        funcs = [_isolate(f) for f in funcs]
+        funcs = [_isolate(f, args.reward_errors) for f in funcs]
         callbacks = [*(callbacks or []), MetricsJSONLCallback()]
         super().__init__(model, funcs, args, *pargs, callbacks=callbacks, **kwargs)
         self.sigma_ema = None
@@ -235,12 +239,27 @@ class VarpoGRPOTrainer(GRPOTrainer):
         return tuple(total.unbind())
 
     def _log_advantage_stats(self, mode: str, stats: dict[str, float]) -> None:
+        """One name per quantity (``docs/engine.md``, "Metrics"): per-component reward statistics only as
+        ``reward/<name>/mean|std``, everything else from the estimator as ``adv/<key>``. NaN = absent (a component
+        missing from the whole batch): the key is not appended, so the logged record leaves it out instead of
+        showing 0."""
         metrics = self._metrics[mode]
+        for name in self.reward_func_names:
+            # TRL's duplicates of the same numbers (and its nansum-based `reward`, which scores a missing
+            # component as 0) are dropped; frac_reward_zero_std is superseded by adv/frac_zero_std_groups.
+            for key in (f"rewards/{name}/mean", f"rewards/{name}/std"):
+                metrics.pop(key, None)
+        for key in _TRL_DUPLICATES:
+            metrics.pop(key, None)
         for key, value in stats.items():
+            if not math.isfinite(value) or key.startswith(_REWARD_STAT_PREFIXES):
+                continue
             metrics[f"adv/{key}"].append(value)
         for name in self.reward_func_names:
-            metrics[f"reward/{name}/mean"].append(stats[f"reward_mean/{name}"])
-            metrics[f"reward/{name}/std"].append(stats[f"reward_std/{name}"])
+            for stat in ("mean", "std"):
+                value = stats[f"reward_{stat}/{name}"]
+                if math.isfinite(value):
+                    metrics[f"reward/{name}/{stat}"].append(value)
         if self.args.advantage_method == "rvpo":
             metrics["rvpo_k"].append(self.current_rvpo_k())
 
@@ -381,11 +400,11 @@ class VarpoGRPOTrainer(GRPOTrainer):
             self.replay.load(replay)
 
 
-def _isolate(func):
+def _isolate(func, mode: str = "isolate"):
     """Wrap plain callables; reward models (nn.Module), hub ids and async functions are passed to TRL unchanged."""
     if isinstance(func, (str, torch.nn.Module, IsolatedReward)) or is_async_callable(func):
         return func
-    return IsolatedReward(func, get_callable_name(func))
+    return IsolatedReward(func, get_callable_name(func), mode)
 
 
 def shuffle_groups(batch: dict, group_ids: torch.Tensor) -> dict:
