@@ -218,10 +218,11 @@ def resolve(values: dict[str, Any], source: str | None = None, default_output: s
 
 
 def load_config(path: str | Path | None, overrides: list[str] | dict[str, Any] = ()) -> Resolved:
-    """YAML file (optional) + overrides -> :class:`Resolved`; output_dir defaults to ``runs/<file stem>``."""
+    """YAML file (optional) + overrides -> :class:`Resolved`; output_dir defaults to ``runs/train/<file stem>``
+    (under ``runs/train/`` so it can never be ``varpo demo``'s ``runs/demo/`` or a sweep's ``runs/sweeps/``)."""
     values = load_yaml(path) if path else {}
     values.update(overrides if isinstance(overrides, dict) else parse_overrides(list(overrides)))
-    default_output = f"runs/{Path(path).stem}" if path else "runs/train"
+    default_output = f"runs/train/{Path(path).stem}" if path else "runs/train/default"
     return resolve(values, str(path) if path else None, default_output)
 
 
