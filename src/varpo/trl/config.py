@@ -40,7 +40,7 @@ _METHOD_ONLY = {
 _TRL_SUPERSEDED = {
     "loss_type": ("dapo", "use policy_loss and loss_aggregation"),
     "multi_objective_aggregation": ("sum_then_normalize", "use advantage_method"),
-    "scale_rewards": ("group", "use advantage_method (e.g. dr_grpo for no std scaling)"),
+    "scale_rewards": ("group", "use advantage_method"),
     "delta": (None, "two-sided clipping is not part of varpo's ppo_clip"),
     "top_entropy_quantile": (1.0, "not supported by the varpo loss"),
     "off_policy_mask_threshold": (None, "not supported by the varpo loss"),
@@ -48,6 +48,48 @@ _TRL_SUPERSEDED = {
     "use_adaptive_entropy": (False, "not supported by the varpo loss"),
     "use_liger_kernel": (False, "the varpo loss needs per-token log-probs"),
 }
+
+# TRL value -> the varpo settings that reproduce it (tested: tests/engine/test_trl_parity.py; table in
+# docs/engine.md "Coming from TRL"). None: no varpo equivalent.
+TRL_EQUIVALENTS: dict[str, dict] = {
+    "loss_type": {
+        "dapo": "policy_loss='ppo_clip' loss_aggregation='token_mean'",
+        "bnpo": "policy_loss='ppo_clip' loss_aggregation='token_mean'",
+        "grpo": "policy_loss='ppo_clip' loss_aggregation='seq_mean_token_mean'",
+        "dr_grpo": "policy_loss='ppo_clip' loss_aggregation='seq_mean_token_sum_norm' (M = max_completion_length)",
+        "cispo": None,
+        "sapo": None,
+        "luspo": None,
+        "vespo": None,
+    },
+    "scale_rewards": {
+        "group": "advantage_method='grpo' eps=1e-4",
+        True: "advantage_method='grpo' eps=1e-4",
+        "none": "advantage_method='dr_grpo'",
+        False: "advantage_method='dr_grpo'",
+        "batch": None,
+    },
+    "multi_objective_aggregation": {
+        "sum_then_normalize": "advantage_method='grpo' eps=1e-4",
+        "normalize_then_sum": "advantage_method='gdpo' eps=1e-4",
+    },
+}
+
+
+def _superseded_message(name: str, value, default, why: str) -> str:
+    """One line naming the varpo values that reproduce a TRL setting (or saying there are none)."""
+    table = TRL_EQUIVALENTS.get(name)
+    if table is None:
+        return f"{default!r} with VarpoGRPOTrainer ({why})"
+    equivalent = table.get(value, None)
+    if equivalent is None:
+        how = (
+            f"TRL's {name}={value!r} has no varpo equivalent; register one with varpo.register_policy_loss or "
+            "varpo.register_estimator (docs/extending.md)"
+        )
+    else:
+        how = f"for TRL's {name}={value!r} set {equivalent}"
+    return f"{default!r} with VarpoGRPOTrainer — {how} (docs/engine.md, 'Coming from TRL')"
 
 
 @dataclass
@@ -200,7 +242,7 @@ class VarpoGRPOConfig(GRPOConfig):
                 _fail("importance_sampling_level", self.importance_sampling_level, "token with policy_loss='gvpo'")
         for name, (default, why) in _TRL_SUPERSEDED.items():
             if getattr(self, name) != default:
-                _fail(name, getattr(self, name), f"{default!r} with VarpoGRPOTrainer ({why})")
+                _fail(name, getattr(self, name), _superseded_message(name, getattr(self, name), default, why))
 
 
 def _finite(v) -> bool:

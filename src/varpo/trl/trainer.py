@@ -78,11 +78,13 @@ class Trace:
     options passed to :func:`varpo.compute_advantages` and the dvao ``SigmaEMA`` state before the call.
     With gvpo off-policy groups, ``composition`` is the :class:`~varpo.trl.replay.Composition` of the batch (row
     sources, ages, reused rewards, completion ids); otherwise None.
-    ``loss_advantages``: the advantages each loss call received.
+    ``loss_advantages``: the advantages each loss call received. ``trl_advantages``: the local advantages TRL's own
+    code computed for the same batch before varpo replaced them (the "coming from TRL" parity tests compare them).
     """
 
     rollouts: list[dict] = field(default_factory=list)
     loss_advantages: list[torch.Tensor] = field(default_factory=list)
+    trl_advantages: list[torch.Tensor] = field(default_factory=list)
 
 
 class VarpoGRPOTrainer(GRPOTrainer):
@@ -187,6 +189,8 @@ class VarpoGRPOTrainer(GRPOTrainer):
         result = varpo.compute_advantages(
             rewards, group_ids, self.args.advantage_method, weights=self.reward_weights.to(rewards.device), **options
         )
+        if self.trace is not None and train:
+            self.trace.trl_advantages.append(out["advantages"].detach().cpu().clone())
         b = out["advantages"].shape[0]
         local = slice(self.accelerator.process_index * b, (self.accelerator.process_index + 1) * b)
         composition = self.replay.pending if self._replay_active() else None
