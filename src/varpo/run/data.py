@@ -11,9 +11,26 @@ from varpo.run.spec import RunSpec
 
 
 def task_of(spec: RunSpec, **extra):
+    """The configured task; an unknown option is a one-line ``ValueError`` naming ``task_options`` (CLI exit 2)."""
+    import difflib
+    from dataclasses import fields
+
     import varpo.tasks
 
-    return varpo.tasks.get_task(spec.task, **{**spec.task_options, **extra})
+    try:
+        return varpo.tasks.get_task(spec.task, **{**spec.task_options, **extra})
+    except TypeError as err:
+        cls = varpo.tasks.TASKS.get(spec.task)
+        valid = sorted(f.name for f in fields(cls) if f.init) if cls is not None else []
+        hints = [
+            f"{k} -> {m[0]}"
+            for k in spec.task_options
+            if k not in valid
+            for m in [difflib.get_close_matches(k, valid, 1)]
+            if m
+        ]
+        hint = f" (did you mean: {', '.join(hints)}?)" if hints else ""
+        raise ValueError(f"task_options={spec.task_options!r} is invalid{hint}; {err}") from None
 
 
 def sft_data(spec: RunSpec):
