@@ -17,6 +17,7 @@ def test_unknown_task_option_is_one_line_exit_2(tmp_path):
         [
             "train",
             str(REPO / "configs/demo.yaml"),
+            "task=math",
             "task_options={max_token: 5}",
             f"output_dir={tmp_path}",
             "--dry-run",

@@ -57,7 +57,7 @@ def test_resume_reads_the_runs_own_run_json(tmp_path):
     out = tmp_path / "run"
     _fake_run(out, _resolved(out))
     assert train_mod.check_output_dir(_resolved(out), resume=True) == "resume"
-    changed = _resolved(out, learning_rate=1e-3, advantage_method="gdpo")
+    changed = _resolved(out, learning_rate=0.12345, advantage_method="gdpo")
     with pytest.raises(
         ValueError, match=r"differs from .*run.json in advantage_method, learning_rate; pass --override"
     ):
