@@ -10,7 +10,8 @@ explicit, justified annotation on the line before its opening fence::
 
 Rules per block language:
 
-* ``python`` — run in a fresh interpreter (cwd: a temporary directory, offline, private ``VARPO_CACHE``);
+* ``python`` — run in a fresh interpreter after the page's earlier python blocks (a page is read top to bottom;
+  cwd: a temporary directory, offline, private ``VARPO_CACHE``);
 * ``bash`` / ``sh`` — every command must be a varpo command this harness knows how to run safely: ``varpo train``
   and ``varpo sweep`` get ``--dry-run`` (if missing), ``varpo --help``/``python -m varpo --help`` run as is; any
   other command (``pip install``, a GPU script, ``varpo demo``) needs the skip annotation with a reason;
@@ -156,8 +157,11 @@ def test_doc_block(block: Block, tmp_path):
         return
     env = env_for(tmp_path)
     if lang == "python":
+        # a page is read top to bottom: its earlier (runnable) python blocks run first, in the same interpreter
+        earlier = [b.text for b in BLOCKS if b.page == block.page and b.lang == "python" and b.skip is None]
+        code = "\n\n".join(earlier[: earlier.index(block.text) + 1])
         proc = subprocess.run(
-            [sys.executable, "-c", block.text], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400
+            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400
         )
         assert proc.returncode == 0, f"{block.id} failed:\n{proc.stderr[-3000:]}"
         return
