@@ -10,13 +10,16 @@ Notation (per group g, component k): μ_gk, σ_gk are the group mean/std of r_k 
 w̄ = w / Σw. Missing components (NaN / ±inf) are left out of their statistics and contribute 0; a sample with every
 component missing is *unscorable*: advantage 0, excluded from batch statistics.
 
-All statistics are float64; the returned advantages are float32. See ``docs/methods.md`` for each method's paper,
+All statistics are float64 and scale-robust (per-group power-of-two units, see :mod:`varpo.stats`); the returned
+advantages are float32, never NaN/inf: values beyond float32's range (only possible for ``dr_grpo`` or ``ac``/``dvao``
+with weights or rewards beyond ~1e38) saturate at ±3.4e38. See ``docs/methods.md`` for each method's paper,
 equation, our eps/ddof choices and where we depart from the official code.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,21 +29,32 @@ from torch import Tensor
 
 from varpo.registry import ESTIMATOR_INFO, EstimatorInfo, load_plugins
 from varpo.stats import (
+    F64_MAX,
     STAT_DTYPE,
+    Combined,
     GroupIndex,
     GroupStats,
+    as_group_ids,
     batch_whiten,
     broadcast,
+    combine,
     combined_std,
+    dispersion,
     group_index,
     group_stats,
     pooled_mean_std,
+    pow2_scale,
+    pow2_scale_float,
     safe_div,
     valid_mask,
 )
 
 SAW_BASES = ("grpo", "gdpo")
 RVPO_VARIANTS = ("softmin", "explicit")
+# SAW's CV denominator |μ| + 1e-8, as the official code (Zhaolutuan/SAW ray_trainer.py); its group z-scores use
+# 1e-6 (= our default ``eps``), its token whitening 1e-8.
+SAW_CV_EPS = 1e-8
+F32_MAX = torch.finfo(torch.float32).max
 
 
 @dataclass(frozen=True)
@@ -71,20 +85,34 @@ class AdvantageOptions:
     rvpo_beta: float = 0.5
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
-        if self.ddof not in (0, 1):
-            raise ValueError(f"ddof must be 0 or 1, got {self.ddof!r}")
-        if self.saw_base not in SAW_BASES:
+        _check_number("eps", self.eps, "a finite number >= 0", lambda v: v >= 0)
+        if isinstance(self.ddof, bool) or not isinstance(self.ddof, numbers.Integral) or self.ddof not in (0, 1):
+            raise ValueError(f"ddof must be the int 0 or 1, got {self.ddof!r}")
+        if not isinstance(self.saw_base, str) or self.saw_base not in SAW_BASES:
             raise ValueError(f"saw_base must be one of {SAW_BASES}, got {self.saw_base!r}")
-        if self.rvpo_variant not in RVPO_VARIANTS:
+        if not isinstance(self.rvpo_variant, str) or self.rvpo_variant not in RVPO_VARIANTS:
             raise ValueError(f"rvpo_variant must be one of {RVPO_VARIANTS}, got {self.rvpo_variant!r}")
-        if not (math.isfinite(self.rvpo_k) and self.rvpo_k > 0):
-            raise ValueError(f"rvpo_k must be a finite number > 0, got {self.rvpo_k!r}")
-        if not (math.isfinite(self.rvpo_beta) and self.rvpo_beta >= 0):
-            raise ValueError(f"rvpo_beta must be a finite number >= 0, got {self.rvpo_beta!r}")
+        _check_number("rvpo_k", self.rvpo_k, "a finite number > 0", lambda v: v > 0)
+        _check_number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
         if self.sigma_ema is not None and not isinstance(self.sigma_ema, SigmaEMA):
             raise ValueError(f"sigma_ema must be a varpo.SigmaEMA or None, got {type(self.sigma_ema).__name__}")
+        if self.names is not None and not all(isinstance(n, str) for n in _sequence("names", self.names)):
+            raise ValueError(f"names must be a sequence of K strings, got {self.names!r}")
+        if self.saw_offsets is not None:
+            for v in _sequence("saw_offsets", self.saw_offsets):
+                _check_number("saw_offsets", v, "a sequence of K finite numbers", lambda _: True, self.saw_offsets)
+
+
+def _check_number(name: str, value, allowed: str, ok, shown=None) -> None:
+    """One-line ValueError naming ``name`` unless ``value`` is a finite real number (not a bool) with ``ok``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be {allowed}, got {(value if shown is None else shown)!r}")
+
+
+def _sequence(name: str, value) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, Tensor)):
+        raise ValueError(f"{name} must be a sequence with one entry per reward component, got {value!r}")
+    return tuple(value.tolist() if isinstance(value, Tensor) else value)
 
 
 @dataclass
@@ -106,10 +134,8 @@ class SigmaEMA:
     """
 
     def __init__(self, decay: float = 0.9, shrink: float = 0.5) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"SigmaEMA decay must be in [0, 1), got {decay!r}")
-        if not 0.0 <= shrink <= 1.0:
-            raise ValueError(f"SigmaEMA shrink must be in [0, 1], got {shrink!r}")
+        _check_number("SigmaEMA decay", decay, "a number in [0, 1)", lambda v: 0.0 <= v < 1.0)
+        _check_number("SigmaEMA shrink", shrink, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
         self.decay, self.shrink = float(decay), float(shrink)
         self.value: Tensor | None = None  # [K] float64
 
@@ -129,8 +155,22 @@ class SigmaEMA:
         return {"decay": self.decay, "shrink": self.shrink, "value": None if self.value is None else self.value.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.decay, self.shrink = float(state["decay"]), float(state["shrink"])
-        self.value = None if state["value"] is None else torch.tensor(state["value"], dtype=STAT_DTYPE)
+        """Restore :meth:`state_dict` output; a one-line ``ValueError`` names a missing or invalid key."""
+        if not isinstance(state, dict):
+            raise ValueError(f"SigmaEMA state must be a dict with keys decay, shrink, value; got {type(state).__name__}")
+        missing = [key for key in ("decay", "shrink", "value") if key not in state]
+        if missing:
+            raise ValueError(f"SigmaEMA state is missing key(s) {missing} (expected decay, shrink, value)")
+        fresh = SigmaEMA(state["decay"], state["shrink"])  # validates both
+        value = state["value"]
+        if value is not None:
+            try:
+                value = torch.tensor(value, dtype=STAT_DTYPE)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"SigmaEMA state value must be a list of numbers or None, got {value!r}") from None
+            if value.dim() != 1 or not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+                raise ValueError(f"SigmaEMA state value must be a 1-D list of finite stds >= 0, got {state['value']!r}")
+        self.decay, self.shrink, self.value = fresh.decay, fresh.shrink, value
 
 
 class RewardBatch:
@@ -139,12 +179,14 @@ class RewardBatch:
     def __init__(self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int) -> None:
         self.rewards = rewards  # [N, K] as given (any float dtype)
         self.index = index
-        self.weights = weights  # [K] float64, user weights w
+        self.weights = weights  # [K] float64, user weights w (finite, >= 0, finite positive sum)
+        self.weight_max = max(weights.tolist()) if weights.numel() else 1.0  # host copy (no later device sync)
         self.ddof = ddof
         self.valid = valid_mask(rewards)  # [N, K]
         self.all_valid = bool(self.valid.all())
         n = rewards.shape[0]
         self.scorable = torch.ones(n, dtype=torch.bool, device=rewards.device) if self.all_valid else self.valid.any(1)
+        self.cache: dict = {}
 
     @cached_property
     def stats(self) -> GroupStats:
@@ -152,17 +194,28 @@ class RewardBatch:
 
     @cached_property
     def pooled(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Batch-level (pooled over groups) per-component mean, std, count ``[K]``."""
+        """Batch-level (pooled over groups) per-component mean, std, count ``[K]`` (reward units)."""
         return pooled_mean_std(self.stats, self.ddof)
 
     @cached_property
     def wbar(self) -> Tensor:
         return self.weights / self.weights.sum()  # [K]
 
+    def combined(self, weights: Tensor | None = None) -> Combined:
+        """Σ_k w_k (r_ik - μ_gk) in scale-robust units (:func:`varpo.stats.combine`)."""
+        if weights is None:
+            return combine(self.stats, self.weights, self.index, self.weight_max)
+        return combine(self.stats, weights, self.index)
+
     def zscores(self, eps: float) -> Tensor:
-        """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups."""
-        inv = safe_div(torch.ones_like(self.stats.std), self.stats.std + eps)  # [P, K], cheap per-group reciprocal
-        return self.stats.dev * broadcast(inv, self.index)
+        """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups.
+
+        In scaled units: z = dev' / (σ' + eps / s_gk), identical to the unscaled formula (s is a power of two).
+        """
+        st = self.stats
+        den = st.std + (eps if st.unit else eps / st.scale)
+        inv = safe_div(torch.ones_like(st.std), den)  # [P, K], cheap per-group reciprocal
+        return st.dev * broadcast(inv, self.index)
 
 
 def _first_line(fn: Callable) -> str:
@@ -178,36 +231,53 @@ Estimator = Callable[[RewardBatch, AdvantageOptions], Estimate]
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _normalized(w: Tensor) -> Tensor:
+    return w / w.sum().clamp_min(1e-300)
+
+
 def grpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:
     """Reward combination (RC) + GRPO: r = Σ_k w_k r_k ; A = (r - μ_g(r)) / (σ_g(r) + eps).
 
-    DVAO eq. 1-2 (GRPO: Shao et al. 2024). Missing components are mean-imputed (they add 0 to r - μ).
+    DVAO eq. 1-2 (GRPO: Shao et al. 2024). Missing components are mean-imputed (they add 0 to r - μ). Computed on
+    c = Σ_k w_k (r_k - μ_gk) in per-group power-of-two units (exact), so rewards up to float64's range do not
+    overflow: A = c' / (σ_g(c') + eps / unit_g).
     """
     w = b.weights if weights is None else weights
-    c = b.stats.dev @ w  # [N]  r - μ_g(r), exactly (see stats.combined_std)
-    sigma = combined_std(b.stats.dev, w, b.index, b.scorable, b.ddof)  # [N]
-    return safe_div(c, sigma + o.eps), w / w.sum().clamp_min(1e-300)
+    c = b.combined(w)
+    sigma = combined_std(c.value, b.index, b.scorable, b.ddof)  # [P]
+    return safe_div(c.value, broadcast(sigma + c.eps(o.eps), b.index)), _normalized(w)
 
 
 def dr_grpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
-    """Dr. GRPO (Liu et al. 2025): A = r - μ_g(r), no std division. Also GVPO's centered reward."""
-    return b.stats.dev @ b.weights, b.wbar
+    """Dr. GRPO (Liu et al. 2025): A = r - μ_g(r), no std division. Also GVPO's centered reward.
+
+    In reward units, so the only unbounded estimator: beyond float32's range the output saturates at ±3.4e38.
+    """
+    return b.combined().real(b.index), b.wbar
+
+
+def _ac_scaled(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None) -> tuple[Tensor, float, Tensor]:
+    """Σ_k (w_k / W) z_k with W the power of two of max w (exact), W, and the effective weights."""
+    w = b.weights if weights is None else weights
+    w_scale = pow2_scale_float(b.weight_max) if weights is None else float(pow2_scale(w.max()))
+    return b.zscores(o.eps) @ (w / w_scale), w_scale, _normalized(w)
 
 
 def ac(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:
     """Advantage combination (AC): A = Σ_k w_k z_k with per-component group z-scores. DVAO eq. 5-6."""
-    w = b.weights if weights is None else weights
-    return b.zscores(o.eps) @ w, w / w.sum().clamp_min(1e-300)
+    x, w_scale, eff = _ac_scaled(b, o, weights)
+    return x * w_scale, eff
 
 
 def gdpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:
     """GDPO (Liu et al. 2026): A = batch_whiten(Σ_k w_k z_k), whitening over *samples*.
 
     Matches NVlabs' TRL implementation (per-sample batch normalization). verl's ``gdpo`` whitens over tokens
-    (``masked_whiten``), which gives zero-signal samples a nonzero advantage -μ_tok/σ_tok; we do not.
+    (``masked_whiten``), which gives zero-signal samples a nonzero advantage -μ_tok/σ_tok; we do not. Whitening
+    x = W·x' equals whitening x' with eps / W (W a power of two), so huge weights cannot overflow.
     """
-    x, eff = ac(b, o, weights)
-    return batch_whiten(x, b.scorable, o.eps, b.ddof), eff
+    x, w_scale, eff = _ac_scaled(b, o, weights)
+    return batch_whiten(x, b.scorable, o.eps / w_scale, b.ddof), eff
 
 
 def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -215,15 +285,18 @@ def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
 
     w̃_gk = w_k σ_gk / Σ_l w_l σ_gl (variance-adaptive weights). A component with σ_gk = 0 drops out of numerator
     and denominator; a group with all σ = 0 gets 0. With ``sigma_ema`` the denominator uses shrunk σ̃ (see SigmaEMA).
+    Numerator and denominator are computed in the same per-group power-of-two units (exact, cannot overflow).
     """
-    std, count = b.stats.std, b.stats.count  # [P, K]
+    st = b.stats
+    std = st.std  # [P, K] in units of s_gk
     if o.sigma_ema is not None:
-        ema = o.sigma_ema.update(std, count)
-        present = (count > 0).to(STAT_DTYPE)
-        std = ((1 - o.sigma_ema.shrink) * std + o.sigma_ema.shrink * ema) * present
-    wsig = std * b.weights  # [P, K]
+        ema = o.sigma_ema.update(st.real_std, st.count)  # [K] reward units
+        present = (st.count > 0).to(STAT_DTYPE)
+        std = ((1 - o.sigma_ema.shrink) * std + o.sigma_ema.shrink * (ema / st.scale).clamp(max=F64_MAX)) * present
+    c = b.combined()
+    wsig = c.coef * std  # [P, K] w_k σ_gk / unit_g
     denom = wsig.sum(1)  # [P]
-    adv = safe_div(b.stats.dev @ b.weights, broadcast(denom, b.index) + o.eps)
+    adv = safe_div(c.value, broadcast(denom + c.eps(o.eps), b.index))
     tilde = safe_div(wsig, denom.unsqueeze(1))  # [P, K] w̃; rows of zero-signal groups are 0
     has_signal = denom > 0
     eff = safe_div(tilde[has_signal].sum(0), torch.tensor(float(has_signal.sum()), dtype=STAT_DTYPE))
@@ -231,25 +304,47 @@ def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
 
 
 def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
-    """SAW weights w'_k = (Σ_l w_l) · w_k CV_k / Σ_l w_l CV_l, CV_k = σ_batch(r_k + off_k) / (|μ_batch| + eps).
+    """SAW weights w'_k = (Σ_l w_l) · w_k CV_k / Σ_l w_l CV_l, CV_k = σ_batch(r_k + off_k) / (|μ_batch| + 1e-8).
 
     Statistics over the whole batch (not per group), recomputed every call, no smoothing (official code:
     Zhaolutuan/SAW ray_trainer.py, branches grpo-h / gdpo-h, which hard-code K=2 and +3 offset on correctness).
-    Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
+    The CV's eps is the official 1e-8 (:data:`SAW_CV_EPS`), not ``eps``. μ_batch is an *exact* sum (``math.fsum``
+    on power-of-two-scaled values): CV = σ/|μ| amplifies rounding in μ without bound when large rewards cancel, and
+    an exact sum makes the weights independent of sample order. A CV that is infinite (μ = 0 beyond eps's reach)
+    takes all the weight. Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
     """
-    mean, std, _ = b.pooled  # [K]; a shift moves the mean only
+    if "saw" in b.cache:
+        return b.cache["saw"]
+    x = b.rewards.to(STAT_DTYPE)
     if o.saw_offsets is not None:
-        mean = mean + torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=mean.device)
-    cv = std / (mean.abs() + o.eps)
-    wcv = b.weights * cv
-    return safe_div(b.weights.sum() * wcv, wcv.sum()), cv
+        x = x + torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=x.device)
+    x = torch.where(b.valid, x, 0.0)  # [N, K]
+    top = pow2_scale(x.abs().amax(0))  # [K]
+    x = x / top
+    n = b.valid.sum(0).to(STAT_DTYPE)  # [K]
+    total = x.sum(0)  # [K]
+    # Rounding of this sum is <= N·2^-53·Σ|x|. Where that could exceed 1e-10·|Σ x| (large rewards cancelling),
+    # redo it exactly; otherwise the float sum is already order-independent to 1e-10 relative.
+    if bool((x.shape[0] * 2.0**-53 * x.abs().sum(0) > 1e-10 * total.abs()).any()):
+        total = torch.tensor([math.fsum(col) for col in x.T.tolist()], dtype=STAT_DTYPE, device=x.device)
+    mean = total / n.clamp_min(1.0)  # [K] in units of top
+    dev = torch.where(b.valid, x - mean, 0.0)
+    std = dispersion((dev * dev).sum(0), n, b.ddof)
+    den = mean.abs() + SAW_CV_EPS / top
+    cv = torch.where(den > 0, std / den.clamp_min(1e-300), torch.where(std > 0, math.inf, 0.0))
+    what = b.weights / b.weights.max()
+    infinite = torch.isinf(cv) & (what > 0)
+    u = what * infinite if bool(infinite.any()) else what * torch.where(torch.isinf(cv), 0.0, cv)
+    u = safe_div(u, u.max())  # in [0, 1]: no overflow in the sum below
+    b.cache["saw"] = (b.weights.sum() * safe_div(u, u.sum()), cv)
+    return b.cache["saw"]
 
 
 def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     """SAW (He, Bi et al. 2026): :func:`saw_weights`, then ``saw_base`` = grpo (combine rewards) or gdpo."""
     w, _ = saw_weights(b, o)
     if float(w.sum()) == 0.0:  # constant batch: no informative component
-        return torch.zeros(b.rewards.shape[0], dtype=STAT_DTYPE), w
+        return torch.zeros(b.rewards.shape[0], dtype=STAT_DTYPE, device=b.rewards.device), w
     return (grpo if o.saw_base == "grpo" else gdpo)(b, o, weights=w)
 
 
@@ -339,17 +434,24 @@ def compute_advantages(
         component missing from the whole batch are NaN (absent, not 0), as are the ``adv_*`` statistics of a batch
         without any scorable sample.
     """
+    if not isinstance(method, str):
+        raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")
     if method not in ESTIMATORS:
         load_plugins()
         if method not in ESTIMATORS:
             raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")
-    rewards = torch.as_tensor(rewards)
+    try:
+        rewards = torch.as_tensor(rewards)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"rewards must be a float tensor [N, K], got {type(rewards).__name__}") from None
     if rewards.dim() == 1:
         rewards = rewards.unsqueeze(1)
     if rewards.dim() != 2 or not rewards.is_floating_point():
         raise ValueError(f"rewards must be a float tensor [N, K], got {rewards.dtype} {tuple(rewards.shape)}")
     n, k = rewards.shape
-    group_ids = torch.as_tensor(group_ids, device=rewards.device)
+    if k == 0:
+        raise ValueError("rewards must have at least one component (K >= 1), got shape [N, 0]")
+    group_ids = as_group_ids(group_ids, rewards.device)
     if group_ids.shape != (n,):
         raise ValueError(f"group_ids must have shape [N]=({n},), got {tuple(group_ids.shape)}")
     opts = _options(options, k)
@@ -358,7 +460,11 @@ def compute_advantages(
     if n == 0:
         return AdvantageOutput(torch.zeros(0, dtype=torch.float32, device=rewards.device), {})
     adv, eff = ESTIMATORS[method](batch, opts)
-    adv = torch.where(batch.scorable & torch.isfinite(adv), adv, 0.0)
+    # No NaN can arise above; the guard keeps the documented contract. ±inf (reward-unit methods beyond float64)
+    # and finite values beyond float32 saturate at the float32 range.
+    adv = torch.nan_to_num(adv, nan=0.0).clamp_(-F32_MAX, F32_MAX)
+    if not batch.all_valid:
+        adv = torch.where(batch.scorable, adv, 0.0)
     eff = no_signal_rule(batch, eff)
     return AdvantageOutput(adv.to(torch.float32), _stats(batch, opts, method, adv, eff))
 
@@ -383,7 +489,7 @@ def _options(options: dict, k: int) -> AdvantageOptions:
         raise ValueError(f"unknown advantage option(s) {unknown}; allowed: {sorted(allowed)}")
     for key in ("names", "saw_offsets"):
         if options.get(key) is not None:
-            options[key] = tuple(options[key])
+            options[key] = _sequence(key, options[key])
             if len(options[key]) != k:
                 raise ValueError(f"{key} must have K={k} entries, got {len(options[key])}")
     return AdvantageOptions(**options)
@@ -392,11 +498,16 @@ def _options(options: dict, k: int) -> AdvantageOptions:
 def _weights(weights, k: int, device) -> Tensor:
     if weights is None:
         return torch.full((k,), 1.0 / k, dtype=STAT_DTYPE, device=device)
-    w = torch.as_tensor(weights, dtype=STAT_DTYPE, device=device).flatten()
+    try:
+        w = torch.as_tensor(weights, dtype=STAT_DTYPE, device=device).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"weights must be K={k} numbers, got {weights!r}") from None
     if w.numel() != k:
         raise ValueError(f"weights must have K={k} entries, got {w.numel()}")
-    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
-        raise ValueError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}")
+    values = w.tolist()  # one device->host transfer; checks on the host
+    total = sum(values) if all(math.isfinite(v) for v in values) else math.nan  # inf if the sum overflows
+    if not math.isfinite(total) or min(values) < 0 or total <= 0:
+        raise ValueError(f"weights must be finite, non-negative, not all zero, with a finite sum; got {values}")
     return w
 
 
@@ -407,7 +518,7 @@ def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: T
     rows = b.scorable.to(STAT_DTYPE)
     n = rows.sum().clamp_min(1.0)
     a = adv * rows
-    std, count = b.stats.std, b.stats.count  # [P, K]
+    std, count = b.stats.real_std, b.stats.count  # [P, K]
     present = count > 0
     signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
     groups = max(b.index.num_groups, 1)
@@ -436,7 +547,7 @@ def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: T
     if method == "saw":
         per_k = torch.cat([per_k, saw_weights(b, o)[1].unsqueeze(0)])
         keys.append("saw_cv")
-    values = torch.nan_to_num(torch.cat([scalars, per_k.flatten()]), nan=0.0, posinf=0.0, neginf=0.0)
+    values = torch.nan_to_num(torch.cat([scalars, per_k.flatten()]), nan=0.0, posinf=F64_MAX, neginf=-F64_MAX)
     # Absent is not zero: statistics of a component missing from the whole batch (and advantage statistics of a
     # batch with no scorable sample) are NaN, so a logger can leave them out instead of plotting a fake 0.
     absent = torch.zeros(len(keys), k, dtype=torch.bool)

@@ -21,11 +21,17 @@ count, Σ_j L_j^-α). Compute them once per optimizer step from the full batch m
 ``scale=`` for every micro-batch: the micro-batch losses then *sum* to the full-batch loss, so gradient accumulation
 gives exactly the full-batch gradient (do not divide by the number of accumulation steps again).
 Sequences with L_i = 0 (fully masked rows) contribute nothing and are not counted in B'.
+
+**Robustness.** ``mask`` must be binary (bool or 0/1; anything else is a ``ValueError``). Masked-out positions are
+*selected away* (``torch.where``), not multiplied by 0, so NaN/inf there (padding, -inf log-probs) cannot leak into the
+loss or its gradient. Sums run in float64 and the result is cast back to the loss dtype. An all-masked or empty batch
+gives loss 0 with a zero gradient in every mode.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -64,9 +70,23 @@ def _len_pow(lengths: Tensor, alpha: float) -> Tensor:
     return torch.where(lengths > 0, lengths.clamp_min(1.0).pow(-alpha), torch.zeros_like(lengths))
 
 
+def check_mask(mask: Tensor, name: str = "mask") -> Tensor:
+    """``mask`` as a bool tensor; a one-line ``ValueError`` unless every entry is 0/1 (or it is bool)."""
+    if not isinstance(mask, Tensor):
+        raise ValueError(f"{name} must be a tensor of 0/1 or bool, got {type(mask).__name__}")
+    if mask.dtype == torch.bool:
+        return mask
+    binary = (mask == 0) | (mask == 1)
+    if not bool(binary.all()):
+        bad = mask[~binary].flatten()[0].item()
+        raise ValueError(f"{name} must be binary (0/1 or bool), got a value {bad!r}; use advantages for weighting")
+    return mask != 0
+
+
 def loss_scale(mask: Tensor, *, alpha: float = 1.0) -> LossScale:
     """Global normalizers from the full-batch ``mask [B, T]`` (see module docstring)."""
     _check_alpha(alpha)
+    mask = check_mask(mask)
     lengths = _lengths(mask)
     return LossScale(
         num_tokens=float(lengths.sum()),
@@ -108,25 +128,38 @@ def aggregate_loss(
         alpha: VL Norm exponent α >= 0 (α = 1 minimum variance, α = 0 Dr. GRPO).
         scale: global normalizers from :func:`loss_scale` on the full batch; ``None`` = this call is the full batch.
     """
+    if not isinstance(mode, str):
+        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {tuple(AGGREGATORS)}")
     if mode not in AGGREGATORS:
         load_plugins()
         if mode not in AGGREGATORS:
             raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {tuple(AGGREGATORS)}")
-    if per_token_loss.shape != mask.shape:
-        raise ValueError(f"per_token_loss {tuple(per_token_loss.shape)} and mask {tuple(mask.shape)} must match")
-    if needs_max_length(mode) and (max_length is None or max_length <= 0):
-        raise ValueError(f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0")
+    if not isinstance(per_token_loss, Tensor) or not per_token_loss.is_floating_point():
+        raise ValueError(f"per_token_loss must be a float tensor [B, T], got {type(per_token_loss).__name__}")
+    if per_token_loss.shape != getattr(mask, "shape", None):
+        shape = tuple(getattr(mask, "shape", ()))
+        raise ValueError(f"per_token_loss {tuple(per_token_loss.shape)} and mask {shape} must match")
+    if needs_max_length(mode) and not (
+        isinstance(max_length, numbers.Real) and not isinstance(max_length, bool) and 0 < max_length < math.inf
+    ):
+        raise ValueError(f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0, got {max_length!r}")
+    _check_alpha(alpha)
+    mask = check_mask(mask)
     if scale is None:
         scale = loss_scale(mask, alpha=alpha)
     elif mode == "vl_norm" and not math.isclose(scale.alpha, alpha):
         raise ValueError(f"scale was computed with alpha={scale.alpha} but aggregate_loss got alpha={alpha}")
-    return AGGREGATORS[mode](per_token_loss, mask, scale, max_length, alpha)
+    # where, not multiply: 0 * NaN = NaN would leak padding garbage into the loss and the gradient. Every
+    # aggregator (built-in or registered) gets the loss with masked positions already set to 0.
+    picked = torch.where(mask, per_token_loss, torch.zeros((), dtype=per_token_loss.dtype, device=mask.device))
+    loss = AGGREGATORS[mode](picked, mask, scale, max_length, alpha)
+    return torch.as_tensor(loss).to(per_token_loss.dtype)
 
 
-# Each aggregator: (per_token_loss [B, T], mask [B, T], scale, max_length, alpha) -> scalar, dividing only by the
-# global normalizers in ``scale`` (micro-batch invariance).
+# Each aggregator: (per_token_loss [B, T] with masked positions 0, mask [B, T] bool, scale, max_length, alpha) ->
+# scalar, dividing only by the global normalizers in ``scale`` (micro-batch invariance). Sums run in float64.
 def _seq_sums(per_token_loss: Tensor, mask: Tensor) -> Tensor:
-    return (per_token_loss * mask.to(per_token_loss.dtype)).sum(-1)  # [B]
+    return per_token_loss.sum(-1, dtype=torch.float64)  # [B]
 
 
 def token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
@@ -136,8 +169,7 @@ def token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_lengt
 
 def seq_mean_token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
     """(1/B') Σ_i (Σ_t l_it m_it / L_i) (GRPO)."""
-    lengths = mask.to(per_token_loss.dtype).sum(-1)
-    return (_seq_sums(per_token_loss, mask) / lengths.clamp_min(1.0)).sum() / max(scale.num_seqs, 1.0)
+    return (_seq_sums(per_token_loss, mask) / _lengths(mask).clamp_min(1.0)).sum() / max(scale.num_seqs, 1.0)
 
 
 def seq_mean_token_sum_norm(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha) -> Tensor:
@@ -147,8 +179,10 @@ def seq_mean_token_sum_norm(per_token_loss: Tensor, mask: Tensor, scale: LossSca
 
 def vl_norm(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
     """(1/M) Σ_i [L_i^-α / Σ_j L_j^-α] Σ_t l_it m_it (VL Norm, He et al. 2025 §3)."""
-    weights = _len_pow(_lengths(mask), alpha).to(per_token_loss.dtype)  # [B] L_i^-α
-    return (weights * _seq_sums(per_token_loss, mask)).sum() / (max(scale.len_pow_sum, 1e-300) * max_length)
+    # L_i^-α / Σ_j L_j^-α in float64 (both can underflow in float32 for large α); 0 when the batch is empty.
+    pw = _len_pow(_lengths(mask), alpha)  # [B]
+    share = pw / scale.len_pow_sum if scale.len_pow_sum > 0 else torch.zeros_like(pw)
+    return (share * _seq_sums(per_token_loss, mask)).sum() / max_length
 
 
 #: name -> aggregator; built-ins plus whatever :func:`varpo.register_aggregation` adds.

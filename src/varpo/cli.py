@@ -1,7 +1,9 @@
-"""The ``varpo`` command line: ``demo`` (the main job), ``sft``, ``train``, ``eval``.
+"""The ``varpo`` command line: ``demo`` (the main job), ``sft``, ``train``, ``eval`` (and ``sweep``, ``report``).
 
-Configuration errors (unknown key, invalid value or combination) print one line naming the field and exit with
-status 2; they never start a model build or a rollout.
+Every error is one line on stderr with a non-zero exit status, never a traceback: the app's click group
+(:class:`varpo.cli_errors.OneLineErrors`) formats them all, so commands raise and never catch. Configuration
+errors (unknown key, invalid value or combination, unreadable file) name the field and exit with status 2; they
+are found by :func:`varpo.run.spec.validate` before a model build or a rollout starts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from varpo.cli_errors import OneLineErrors
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -29,17 +34,14 @@ def _environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 @app.command()
 def demo(
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Directory for runs, plots and tables."),
-    config: Path | None = typer.Option(None, "--config", help="YAML overriding the built-in demo configuration."),
+    config: Path | None = typer.Option(
+        None, "--config", exists=True, dir_okay=False, help="YAML overriding the built-in demo configuration."
+    ),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma list of RL seeds (each method runs once per seed)."),
-    jobs: int = typer.Option(2, "--jobs", help="Runs at once (one process each)."),
+    jobs: int = typer.Option(2, "--jobs", min=1, help="Runs at once (one process each)."),
     overrides: list[str] | None = OVERRIDES,
 ) -> None:
     """The main job: tiny model, constraints testbed, one SFT warm start, then RL with grpo and saw over 3 seeds;
@@ -49,11 +51,11 @@ def demo(
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-        if not seed_list or jobs < 1:
-            raise ValueError(f"--seeds needs at least one integer and --jobs >= 1 (got {seeds!r}, {jobs})")
-        demo_mod.run(output, config=config, overrides=overrides or [], seeds=seed_list, jobs=jobs)
-    except ValueError as err:
-        _fail(err)
+    except ValueError:
+        seed_list = ()
+    if not seed_list:
+        raise typer.BadParameter(f"{seeds!r}: expected a comma list of integer seeds", param_hint="'--seeds'")
+    demo_mod.run(output, config=config, overrides=overrides or [], seeds=seed_list, jobs=jobs)
 
 
 @app.command()
@@ -68,12 +70,10 @@ def sft(
     from varpo.run import spec as spec_mod
     from varpo.run.train import set_threads
 
-    try:
-        resolved = spec_mod.load_config(config, overrides or [])
-        set_threads(resolved.spec)
-        path = sft_mod.warm_start(resolved.spec, seed=resolved.train.get("seed", 42), force=force)
-    except ValueError as err:
-        _fail(err)
+    resolved = spec_mod.load_config(config, overrides or [])
+    spec_mod.validate(resolved)
+    set_threads(resolved.spec)
+    path = sft_mod.warm_start(resolved.spec, seed=resolved.train.get("seed", 42), force=force)
     console.print(f"warm start: {path}")
 
 
@@ -93,18 +93,15 @@ def train(
     from varpo.run import spec as spec_mod
     from varpo.run import train as train_mod
 
-    try:
-        resolved = spec_mod.load_config(config, overrides or [])
-        if dry_run:
-            table = Table(title=f"dry run: {config}", show_header=False)
-            for item, result in train_mod.dry_run(resolved):
-                table.add_row(item, result)
-            console.print(table)
-            console.print("[green]ok[/]: nothing was trained or downloaded")
-            return
-        out = train_mod.train(resolved, resume=resume, overwrite=overwrite, override=override)
-    except ValueError as err:
-        _fail(err)
+    resolved = spec_mod.load_config(config, overrides or [])
+    if dry_run:
+        table = Table(title=f"dry run: {config}", show_header=False)
+        for item, result in train_mod.dry_run(resolved):
+            table.add_row(item, result)
+        console.print(table)
+        console.print("[green]ok[/]: nothing was trained or downloaded")
+        return
+    out = train_mod.train(resolved, resume=resume, overwrite=overwrite, override=override)
     console.print(f"run directory: {out}")
 
 
@@ -112,20 +109,19 @@ def train(
 def eval_(
     target: str = typer.Argument(..., help="A run directory (before/after table) or a model path."),
     task: str = typer.Option("toolcall", "--task", help="Task to evaluate on (ignored for a run directory)."),
-    k: int = typer.Option(4, "--k", help="Samples per prompt (avg@k)."),
-    prompts: int | None = typer.Option(None, "--prompts", help="Held-out prompts (default: the run's eval_prompts)."),
+    k: int = typer.Option(4, "--k", min=1, help="Samples per prompt (avg@k)."),
+    prompts: int | None = typer.Option(
+        None, "--prompts", min=1, help="Held-out prompts (default: the run's eval_prompts)."
+    ),
     temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Completion budget."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", min=1, help="Completion budget."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
 ) -> None:
     """avg@k per objective and the all-objectives rate on held-out prompts."""
     _environment()
     from varpo.run import evaluate as eval_mod
 
-    try:
-        eval_mod.command(target, task, k, prompts, temperature, max_new_tokens, seed, console)
-    except ValueError as err:
-        _fail(err)
+    eval_mod.command(target, task, k, prompts, temperature, max_new_tokens, seed, console)
 
 
 # Experiments (issue 6): the grid runner and the report live in varpo.experiments; registered here so that

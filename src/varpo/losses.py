@@ -4,25 +4,55 @@
 Shapes: B sequences, T completion tokens. ``logprobs``/``old_logprobs``/``ref_logprobs``/``mask`` are ``[B, T]``;
 ``advantages`` is ``[B]`` (sequence-level, broadcast over tokens) or ``[B, T]``.
 Every loss returns ``(loss, metrics)`` where ``metrics`` is a ``dict[str, float]`` of detached diagnostics.
+
+Robustness: ``mask`` must be binary (``ValueError`` otherwise); masked-out positions are selected away with
+``torch.where``, so NaN/±inf log-probs there never reach the loss, its gradient or the metrics; every log-ratio is
+clamped before use (per token ±20 as verl's vanilla loss, GSPO's sequence ratio at +10 as verl's GSPO, GVPO's
+per-token log-ratios ±20), so an off-policy outlier (old log-prob -1e30 or -inf) gives a finite loss and gradient.
+Bad options are a one-line ``ValueError`` naming the argument.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from varpo.aggregation import check_mask
 from varpo.registry import LOSS_INFO, LossInfo, load_plugins
-from varpo.stats import broadcast, group_index, segment_sum
+from varpo.stats import as_group_ids, broadcast, group_index, segment_sum
 
 # exp() of a log-ratio beyond this overflows float32; verl clamps the same way (negative_approx_kl in [-20, 20]).
 LOG_RATIO_CLAMP = 20.0
+# verl 0.9.1 compute_policy_loss_gspo clamps the sequence log-ratio at max=10 (no lower clamp); so do we.
+GSPO_LOG_RATIO_MAX = 10.0
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp_min(1.0)
+    """Mean of ``x`` over ``mask`` (bool); NaN/inf outside the mask are ignored."""
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp_min(1).to(x.dtype)
+
+
+def _number(name: str, value, allowed: str, ok) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+def _check_inputs(logprobs, old_logprobs, advantages, mask) -> Tensor:
+    """Shapes and dtypes of the common inputs; returns the mask as bool."""
+    for name, x in (("logprobs", logprobs), ("old_logprobs", old_logprobs), ("advantages", advantages)):
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor, got {type(x).__name__}")
+    if logprobs.dim() != 2 or old_logprobs.shape != logprobs.shape or getattr(mask, "shape", None) != logprobs.shape:
+        shapes = [tuple(getattr(x, "shape", ())) for x in (logprobs, old_logprobs, mask)]
+        raise ValueError(f"logprobs, old_logprobs and mask must share one shape [B, T], got {shapes}")
+    if advantages.shape not in (logprobs.shape[:1], logprobs.shape):
+        raise ValueError(f"advantages must be [B] or [B, T] for logprobs {tuple(logprobs.shape)}, got {tuple(advantages.shape)}")
+    return check_mask(mask)
 
 
 def ppo_clip(
@@ -36,57 +66,78 @@ def ppo_clip(
     clip_low: float = 0.2,
     clip_high: float | None = None,
     importance_sampling_level: str = "token",
+    clip_ratio_c: float | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO clipped surrogate, per token: l_t = -min(ρ_t A, clip(ρ_t, 1-ε_low, 1+ε_high) A) + β·KL_t.
 
     * ρ_t = exp(logp_t - old_logp_t) (PPO, Schulman et al. 2017); asymmetric bounds = DAPO clip-higher
       (Yu et al. 2025, ε_high defaults to ε_low).
+    * ``clip_ratio_c = c > 1``: dual-clip PPO (Ye et al. 2020, arXiv 1912.09729), as verl's vanilla loss
+      (``actor.clip_ratio_c``, verl default 3.0): for A < 0 the loss is capped at -c·A, i.e.
+      l_t = min(l_t, -c·A_t). ``None`` (default) = no dual clip (TRL has none).
     * ``importance_sampling_level="sequence"``: GSPO (Zheng et al. 2025) — one ratio per sequence,
-      exp(mean_t (logp - old_logp)) over unmasked tokens, shape [B, 1].
+      exp(min(mean_t (logp - old_logp), 10)) over unmasked tokens, shape [B, 1]; the clamp at 10 (no lower
+      clamp) is verl's ``compute_policy_loss_gspo``.
     * KL to a reference with the k3 estimator exp(ref - logp) - (ref - logp) - 1 (Schulman 2020; GRPO eq. 4),
       added when ``beta > 0``.
-    * Log-ratios are clamped to ±20 before exp (as verl) so an off-policy outlier cannot produce inf.
+    * Token log-ratios are clamped to ±20 before exp (as verl) so an off-policy outlier cannot produce inf; a
+      loss beyond the dtype's range (|A| > ~7e29 in float32 without dual clip) saturates at its finite maximum.
 
     Returns ``(loss [B, T], metrics)``; metrics: ``clip_frac_low``/``clip_frac_high`` (tokens whose ratio left the
-    trust region on the side where clipping zeroes the gradient), ``clip_frac``, ``ratio_mean/min/max``, ``kl``.
+    trust region on the side where clipping zeroes the gradient), ``clip_frac``, ``ratio_mean/min/max``, ``kl``,
+    and with dual clip ``clip_frac_dual`` (A < 0 tokens where the -c·A cap is active, verl's pg_clipfrac_lower).
     """
     if importance_sampling_level not in ("token", "sequence"):
         raise ValueError(f"importance_sampling_level must be 'token' or 'sequence', got {importance_sampling_level!r}")
+    clip_low = _number("clip_low", clip_low, "a number in [0, 1)", lambda v: 0 <= v < 1)
+    clip_high = clip_low if clip_high is None else _number("clip_high", clip_high, "a number >= 0", lambda v: v >= 0)
+    beta = _number("beta", beta, "a finite number >= 0", lambda v: v >= 0)
+    if clip_ratio_c is not None:
+        clip_ratio_c = _number("clip_ratio_c", clip_ratio_c, "a number > 1 (dual clip) or None", lambda v: v > 1)
+    valid = _check_inputs(logprobs, old_logprobs, advantages, mask)
     if beta > 0 and ref_logprobs is None:
         raise ValueError("ppo_clip with beta > 0 needs ref_logprobs")
-    clip_high = clip_low if clip_high is None else clip_high
-    m = mask.to(logprobs.dtype)
     log_ratio = logprobs - old_logprobs  # [B, T]
     if importance_sampling_level == "sequence":
-        log_ratio = (log_ratio * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp_min(1.0)  # [B, 1]
-    ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+        lengths = valid.sum(-1, keepdim=True).clamp_min(1).to(logprobs.dtype)
+        log_ratio = torch.where(valid, log_ratio, 0.0).sum(-1, keepdim=True) / lengths  # [B, 1]
+        ratio = torch.exp(log_ratio.clamp(max=GSPO_LOG_RATIO_MAX))
+    else:
+        ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages  # [B, 1] or [B, T]
     adv = adv.to(logprobs.dtype)
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
     loss = -torch.minimum(unclipped, clipped)  # [B, T] (broadcast)
-    loss = loss.expand_as(logprobs)
+    if clip_ratio_c is not None:
+        cap = -clip_ratio_c * adv
+        dual = (adv < 0) & (loss > cap)
+        loss = torch.where(adv < 0, torch.minimum(loss, cap), loss)
+    big = torch.finfo(logprobs.dtype).max
+    loss = loss.expand_as(logprobs).clamp(-big, big)
     with torch.no_grad():
         r = ratio.expand_as(logprobs)
         a = adv.expand_as(logprobs)
         low = (r < 1.0 - clip_low) & (a < 0)
         high = (r > 1.0 + clip_high) & (a > 0)
-        valid = mask.bool()
-        big = torch.finfo(r.dtype).max
+        any_valid = bool(valid.any())
         metrics = [
-            _masked_mean(low.to(r.dtype), mask),
-            _masked_mean(high.to(r.dtype), mask),
-            _masked_mean((low | high).to(r.dtype), mask),
-            _masked_mean(r, mask),
-            torch.where(valid, r, big).min() if valid.any() else r.new_tensor(1.0),
-            torch.where(valid, r, -big).max() if valid.any() else r.new_tensor(1.0),
+            _masked_mean(low.to(r.dtype), valid),
+            _masked_mean(high.to(r.dtype), valid),
+            _masked_mean((low | high).to(r.dtype), valid),
+            _masked_mean(r, valid),
+            torch.where(valid, r, big).min() if any_valid else r.new_tensor(1.0),
+            torch.where(valid, r, -big).max() if any_valid else r.new_tensor(1.0),
         ]
-    names = ["clip_frac_low", "clip_frac_high", "clip_frac", "ratio_mean", "ratio_min", "ratio_max"]
+        names = ["clip_frac_low", "clip_frac_high", "clip_frac", "ratio_mean", "ratio_min", "ratio_max"]
+        if clip_ratio_c is not None:
+            metrics.append(_masked_mean(dual.expand_as(logprobs).to(r.dtype), valid))
+            names.append("clip_frac_dual")
     if beta > 0:
         delta = (ref_logprobs - logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
         kl = torch.exp(delta) - delta - 1.0  # [B, T] k3, >= 0
         loss = loss + beta * kl
-        metrics.append(_masked_mean(kl.detach(), mask))
+        metrics.append(_masked_mean(kl.detach(), valid))
         names.append("kl")
     return loss, dict(zip(names, torch.stack(metrics).tolist()))
 
@@ -116,6 +167,12 @@ def gvpo(
     There is no ratio and no clipping. Needs whole groups: every group in ``group_ids`` must have ``group_size``
     members (default: all groups equal-sized, >= 2) or a ``ValueError`` is raised.
 
+    **Bounded** (beyond the paper and the official code, which have no clamp): each token's log-ratio
+    logp_it - old_logp_it is clamped to ±20 before summing, as ppo_clip's, so an off-policy outlier (old log-prob
+    -1e30 or -inf) cannot make the loss or gradient inf/NaN; |R_θ,i| <= 20·β·L_i, and the gradient is exactly
+    eq. 8 whenever every |logp - old_logp| < 20 (always on-policy). The loss is computed in float64 and returned in
+    the log-prob dtype, saturating at its finite maximum.
+
     ppo_clip-only options (``ref_logprobs``, ``beta``, ``clip_*``, ``importance_sampling_level``) are accepted and
     ignored so an engine can pass one option set; engines reject ``beta > 0`` with gvpo at config time.
 
@@ -126,7 +183,14 @@ def gvpo(
     unknown = set(ignored) - _PPO_ONLY_OPTIONS
     if unknown:
         raise TypeError(f"gvpo got unexpected option(s) {sorted(unknown)}")
-    index = group_index(torch.as_tensor(group_ids, device=logprobs.device))
+    gvpo_beta = _number("gvpo_beta", gvpo_beta, "a finite number > 0", lambda v: v > 0)
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral)):
+        raise ValueError(f"group_size must be an int >= 2 or None, got {group_size!r}")
+    valid = _check_inputs(logprobs, old_logprobs, advantages, mask)
+    group_ids = as_group_ids(group_ids, logprobs.device)
+    if group_ids.shape != logprobs.shape[:1]:
+        raise ValueError(f"group_ids must have shape [B]={tuple(logprobs.shape[:1])}, got {tuple(group_ids.shape)}")
+    index = group_index(group_ids)
     b = logprobs.shape[0]
     counts = segment_sum(torch.ones(b, dtype=logprobs.dtype, device=logprobs.device), index)  # [P]
     expected = group_size if group_size is not None else int(counts.max()) if b else 0
@@ -135,27 +199,33 @@ def gvpo(
             f"gvpo needs whole groups of equal size >= 2 in every loss call (got group sizes "
             f"{sorted(set(int(c) for c in counts.tolist()))}, expected {expected}); keep micro-batches group-aligned"
         )
-    m = mask.to(logprobs.dtype)
-    implicit = gvpo_beta * ((logprobs * m).sum(-1) - (old_logprobs * m).sum(-1))  # [B]
-    adv = advantages if advantages.dim() == 1 else (advantages * m).sum(-1) / m.sum(-1).clamp_min(1.0)
-    adv = adv.to(logprobs.dtype).detach()
+    f64 = torch.float64
+    counts = counts.to(f64)
+    log_ratio = (logprobs - old_logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [B, T]
+    implicit = gvpo_beta * torch.where(valid, log_ratio, 0.0).sum(-1, dtype=f64)  # [B]
+    if advantages.dim() == 1:
+        adv = advantages.to(f64)
+    else:
+        adv = torch.where(valid, advantages, 0.0).sum(-1, dtype=f64) / valid.sum(-1).clamp_min(1).to(f64)
+    adv = adv.detach()
 
     def centered(x: Tensor) -> Tensor:
         return x - broadcast(segment_sum(x, index) / counts, index)
 
     implicit_c = implicit - broadcast(segment_sum(implicit.detach(), index) / counts, index)
-    loss = 0.5 * (implicit_c - centered(adv)) ** 2 / (expected - 1)  # [B]
+    loss = 0.5 * (implicit_c - centered(adv)) ** 2 / (expected - 1)  # [B] float64
+    big = torch.finfo(logprobs.dtype).max
     with torch.no_grad():
         metrics = {
             "implicit_reward_mean": implicit.mean(),
             "implicit_reward_abs_mean": implicit.abs().mean(),
             "gvpo_loss_mean": loss.mean(),
         }
-    return loss.unsqueeze(-1), {k: float(v) for k, v in metrics.items()}
+    return loss.clamp(max=big).to(logprobs.dtype).unsqueeze(-1), {k: float(v) for k, v in metrics.items()}
 
 
 # ppo_clip options an engine may pass uniformly; GVPO has no ratio/clip and its KL regularisation is gvpo_beta.
-_PPO_ONLY_OPTIONS = {"ref_logprobs", "beta", "clip_low", "clip_high", "importance_sampling_level"}
+_PPO_ONLY_OPTIONS = {"ref_logprobs", "beta", "clip_low", "clip_high", "importance_sampling_level", "clip_ratio_c"}
 
 #: name -> loss; built-ins plus whatever :func:`varpo.register_policy_loss` adds.
 POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, float]]]] = {"ppo_clip": ppo_clip, "gvpo": gvpo}
@@ -164,8 +234,8 @@ LOSS_INFO.update({"ppo_clip": LossInfo(per_sequence=False), "gvpo": LossInfo(per
 
 def policy_loss(name: str, **kwargs) -> tuple[Tensor, dict[str, float]]:
     """Dispatch to a loss in :data:`POLICY_LOSSES` by name (keyword arguments only)."""
-    if name not in POLICY_LOSSES:
+    if isinstance(name, str) and name not in POLICY_LOSSES:
         load_plugins()
-    if name not in POLICY_LOSSES:
+    if not isinstance(name, str) or name not in POLICY_LOSSES:
         raise ValueError(f"unknown policy loss {name!r}; choose one of {tuple(POLICY_LOSSES)}")
     return POLICY_LOSSES[name](**kwargs)

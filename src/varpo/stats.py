@@ -12,7 +12,12 @@ failed generations leave partial groups). Nothing here loops over groups or samp
 
 Numerics: statistics are computed in float64 (rewards of magnitude 1e30 square to 1e60, which overflows float32)
 and non-finite rewards (NaN, ±inf) are treated as *missing*: they are excluded from their component's statistics and
-their centered deviation is 0, so they never propagate.
+their centered deviation is 0, so they never propagate. **Scale robustness**: each group's component is divided by a
+power of two s_gk (the largest power of two <= max_i |r_ik|, :func:`pow2_scale`) before anything is summed or
+squared, and :class:`GroupStats` keeps deviations and stds in those units. Dividing by a power of two is exact in
+binary floating point, so wherever the unscaled float64 computation would not overflow or underflow the results are
+bit-identical to it; where it would (|r| ~ 1e300 squares to inf, |Δr| ~ 1e-200 squares to 0) they stay exact
+instead of turning into 0 or inf. Each group's scale depends only on that group, so groups stay independent.
 
 Standard deviation convention: ``std = sqrt(Σ (x - μ)² / (n - ddof))``; with ``n - ddof <= 0`` (a group of size 1
 with ``ddof=1``) the std is defined as 0, i.e. "no signal" — verl instead gives singleton groups mean 0 / std 1,
@@ -21,12 +26,27 @@ which turns the raw score into an advantage; we deliberately do not.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 STAT_DTYPE = torch.float64
+F64_MAX = torch.finfo(torch.float64).max
+
+
+def pow2_scale(maxabs: Tensor) -> Tensor:
+    """The largest power of two <= ``maxabs`` elementwise (1 where ``maxabs`` is 0); no gradient.
+
+    ``x / pow2_scale(max|x|)`` lies in (-2, 2) and is computed exactly (a power-of-two division only moves the
+    exponent). ``maxabs`` must be finite and >= 0 (float64).
+    """
+    maxabs = maxabs.detach()
+    exponent = torch.frexp(maxabs).exponent  # maxabs = m·2^e with m in [0.5, 1)
+    scale = torch.pow(2.0, (exponent - 1).to(maxabs.dtype))
+    return torch.where(maxabs > 0, scale, torch.ones_like(maxabs))
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,26 @@ class GroupIndex:
     inverse: Tensor
     num_groups: int
     group_size: int | None = None
+
+
+def as_group_ids(group_ids, device) -> Tensor:
+    """``group_ids`` as an integer tensor; anything else (strings, floats, bools) is a one-line ValueError."""
+    if isinstance(group_ids, Tensor):
+        ids = group_ids.to(device)
+    else:
+        try:
+            arr = np.asarray(group_ids)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is not None and arr.size == 0:
+            arr = arr.astype(np.int64)  # [] parses as float64
+        if arr is None or arr.dtype.kind not in "iu":
+            shown = getattr(arr, "dtype", type(group_ids).__name__)
+            raise ValueError(f"group_ids must be integer (one id per sample), got {shown}")
+        ids = torch.as_tensor(arr, device=device)
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"group_ids must be integer (one id per sample), got {ids.dtype}")
+    return ids
 
 
 def group_index(group_ids: Tensor) -> GroupIndex:
@@ -71,6 +111,15 @@ def segment_sum(x: Tensor, index: GroupIndex) -> Tensor:
     return out.index_add_(0, index.inverse, x)
 
 
+def segment_max(x: Tensor, index: GroupIndex) -> Tensor:
+    """Per-group maxima of a non-negative ``x``: ``[N, ...] -> [P, ...]`` (0 for empty groups)."""
+    if index.group_size is not None:
+        return x.reshape(index.num_groups, index.group_size, *x.shape[1:]).amax(1)
+    out = torch.zeros((index.num_groups, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    idx = index.inverse.view(-1, *([1] * (x.dim() - 1))).expand_as(x)
+    return out.scatter_reduce_(0, idx, x, "amax", include_self=True)
+
+
 def broadcast(per_group: Tensor, index: GroupIndex) -> Tensor:
     """Per-group values back to samples: ``[P, ...] -> [N, ...]``."""
     if index.group_size is not None:
@@ -86,14 +135,19 @@ def valid_mask(rewards: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class GroupStats:
-    """Per-component group statistics of a reward matrix (float64).
+    """Per-component group statistics of a reward matrix (float64), in per-group **scaled units**.
+
+    Group g's component k is measured in units of ``scale[g, k]`` = s_gk (a power of two, see :func:`pow2_scale`):
+    the real deviation is ``dev * s`` and the real std ``std * s``. z-scores and every ratio of same-unit
+    quantities need no conversion.
 
     Attributes:
-        dev: ``[N, K]`` centered deviation ``r - μ_group`` (0 where the reward is missing).
-        std: ``[P, K]`` group std with the requested ddof (0 for groups with ``n - ddof <= 0``).
+        dev: ``[N, K]`` centered deviation ``(r - μ_group) / s`` (0 where the reward is missing).
+        std: ``[P, K]`` group std / s with the requested ddof (0 for groups with ``n - ddof <= 0``).
         count: ``[P, K]`` number of valid samples of that component in the group.
-        mean: ``[P, K]`` group mean μ_gk.
-        sum_sq: ``[P, K]`` Σ_i (r_ik - μ_gk)² (for pooled batch statistics).
+        mean: ``[P, K]`` group mean μ_gk / s.
+        sum_sq: ``[P, K]`` Σ_i (r_ik - μ_gk)² / s² (for pooled batch statistics).
+        scale: ``[P, K]`` s_gk.
     """
 
     dev: Tensor
@@ -101,22 +155,36 @@ class GroupStats:
     count: Tensor
     mean: Tensor
     sum_sq: Tensor
+    scale: Tensor
+    unit: bool = False  # every scale is 1 (the fast path): scaled units are reward units
+
+    @property
+    def real_std(self) -> Tensor:
+        """``[P, K]`` σ_gk in reward units (saturates at the float64 maximum instead of overflowing)."""
+        return self.std if self.unit else (self.std * self.scale).clamp(max=F64_MAX)
 
 
 def group_stats(
     rewards: Tensor, index: GroupIndex, ddof: int = 1, valid: Tensor | None = None, all_valid: bool | None = None
 ) -> GroupStats:
-    """NaN-aware per-group, per-component mean/std of ``rewards [N, K]``.
+    """NaN-aware per-group, per-component mean/std of ``rewards [N, K]``, in scaled units (see :class:`GroupStats`).
 
     μ_gk = Σ_{i∈g, valid} r_ik / n_gk ;  σ_gk = sqrt(Σ (r_ik - μ_gk)² / (n_gk - ddof)), 0 if n_gk - ddof <= 0.
-    Two-pass (center first, then square) for accuracy. ``valid`` (``[N, K]`` bool) and ``all_valid`` may be
-    passed when already known; ``None`` means "compute it" (when everything is valid the masking is skipped). A group whose std is below float64 rounding noise of its mean
-    (σ <= 1e-12·|μ|) is treated as constant: σ = 0 and deviations 0 — otherwise ``sum(0.1 × 16) / 16 != 0.1``
+    Everything is computed on r / s_gk (exact, |r / s| < 2), two-pass (center first, then square) for accuracy.
+    ``valid`` (``[N, K]`` bool) and ``all_valid`` may be passed when already known; ``None`` means "compute it"
+    (when everything is valid the masking is skipped). A group whose std is below float64 rounding noise of its
+    mean (σ <= 1e-12·|μ|) is treated as constant: σ = 0 and deviations 0 — otherwise ``sum(0.1 × 16) / 16 != 0.1``
     would turn a constant group into ±1 z-scores when eps = 0.
     """
     valid = valid_mask(rewards) if valid is None else valid
     all_valid = bool(valid.all()) if all_valid is None else all_valid
     r = rewards.to(STAT_DTYPE) if all_valid else torch.where(valid, rewards.to(STAT_DTYPE), 0.0)  # [N, K]
+    unit = not _needs_scaling(r)
+    if unit:  # fast path: nothing can overflow or underflow, unit scales change nothing
+        scale = torch.ones((index.num_groups, r.shape[1]), dtype=STAT_DTYPE, device=r.device)
+    else:
+        scale = pow2_scale(segment_max(r.abs(), index))  # [P, K]
+        r = r / broadcast(scale, index)
     if all_valid and index.group_size is not None:
         cnt = torch.full((index.num_groups, r.shape[1]), float(index.group_size), dtype=STAT_DTYPE, device=r.device)
     else:
@@ -131,7 +199,20 @@ def group_stats(
     if bool(constant.any()):
         std = torch.where(constant, 0.0, std)
         dev.mul_(broadcast((~constant).to(STAT_DTYPE), index))
-    return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq)
+    return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq, scale=scale, unit=unit)
+
+
+_SAFE = 2.0**256
+
+
+def _needs_scaling(r: Tensor) -> bool:
+    """False when every nonzero |r| lies in [2^-256, 2^256]: then squares of deviations neither overflow nor
+    underflow (adjacent floats there differ by >= 2^-308) and unit scales give the same bits as any scale."""
+    if r.numel() == 0:
+        return False
+    a = r.abs()
+    low = torch.where(a > 0, a, _SAFE).amin()
+    return bool((a.amax() > _SAFE) | (low < 1.0 / _SAFE))
 
 
 def dispersion(sum_sq: Tensor, count: Tensor, ddof: int) -> Tensor:
@@ -140,16 +221,59 @@ def dispersion(sum_sq: Tensor, count: Tensor, ddof: int) -> Tensor:
     return torch.where(denom > 0, (sum_sq / denom.clamp_min(1e-300)).sqrt(), torch.zeros_like(sum_sq))
 
 
-def combined_std(dev: Tensor, weights: Tensor, index: GroupIndex, scorable: Tensor, ddof: int = 1) -> Tensor:
-    """Group std of the combined (weighted-sum) reward, ``[N]`` broadcast.
+@dataclass(frozen=True)
+class Combined:
+    """A weighted combination Σ_k w_k x_ik of per-component quantities in per-group units.
+
+    The real value of row i is ``value[i] * unit[g(i)]`` with ``unit = weight_scale · group_scale`` (both powers
+    of two); the product is never formed where it could overflow. ``coef [P, K]`` = w_k s_gk / unit_g ∈ [0, 2).
+    """
+
+    value: Tensor  # [N]
+    coef: Tensor  # [P, K]
+    weight_scale: float  # W, power of two
+    group_scale: Tensor | None  # [P] S_g = max_k s_gk; None when every S_g is 1 (fast path)
+
+    def eps(self, eps: float) -> Tensor | float:
+        """``[P]`` eps / unit_g (0 where that underflows: eps is then negligible against the group's spread)."""
+        return eps / self.weight_scale if self.group_scale is None else eps / self.weight_scale / self.group_scale
+
+    def real(self, index: GroupIndex) -> Tensor:
+        """``[N]`` the combination in reward units (±inf where it exceeds float64, never NaN)."""
+        if self.group_scale is None:
+            return self.value * self.weight_scale
+        return self.value * broadcast(self.group_scale, index) * self.weight_scale
+
+
+def pow2_scale_float(x: float) -> float:
+    """:func:`pow2_scale` for one Python float (no tensor op, no device sync)."""
+    return math.ldexp(1.0, math.frexp(x)[1] - 1) if x > 0 else 1.0
+
+
+def combine(stats: GroupStats, weights: Tensor, index: GroupIndex, weight_max: float | None = None) -> Combined:
+    """c_i = Σ_k w_k (r_ik - μ_gk) in units of W·S_g (W = :func:`pow2_scale` of max w, S_g = max_k s_gk).
+
+    Exact: every factor that changes units is a power of two. ``weights [K]`` float64, finite, >= 0.
+    """
+    w_scale = pow2_scale_float(weight_max) if weight_max is not None else float(pow2_scale(weights.max()))
+    what = weights / w_scale if w_scale != 1.0 else weights
+    if stats.unit:  # fast path (unit scales): one matmul
+        return Combined(stats.dev @ what, what.unsqueeze(0), w_scale, None)
+    group_scale = stats.scale.amax(1)  # [P]
+    coef = what * (stats.scale / group_scale.unsqueeze(1))  # [P, K]
+    value = (stats.dev * broadcast(coef, index)).sum(1)  # [N]
+    return Combined(value, coef, w_scale, group_scale)
+
+
+def combined_std(c: Tensor, index: GroupIndex, scorable: Tensor, ddof: int = 1) -> Tensor:
+    """Group std of a combined deviation ``c [N]`` (any units), ``[P]``.
 
     The combined deviation ``c_i = Σ_k w_k (r_ik - μ_gk)`` has group mean exactly 0 (each component's deviations
     sum to 0 over its valid samples, missing entries contribute 0), so σ_g = sqrt(Σ_{i∈g} c_i² / (n_g - ddof)) where
     n_g counts *scorable* samples (at least one component present).
     """
-    c = dev @ weights.to(dev.dtype)  # [N]
-    cnt = segment_sum(scorable.to(dev.dtype), index)  # [P]
-    return broadcast(dispersion(segment_sum(c * c, index), cnt, ddof), index)
+    cnt = segment_sum(scorable.to(c.dtype), index)  # [P]
+    return dispersion(segment_sum(c * c, index), cnt, ddof)
 
 
 def batch_whiten(x: Tensor, include: Tensor, eps: float, ddof: int = 1) -> Tensor:
@@ -167,14 +291,23 @@ def batch_whiten(x: Tensor, include: Tensor, eps: float, ddof: int = 1) -> Tenso
 
 
 def pooled_mean_std(stats: GroupStats, ddof: int = 1) -> tuple[Tensor, Tensor, Tensor]:
-    """Batch (all groups pooled) per-component mean, std and count ``[K]`` from group statistics, exactly:
-    μ = Σ_g n_g μ_g / Σ n_g ;  Σ(r - μ)² = Σ_g [SS_g + n_g (μ_g - μ)²] (parallel variance formula).
-    Costs O(P·K) instead of another pass over the [N, K] rewards.
+    """Batch (all groups pooled) per-component mean, std and count ``[K]`` in reward units, from group statistics:
+    μ = Σ_g n_g μ_g / Σ n_g ;  Σ(r - μ)² = Σ_g [SS_g + n_g (μ_g - μ)²] (parallel variance formula), computed in
+    units of the batch's largest group scale (exact powers of two). Costs O(P·K) instead of another pass over the
+    [N, K] rewards. Diagnostics only: the std saturates at the float64 maximum.
     """
+    if stats.unit:
+        n = stats.count.sum(0)
+        mean = (stats.count * stats.mean).sum(0) / n.clamp_min(1.0)
+        ss = stats.sum_sq.sum(0) + (stats.count * (stats.mean - mean) ** 2).sum(0)
+        return mean, dispersion(ss, n, ddof), n
+    top = stats.scale.amax(0)  # [K]
+    f = stats.scale / top  # [P, K], powers of two <= 1
     n = stats.count.sum(0)  # [K]
-    mean = (stats.count * stats.mean).sum(0) / n.clamp_min(1.0)
-    ss = stats.sum_sq.sum(0) + (stats.count * (stats.mean - mean) ** 2).sum(0)
-    return mean, dispersion(ss, n, ddof), n
+    gm = stats.mean * f
+    mean = (stats.count * gm).sum(0) / n.clamp_min(1.0)
+    ss = (stats.sum_sq * f * f).sum(0) + (stats.count * (gm - mean) ** 2).sum(0)
+    return mean * top, (dispersion(ss, n, ddof) * top).clamp(max=F64_MAX), n
 
 
 def safe_div(num: Tensor, den: Tensor) -> Tensor:

@@ -84,7 +84,7 @@ def oracle_advantages(rewards, group_ids, method, weights=None, eps=1e-6, ddof=1
             off = 0.0 if saw_offsets is None else saw_offsets[j]
             vals = [rewards[i][j] + off for i in range(n) if valid[i][j]]
             m = sum(vals) / len(vals) if vals else 0.0
-            cv.append(_std(vals, ddof) / (abs(m) + eps))
+            cv.append(_std(vals, ddof) / (abs(m) + 1e-8))  # the official CV eps (not eps)
         tot = sum(w[j] * cv[j] for j in range(k))
         wp = [_div(sum(w) * w[j] * cv[j], tot) for j in range(k)]
         if sum(wp) == 0:

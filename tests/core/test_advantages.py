@@ -146,7 +146,7 @@ def test_contiguous_fast_path_equals_general_path():
     for method in varpo.METHODS:
         dense = varpo.compute_advantages(rewards, ids, method=method).advantages
         scattered = varpo.compute_advantages(rewards[perm], ids[perm], method=method).advantages
-        torch.testing.assert_close(dense[perm], scattered, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(dense[perm], scattered, rtol=1e-5, atol=1e-6)  # float32 outputs
 
 
 def test_group_index_layouts():

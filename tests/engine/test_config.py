@@ -29,6 +29,8 @@ BASE = dict(output_dir="/tmp/varpo-config-test", use_cpu=True, report_to="none")
         ({"vl_norm_alpha": 2.0, "loss_aggregation": "vl_norm"}, "vl_norm_alpha"),
         ({"vl_norm_alpha": 0.5, "loss_aggregation": "token_mean"}, "vl_norm_alpha"),
         ({"gvpo_beta": 0.5}, "gvpo_beta"),
+        ({"clip_ratio_c": 1.0}, "clip_ratio_c"),
+        ({"clip_ratio_c": 3.0, "policy_loss": "gvpo"}, "clip_ratio_c"),
         ({"policy_loss": "gvpo", "loss_aggregation": "vl_norm"}, "loss_aggregation"),
         ({"policy_loss": "gvpo", "beta": 0.01}, "beta"),
         (

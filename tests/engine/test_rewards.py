@@ -88,3 +88,53 @@ def test_absent_reward_is_not_logged_as_zero_and_each_value_has_one_name(make_tr
         assert r["adv/weight/absent"] == 0.0 and r["adv/weight/length"] == 1.0  # the no-signal rule
         assert not any(k.startswith(("rewards/", "adv/reward_mean/", "adv/reward_std/")) for k in r)
         assert not {"reward", "reward_std", "frac_reward_zero_std"} & set(r)
+# What stringy returns for a completion of length L: _KINDS[L % 6] (list, str, dict: not numbers; None: missing).
+_KINDS = (["x"], "0.5", {"r": 1}, None, 0.25, True)
+
+
+def stringy(completions, **kwargs):
+    """Returns strings (and other non-numbers) for some samples: TRL would die on them with "too many dimensions"."""
+    return [_KINDS[len(c) % 6] for c in completions]
+
+
+def test_non_numbers_are_isolated_like_exceptions(caplog):
+    wrapped = IsolatedReward(stringy, "stringy")
+    out = wrapped(prompts=["p"] * 6, completions=["a" * i for i in range(6)])
+    # list, str, dict: missing + counted; None: missing, not an error; numbers (bool included) pass as float
+    assert out == [None, None, None, None, 0.25, 1.0] and all(type(v) is float for v in out[4:])
+    assert wrapped.pop_errors() == 3 and wrapped.calls == 6
+    assert "reward function 'stringy' failed on 3/6 samples" in caplog.text and "not a number" in caplog.text
+    with pytest.raises(RewardFunctionError, match="'words' failed on all 2 samples.*not a number"):
+        IsolatedReward(lambda completions, **kw: ["good"], "words")(prompts=["p", "q"], completions=["a", "b"])
+    with pytest.raises(RewardFunctionError, match="'stringy' raised TypeError.*not a number.*reward_errors=raise"):
+        IsolatedReward(stringy, "stringy", mode="raise")(prompts=["p"] * 2, completions=["abcd", "a"])
+    # a call that returns other than one value for its one completion is a failure of that sample, not retried
+    calls = []
+
+    def short(completions, **kw):
+        calls.append(len(completions))
+        return [0.5, 0.5] if completions[0] == "two" else [0.5]
+
+    wrapped = IsolatedReward(short, "short")
+    assert wrapped(prompts=["p"] * 3, completions=["a", "two", "b"]) == [0.5, None, 0.5]
+    assert wrapped.pop_errors() == 1 and calls == [1, 1, 1]
+
+
+def test_training_survives_a_reward_returning_strings(make_trainer):
+    seen: list[str] = []
+
+    def recorded(completions, **kwargs):
+        seen.extend(completions)
+        return stringy(completions, **kwargs)
+
+    recorded.__name__ = "stringy"
+    trainer = make_trainer(reward_funcs=[length, recorded], advantage_method="dvao", max_steps=1)
+    trainer.train()  # before: TypeError/ValueError "too many dimensions 'str'" from torch.tensor in TRL
+    bad = sum(len(c) % 6 in (0, 1, 2) for c in seen)
+    none = sum(len(c) % 6 == 3 for c in seen)
+    assert len(seen) == 8 and bad > 0  # one generation batch, scored once per sample
+    errors = [r["reward/stringy/errors"] for r in read_metrics(trainer.args.output_dir) if "reward/stringy/errors" in r]
+    assert errors == [float(bad)]
+    rewards = trainer.trace.rollouts[0]["rewards"][:, 1]
+    assert rewards.isnan().sum().item() == bad + none
+    assert not trainer.trace.rollouts[0]["advantages"].isnan().any()

@@ -23,7 +23,11 @@ method = overrides["advantage_method"]
 weights = [float(w) for w in overrides["reward_weights"].strip("[]").split(",")]
 seed = int(overrides["seed"])
 steps = int(overrides.get("max_steps", 30))
-names = ["correctness", "format", "length"][: len(weights)]
+names = (
+    ["correctness", "format", "length"][: len(weights)]
+    if len(weights) <= 3
+    else [f"obj{i:02d}" for i in range(len(weights))]
+)
 
 with open(run_dir.parent.parent / "launches.log", "a") as f:
     f.write(run_dir.name + "\n")
@@ -45,6 +49,8 @@ with open(run_dir / "metrics.jsonl", "w") as f:
             rec[f"reward/{n}/mean"] = final[n] * frac + 0.05 * math.sin(3 * step + seed)
             rec[f"reward/{n}/std"] = 0.5 * (1 - frac) + 0.05
             rec[f"adv/weight/{n}"] = w / sum(weights)
+            if len(names) > 3 and method != "grpo":  # many objectives: adaptive methods move their weights
+                rec[f"adv/weight/{n}"] *= 1 + 0.6 * math.sin(step / 6 + names.index(n) / 3)
         f.write(json.dumps(rec) + "\n")
     f.write('{"step": 99, "torn')  # a torn last line (killed writer) must be ignored
 curve = []

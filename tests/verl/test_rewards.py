@@ -50,9 +50,10 @@ def test_gold_completions_score_full_marks_through_verl_loader(task, gt_of):
         result = call_like_naive_manager(
             fn, "any_source", row["completion"], gt_of(row), {"index": 0, "split": "train"}
         )
-        assert set(result) == {"score", *grader.reward_names}
-        assert result == {"score": result["score"], **grader.score(row["completion"], **row)}
-        assert result["score"] == pytest.approx(sum(v for k, v in result.items() if k != "score"))
+        assert set(result) == {"score", "varpo_signal", *grader.reward_names}
+        expected = grader.score(row["completion"], **row)
+        assert result == {"score": result["score"], "varpo_signal": result["varpo_signal"], **expected}
+        assert result["score"] == pytest.approx(sum(v for k, v in result.items() if k not in ("score", "varpo_signal")))
         assert all(grader.satisfied(row["completion"], **row).values())
 
 

@@ -124,7 +124,7 @@ def test_varpo_mode_carries_components_to_advantages(fake_tq):
     t._compute_advantage(batch, metrics)
     got = torch.stack([fake_tq.store[k]["advantages"][0] for k in batch.keys])
     want = varpo.compute_advantages(torch.as_tensor(rewards), group_ids(uids), "dvao", names=KEYS).advantages
-    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # float32: a few ulps apart
     for key in batch.keys:  # broadcast over the whole response
         adv = fake_tq.store[key]["advantages"]
         assert torch.all(adv == adv[0])
@@ -140,7 +140,7 @@ def test_components_written_as_top_level_fields_by_the_colocated_reward_path(fak
     t._compute_advantage(batch, {})
     got = torch.stack([fake_tq.store[k]["advantages"][0] for k in batch.keys])
     want = varpo.compute_advantages(torch.as_tensor(rewards), group_ids(uids), "dvao", names=KEYS).advantages
-    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # float32: a few ulps apart
 
 
 def test_unknown_component_key_names_what_the_reward_function_returned(fake_tq):
@@ -163,7 +163,7 @@ def test_varpo_mode_single_reward_needs_no_components(fake_tq):
     t._compute_advantage(batch, {})
     got = torch.stack([fake_tq.store[k]["advantages"][0] for k in batch.keys])
     want = varpo.compute_advantages(torch.as_tensor(rewards.sum(1)), group_ids(uids), "grpo").advantages
-    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)  # float32: a few ulps apart
 
 
 def test_non_varpo_estimator_passes_through_untouched(fake_tq):

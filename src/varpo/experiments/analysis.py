@@ -109,6 +109,15 @@ def paired_difference(row: HypervolumeRow, baseline: HypervolumeRow, confidence:
     return mean_ci([row.per_seed[s] - baseline.per_seed[s] for s in seeds], confidence)
 
 
+#: First-class summary columns of every table: the all-objectives rate (a sample meets every objective) and the
+#: worst-objective rate (min over objectives of the per-objective score); at K = 16 the per-objective columns follow.
+SUMMARY_COLUMNS = ("all", "worst")
+
+
+def table_columns(objectives: Sequence[str]) -> list[str]:
+    return [*SUMMARY_COLUMNS, *objectives]
+
+
 @dataclass
 class ScoreRow:
     """One row of the Table 1/2-like table."""
@@ -126,7 +135,7 @@ def score_table(
     A first row "start (step 0)" holds the starting model's score (eval curve step 0, one value per seed) when the
     runs recorded one, so each method can be read against where it began.
     """
-    columns = [*objectives, "all"]
+    columns = table_columns(objectives)
     rows = []
     start = _start_scores(sweep.finished, columns)
     if start is not None:
@@ -162,7 +171,7 @@ class MonotonicityRow:
 def monotonicity_table(sweep: Sweep, objectives: Sequence[str], confidence: float = 0.95) -> list[MonotonicityRow]:
     """Per variant, over all its finished runs (every weight and seed): mean ± CI of the monotonicity score.
     Runs with fewer than 3 eval points or a constant score contribute nothing (Pearson undefined/degenerate)."""
-    columns = [*objectives, "all"]
+    columns = table_columns(objectives)
     rows = []
     for variant in sweep.variants:
         runs = sweep.select(variant)
@@ -260,8 +269,9 @@ def eval_curves(sweep: Sweep, objectives: Sequence[str], weights: tuple[float, .
     """Held-out score vs step per objective and "all", averaged over the variant's runs at ``weights`` (no
     smoothing: evaluations are sparse). These are the curves the monotonicity score summarises."""
     panels = []
-    for column in [*objectives, "all"]:
-        panel = Panel(f"held-out {column}" if column != "all" else "held-out: all objectives")
+    titles = {"all": "held-out: all objectives", "worst": "held-out: worst objective"}
+    for column in [*objectives, *SUMMARY_COLUMNS]:
+        panel = Panel(titles.get(column, f"held-out {column}"))
         for variant in sweep.variants:
             per_run = [r.curve_scores(column) for r in sweep.select(variant, weights)]
             per_run = [(s, v) for s, v in per_run if len(s)]

@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from varpo.cli_errors import OneLineErrors
+
 DEFAULT_METHODS = "grpo,ac,gdpo,dvao,saw,rvpo"
 DEFAULT_WEIGHTS = "0.1,0.3,0.5,0.7,0.9"
 
@@ -47,9 +49,11 @@ def sweep(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Sweep directory (default runs/sweeps/<config stem>).")
     ] = None,
-    jobs: Annotated[int | None, typer.Option(help="Runs at once (default: CPUs // threads-per-run).")] = None,
-    threads_per_run: Annotated[int, typer.Option(help="torch/OpenMP threads of each run.")] = 1,
-    timeout: Annotated[float | None, typer.Option(help="Kill a run after this many seconds (marked failed).")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Runs at once (default: CPUs // threads-per-run).")] = None,
+    threads_per_run: Annotated[int, typer.Option(min=1, help="torch/OpenMP threads of each run.")] = 1,
+    timeout: Annotated[
+        float | None, typer.Option(help="Kill a run after this many seconds (> 0; marked failed).")
+    ] = None,
     runner: Annotated[
         str | None, typer.Option(help="Command of one run (default: python -m varpo.experiments.runner).")
     ] = None,
@@ -60,18 +64,31 @@ def sweep(
 ) -> None:
     """Run methods × weights × seeds (× aggregations × losses), one process per run; resumable, parallel."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from varpo.experiments.grid import expand_grid
-    from varpo.experiments.sweep import DEFAULT_RUNNER, default_jobs, is_finished, run_command, run_dir, run_sweep
+    from varpo.experiments.sweep import (
+        DEFAULT_RUNNER,
+        check_grid,
+        default_jobs,
+        is_finished,
+        run_command,
+        run_dir,
+        run_sweep,
+    )
 
     console = Console(stderr=True)
+    if timeout is not None and not timeout > 0:
+        raise typer.BadParameter(f"{timeout!r}: a run timeout must be > 0 seconds", param_hint="'--timeout'")
     try:
         points = expand_grid(methods, weights, seeds, aggregations or None, losses or None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     sweep_dir = out or Path("runs") / "sweeps" / config.stem
     runner_argv = shlex.split(runner) if runner else list(DEFAULT_RUNNER)
+    if runner is None:  # a custom runner has its own keys; the default one gets the engine's checks up front
+        check_grid(config, points, overrides or [], threads_per_run)
     n_jobs = jobs or default_jobs(threads_per_run)
     done = sum(is_finished(sweep_dir, p) for p in points)
     console.print(f"sweep {sweep_dir}: {len(points)} runs ({done} already finished), {n_jobs} at once")
@@ -84,7 +101,7 @@ def sweep(
         console.print("first run: " + shlex.join(cmd))
         return
 
-    failed = []
+    failed, held = [], []
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as bar:
@@ -94,7 +111,10 @@ def sweep(
             bar.advance(task)
             if outcome.status == "failed":
                 failed.append(outcome)
-                bar.console.print(f"[red]failed[/red] {outcome.point.name}: {outcome.error}")
+                bar.console.print(f"[red]failed[/red] {outcome.point.name}: {escape(str(outcome.error))}")
+            elif outcome.status == "held":
+                held.append(outcome)
+                bar.console.print(f"[yellow]skipped[/yellow] {outcome.point.name}: {escape(str(outcome.error))}")
 
         run_sweep(
             config,
@@ -105,6 +125,7 @@ def sweep(
             jobs=n_jobs,
             threads_per_run=threads_per_run,
             timeout=timeout,
+            check=False,  # done above
             argv=_argv(),
             on_outcome=show,
         )
@@ -113,8 +134,11 @@ def sweep(
 
         path = write_report(sweep_dir, argv=["varpo", "report", str(sweep_dir)])
         console.print(f"report: {path}")
+    if held:
+        console.print(f"{len(held)} run(s) are in use by another live sweep process and were not started.")
     if failed:
         console.print(f"{len(failed)} run(s) failed; re-run the same command to retry them.")
+    if failed or held:
         raise typer.Exit(1)
 
 
@@ -137,6 +161,7 @@ def report(
 ) -> None:
     """Write report.md + PNGs: Pareto frontiers, hypervolume ± CI, training dynamics, monotonicity, score table."""
     from varpo.experiments.report import write_report
+    from varpo.experiments.results import load_sweep
 
     ref = None
     if reference:
@@ -151,8 +176,19 @@ def report(
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(str(path))
+    unreadable = load_sweep(sweep_dir, score).unreadable
+    for run in unreadable:  # the report is written (the other runs are valid) but this must not pass unnoticed
+        typer.echo(f"warning: {run.point.name}: {run.status}", err=True)
+    if unreadable:
+        typer.echo(f"{len(unreadable)} run(s) have an unreadable eval.json; see {path}", err=True)
+        raise typer.Exit(1)
 
 
-app = typer.Typer(help="varpo experiments: weight/seed sweeps and their reports.", no_args_is_help=True)
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="varpo experiments: weight/seed sweeps and their reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.command("sweep")(sweep)
 app.command("report")(report)

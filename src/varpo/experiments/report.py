@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
 
-from varpo.experiments import analysis, figures
+from varpo.experiments import analysis, figures, many_figures
 from varpo.experiments.grid import format_weight
+from varpo.experiments.pareto import MC_DELTA, MC_SAMPLES, exact_method
 from varpo.experiments.records import git_commit, write_text
 from varpo.experiments.results import SCORES, MetricKeys, Sweep, load_sweep
 from varpo.experiments.summary import MeanCI
@@ -108,12 +109,19 @@ def _header(sweep: Sweep, argv: Sequence[str] | None) -> list[str]:
         )
     report_cmd = " ".join(argv) if argv else f"varpo report {sweep.dir}"
     lines.append(f"- Report: `{report_cmd}` at commit `{git_commit()}`.")
+    if sweep.unreadable:
+        lines.append(
+            f"- **Warning: {len(sweep.unreadable)} run(s) have an unreadable eval.json** (empty, truncated, wrong "
+            "schema or a non-finite score; reason per run at the end): they count as not finished and are left "
+            "out of every number. Re-running the sweep redoes them."
+        )
     return lines
 
 
 def _hypervolume_section(sweep, objectives, ref, confidence, out) -> list[str]:
     rows = analysis.hypervolumes(sweep, objectives, ref, confidence)
     figures.hypervolume_figure(rows, ref, out / "hypervolume.png")
+    method = exact_method(len(sweep.weights), len(objectives))
     ref_text = "(" + ", ".join(f"{o} = {v:g}" for o, v in zip(objectives, ref)) + ")"
     lines = [
         "",
@@ -124,7 +132,14 @@ def _hypervolume_section(sweep, objectives, ref, confidence, out) -> list[str]:
         '"of seed means" is the hypervolume of the seed-averaged points drawn in the frontier figure. '
         f"Δ vs `{rows[0].variant}`: the paired difference over the seeds both finished (runs of one seed share the "
         "start model and the evaluation prompts), mean ± t-interval; an interval that excludes 0 establishes a "
-        "difference.",
+        "difference. "
+        + (
+            f"Computed exactly ({method}, `varpo.experiments.pareto`)."
+            if method
+            else f"K = {len(objectives)} with {len(sweep.weights)} points is beyond the exact budget: Monte-Carlo "
+            f"estimate, {MC_SAMPLES} samples, |error| <= V·{math.sqrt(math.log(2 / MC_DELTA) / (2 * MC_SAMPLES)):.4f} "
+            f"with probability {1 - MC_DELTA:.0%} (V = volume of the box between the reference and the best scores)."
+        ),
         "",
         f"| variant | hypervolume | Δ vs `{rows[0].variant}` | per seed | weights per seed | of seed means |",
         "|---|---|---|---|---|---|",
@@ -176,7 +191,16 @@ def _frontier_section(sweep, objectives, ref, out) -> list[str]:
         "line is the variant's non-dominated staircase. For K > 2 objectives every pair is drawn; the hypervolume "
         "above is K-dimensional."
     )
-    for i, j in combinations(range(len(objectives)), 2):
+    if len(objectives) > many_figures.MANY:  # C(K, 2) pair plots are unreadable: one panel per objective instead
+        many_figures.objective_response_figure(points, objectives, out / "objectives.png")
+        lines += [
+            "",
+            f"With K = {len(objectives)} objectives the {len(objectives) * (len(objectives) - 1) // 2} pairwise "
+            "plots are replaced by one panel per objective: its held-out score against its own weight.",
+            "",
+            "![per-objective response](objectives.png)",
+        ]
+    for i, j in combinations(range(len(objectives)), 2) if len(objectives) <= many_figures.MANY else ():
         name = f"pareto_{_slug(objectives[i])}__{_slug(objectives[j])}.png"
         figures.pareto_figure(points, objectives, (i, j), out / name, ref)
         lines += ["", f"![{objectives[i]} vs {objectives[j]}]({name})"]
@@ -193,13 +217,13 @@ def _frontier_section(sweep, objectives, ref, out) -> list[str]:
 
 
 def _score_section(sweep, objectives, main_w, confidence) -> list[str]:
-    columns = [*objectives, "all"]
+    columns = analysis.table_columns(objectives)
     lines = [
         "",
         f"## Held-out scores at weights {_w(main_w)} (Table 1/2 style)",
         "",
-        f'Mean ± {confidence:.0%} t-interval over seeds of the final held-out score per objective, and "all": the '
-        "fraction of samples that meet every objective at once.",
+        f'Mean ± {confidence:.0%} t-interval over seeds of the final held-out score: "all", the fraction of samples '
+        'that meet every objective at once; "worst", the lowest objective\'s score of the run; then each objective.',
         "",
         "| | " + " | ".join(columns) + " | n |",
         "|---|" + "---|" * len(columns) + "---|",
@@ -214,6 +238,8 @@ def _dynamics_section(sweep, objectives, main_w, keys, window, out) -> list[str]
     lines = ["", f"## Training dynamics at weights {_w(main_w)}", ""]
     if not panels:
         return lines + ["No run logged training metrics (metrics.jsonl) under the expected keys."]
+    if len(objectives) > many_figures.MANY:
+        return lines + _many_dynamics(panels, sweep, objectives, window, out)
     figures.panels_figure(panels, sweep.variants, out / "dynamics.png", "Training dynamics", window)
     lines.append(
         f"Per-objective reward mean and std over the rollout batch, completion length, effective weight of each "
@@ -223,8 +249,39 @@ def _dynamics_section(sweep, objectives, main_w, keys, window, out) -> list[str]
     return lines + ["", "![dynamics](dynamics.png)"]
 
 
+def _many_dynamics(panels, sweep, objectives, window, out) -> list[str]:
+    """K > MANY: per-objective small multiples (reward mean, reward std), a heat map of effective weights, and the
+    shared series (length, E|A|) on their own."""
+
+    def kind(prefix: str) -> list:
+        return [
+            analysis.Panel(p.title.split(": ", 1)[1], p.curves) for p in panels if p.title.startswith(prefix + ": ")
+        ]
+
+    lines = [
+        f"K = {len(objectives)} objectives: one small panel per objective (shared axes), mean over seeds (faint) and "
+        f"its centered moving average, window {window} (bold); effective weights as a heat map (rows: objectives)."
+    ]
+    for prefix, name in (("reward mean", "dynamics_reward_mean.png"), ("reward std", "dynamics_reward_std.png")):
+        chosen = kind(prefix)
+        if chosen:
+            many_figures.small_multiples(
+                chosen, sweep.variants, out / name, f"Rollout {prefix} per objective", window=window
+            )
+            lines += ["", f"![{prefix}]({name})"]
+    weights = [p for p in panels if p.title.startswith("effective weight: ")]
+    if weights:
+        many_figures.weight_heatmap(weights, objectives, sweep.variants, out / "effective_weights.png")
+        lines += ["", "![effective weights](effective_weights.png)"]
+    shared = [p for p in panels if ": " not in p.title or p.title.startswith("advantage")]
+    if shared:
+        figures.panels_figure(shared, sweep.variants, out / "dynamics.png", "Training dynamics", window)
+        lines += ["", "![dynamics](dynamics.png)"]
+    return lines
+
+
 def _monotonicity_section(sweep, objectives, main_w, confidence, out) -> list[str]:
-    columns = [*objectives, "all"]
+    columns = analysis.table_columns(objectives)
     rows = analysis.monotonicity_table(sweep, objectives, confidence)
     lines = [
         "",
@@ -242,7 +299,11 @@ def _monotonicity_section(sweep, objectives, main_w, confidence, out) -> list[st
             f"| `{row.variant}` | " + " | ".join(_ci(row.cells[c]) for c in columns) + f" | {row.evals_per_run} |"
         )
     panels = analysis.eval_curves(sweep, objectives, main_w)
-    if panels:
+    if panels and len(objectives) > many_figures.MANY:
+        many_figures.small_multiples(
+            panels, sweep.variants, out / "eval_curves.png", f"Held-out scores at {_w(main_w)}", window=1
+        )
+    elif panels:
         figures.panels_figure(panels, sweep.variants, out / "eval_curves.png", f"Held-out scores at {_w(main_w)}", 1)
         lines += ["", "![eval curves](eval_curves.png)"]
     return lines
@@ -275,6 +336,8 @@ def _num(x: float, digits: int = 3) -> str:
 
 
 def _w(w: tuple[float, ...] | None) -> str:
+    if w is not None and len(w) > 4 and len(set(w)) == 1:  # many objectives, equal weights: say so briefly
+        return f"({format_weight(w[0])} × {len(w)})"
     return "—" if w is None else "(" + ", ".join(format_weight(x) for x in w) + ")"
 
 

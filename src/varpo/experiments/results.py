@@ -29,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from varpo.experiments.evalfile import MISSING, read_eval
 from varpo.experiments.grid import GridPoint
-from varpo.experiments.records import read_json
 from varpo.experiments.sweep import EVAL_FILE, RUNS, load_manifest
 
 METRICS_FILE = "metrics.jsonl"
+UNREADABLE = "unreadable eval.json"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,15 @@ def series(records: Sequence[dict], candidates: Sequence[str], name: str = "") -
     return np.zeros(0), np.zeros(0)
 
 
+WORST = "worst"
+
+
+def _worst(scores: dict) -> float:
+    """min_k score_k (the worst-objective rate); NaN when no objective has a number."""
+    values = [float(v) for v in scores.values() if _is_number(v)]
+    return min(values) if values else math.nan
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -105,7 +115,10 @@ class Run:
         return read_metrics(self.dir / METRICS_FILE)
 
     def score(self, objective: str) -> float:
-        """Final held-out score of one objective ("all" = all-objectives rate); NaN when absent."""
+        """Final held-out score of one objective ("all" = all-objectives rate, "worst" = the lowest objective's
+        score); NaN when absent."""
+        if objective == WORST:
+            return _worst(self.objectives)
         value = self.all_rate if objective == "all" else self.objectives.get(objective)
         return float(value) if _is_number(value) else math.nan
 
@@ -113,7 +126,11 @@ class Run:
         """``(steps, scores)`` of the eval curve for one objective ("all" allowed), sorted by step."""
         pts = []
         for c in self.curve:
-            value = c.get("all") if objective == "all" else (c.get(self.score_key) or {}).get(objective)
+            block = c.get(self.score_key) or {}
+            if objective == WORST:
+                value = _worst(block)
+            else:
+                value = c.get("all") if objective == "all" else block.get(objective)
             if _is_number(c.get("step")) and _is_number(value):
                 pts.append((float(c["step"]), float(value)))
         pts.sort()
@@ -138,6 +155,11 @@ class Sweep:
     @property
     def unfinished(self) -> list[Run]:
         return [r for r in self.runs if not r.finished]
+
+    @property
+    def unreadable(self) -> list[Run]:
+        """Runs whose eval.json exists but is not a valid result (empty, truncated, wrong schema, NaN score)."""
+        return [r for r in self.runs if r.status.startswith(UNREADABLE)]
 
     @property
     def objectives(self) -> list[str]:
@@ -199,8 +221,8 @@ def load_sweep(sweep_dir: str | os.PathLike, score: str = "objectives") -> Sweep
         entry = entries[name]
         point = GridPoint.from_dict(entry["point"])
         rdir = sweep_dir / RUNS / name
-        result = read_json(rdir / EVAL_FILE)
-        if isinstance(result, dict):
+        result, reason = read_eval(rdir / EVAL_FILE)
+        if result is not None:
             objectives = {k: float(v) for k, v in (result.get(score) or {}).items() if _is_number(v)}
             all_rate = result.get("all")
             runs.append(
@@ -215,6 +237,8 @@ def load_sweep(sweep_dir: str | os.PathLike, score: str = "objectives") -> Sweep
                     score,
                 )
             )
+        elif reason != MISSING:  # there is a file, and it is not a result: flagged, never a silent "missing"
+            runs.append(Run(point, rdir, f"{UNREADABLE} ({reason})"))
         else:
             status = entry.get("status", "pending")
             runs.append(Run(point, rdir, "missing eval.json" if status == "done" else status))

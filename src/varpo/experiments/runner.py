@@ -51,7 +51,10 @@ def split_overrides(items: list[str]) -> tuple[dict[str, Any], list[str]]:
     for item in items:
         key, sep, value = item.partition("=")
         if sep and key.strip() in RUNNER_KEYS:
-            own[key.strip()] = RUNNER_KEYS[key.strip()](value)
+            try:
+                own[key.strip()] = RUNNER_KEYS[key.strip()](value)
+            except ValueError:
+                raise ValueError(f"{key.strip()}={value!r} is invalid; allowed: an int") from None
         else:
             rest.append(item)
     return own, rest
@@ -204,13 +207,13 @@ def prepare(config: str, overrides: list[str]) -> str:
     """Build (or find cached) what every run of a seed shares: ``builtin:tiny``, the SFT warm start for the seed,
     and the step-0 held-out evaluation of that start model."""
     from varpo import models
-    from varpo.run.spec import load_config
-    from varpo.run.train import cpu_defaults, set_threads, start_model
+    from varpo.run.spec import load_config, validate
+    from varpo.run.train import set_threads, start_model
 
     _, engine_overrides = split_overrides(overrides)
     resolved = load_config(config, engine_overrides)
+    args = validate(resolved).args
     set_threads(resolved.spec)
-    args = resolved.trainer_config(**cpu_defaults(resolved.train))
     start = start_model(resolved.spec, args.seed)
     model, tokenizer = models.load(start)
     _cached_start_eval(HeldOutEval(resolved, args, tokenizer), start, model)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from varpo.experiments.evalfile import read_eval
 from varpo.experiments.grid import GridPoint
 from varpo.experiments.records import available_cpus, git_commit, machine, read_json, write_json, write_text
 
@@ -55,7 +57,7 @@ class RunOutcome:
     """What happened to one grid point in this invocation."""
 
     point: GridPoint
-    status: str  # "done" | "failed" | "skipped" (finished in an earlier invocation)
+    status: str  # "done" | "failed" | "skipped" (finished in an earlier invocation) | "held" (a live run owns it)
     returncode: int | None = None
     wall_s: float | None = None
     command: list[str] = field(default_factory=list)
@@ -72,8 +74,9 @@ def run_dir(sweep_dir: str | os.PathLike, point: GridPoint) -> Path:
 
 
 def is_finished(sweep_dir: str | os.PathLike, point: GridPoint) -> bool:
-    """Finished = the run's eval.json exists and parses as a JSON object."""
-    return isinstance(read_json(run_dir(sweep_dir, point) / EVAL_FILE), dict)
+    """Finished = the run's eval.json is a valid result (:func:`varpo.experiments.evalfile.read_eval`: finite
+    scores; an empty, truncated, wrong-schema or NaN file is not finished and the run is redone)."""
+    return read_eval(run_dir(sweep_dir, point) / EVAL_FILE)[0] is not None
 
 
 def run_command(
@@ -92,6 +95,29 @@ def run_command(
     ]
 
 
+def check_grid(
+    config: str | os.PathLike, points: Sequence[GridPoint], overrides: Sequence[str] = (), threads: int = 1
+) -> None:
+    """Validate every run of the grid as the default runner would build it (``varpo.run.spec.validate`` on the
+    config + sweep overrides + the point's overrides), before anything runs: a bad override, a weight vector of
+    the wrong length for the task, an incompatible combination (``gvpo`` with ``vl_norm``) is one ValueError
+    naming the run, not a sweep of failed runs. Points differing only in seed are checked once."""
+    from varpo.experiments.runner import split_overrides
+    from varpo.run.spec import load_config, validate
+
+    _, engine = split_overrides(list(overrides))
+    seen = set()
+    for point in points:
+        key = (point.variant, point.weights)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            validate(load_config(config, [*engine, f"num_threads={threads}", *point.overrides()]), dry_run=True)
+        except ValueError as err:
+            raise ValueError(f"run {point.name}: {err}") from None
+
+
 def run_sweep(
     config: str | os.PathLike,
     sweep_dir: str | os.PathLike,
@@ -103,6 +129,7 @@ def run_sweep(
     threads_per_run: int = 1,
     timeout: float | None = None,
     prepare: bool = True,
+    check: bool = True,
     argv: Sequence[str] | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
@@ -118,15 +145,19 @@ def run_sweep(
         threads_per_run: torch/OpenMP threads per run.
         timeout: seconds after which a run is killed and marked failed (None: no limit).
         prepare: first call ``RUNNER CONFIG --prepare …`` once per seed, sequentially (shared start model).
+        check: with the default runner, validate every run's config first (:func:`check_grid`).
         argv: the command line that started the sweep (recorded in the manifest).
         on_outcome: called in the main thread after each run finishes (progress display).
     """
     config = Path(config).resolve()
     sweep_dir = Path(sweep_dir).resolve()
+    default_runner = runner is None or list(runner) == list(DEFAULT_RUNNER)
     runner = list(runner or DEFAULT_RUNNER)
     jobs = jobs or default_jobs(threads_per_run)
     if len({p.name for p in points}) != len(points):
         raise ValueError("the grid has duplicate points")
+    if check and default_runner:
+        check_grid(config, points, overrides, threads_per_run)
     config_copy = _pin_config(config, sweep_dir)
     manifest = _open_manifest(sweep_dir, config, points, overrides, runner, jobs, threads_per_run, timeout, argv)
     lock = threading.Lock()
@@ -134,6 +165,8 @@ def run_sweep(
     def record(outcome: RunOutcome) -> None:
         with lock:
             entry = manifest["runs"].setdefault(outcome.point.name, {"point": outcome.point.to_dict()})
+            if outcome.status == "held":  # another live process runs it and will record it
+                return
             if outcome.status == "skipped":
                 entry["status"] = "done"  # finished earlier (possibly killed before the manifest was updated)
             else:
@@ -167,28 +200,27 @@ def run_sweep(
 
     def launch(point: GridPoint) -> RunOutcome:
         rdir = run_dir(sweep_dir, point)
-        if rdir.exists():
-            shutil.rmtree(rdir)
-        rdir.mkdir(parents=True)
-        cmd = run_command(runner, config_copy, rdir, point, overrides, threads_per_run)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run), "MKL_NUM_THREADS": str(threads_per_run)}
-        start = time.perf_counter()
-        error = None
-        with open(rdir / LOG_FILE, "w") as log:
-            log.write("$ " + " ".join(cmd) + "\n")
-            log.flush()
-            try:
-                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
-                rc = proc.returncode
-            except subprocess.TimeoutExpired:
-                rc, error = None, f"killed after the {timeout:g} s timeout"
-            except OSError as exc:  # runner not found / not executable
-                rc, error = None, f"could not start the runner: {exc}"
-        wall = time.perf_counter() - start
+        held = _RunLock.acquire(rdir)
+        if isinstance(held, str):  # a live runner (of this or another driver) owns the directory: leave it be
+            return RunOutcome(point, "held", error=f"{rdir} is in use by {held}; not started (re-run when it ends)")
+        with held:
+            if rdir.exists():
+                shutil.rmtree(rdir)
+            rdir.mkdir(parents=True)
+            cmd = run_command(runner, config_copy, rdir, point, overrides, threads_per_run)
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run), "MKL_NUM_THREADS": str(threads_per_run)}
+            start = time.perf_counter()
+            error = None
+            with open(rdir / LOG_FILE, "w") as log:
+                log.write("$ " + " ".join(cmd) + "\n")
+                log.flush()
+                rc, error = supervised(cmd, log, env=env, timeout=timeout, lock=held)
+            wall = time.perf_counter() - start
         if error is None and rc != 0:
             error = f"exit status {rc}; see {rdir / LOG_FILE}"
         elif error is None and not is_finished(sweep_dir, point):
-            error = f"exit status 0 but no valid {EVAL_FILE}; see {rdir / LOG_FILE}"
+            reason = read_eval(rdir / EVAL_FILE)[1]
+            error = f"exit status 0 but no valid {EVAL_FILE} ({reason}); see {rdir / LOG_FILE}"
         return RunOutcome(point, "failed" if error else "done", rc, round(wall, 3), cmd, error)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -221,12 +253,92 @@ def _prepare(runner, config, sweep_dir, todo, overrides, threads, timeout) -> di
         with open(log_path, "w") as log:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            try:
-                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
-            except (subprocess.TimeoutExpired, OSError) as exc:
-                rc = f"{type(exc).__name__}: {exc}"
+            rc, error = supervised(cmd, log, timeout=timeout)
+            rc = rc if error is None else error
         results[str(point.seed)] = {"returncode": rc, "wall_s": round(time.perf_counter() - start, 3)}
     return results
+
+
+SUPERVISOR = Path(__file__).with_name("supervise.py")
+
+
+def supervised(
+    cmd: Sequence[str], log, *, env: dict | None = None, timeout: float | None = None, lock: _RunLock | None = None
+) -> tuple[int | None, str | None]:
+    """Run ``cmd`` (output to ``log``) under :mod:`varpo.experiments.supervise`, so that it and everything it starts
+    die with this process, even on ``kill -9`` (see that module). ``lock``'s descriptor is handed down, so the run
+    directory stays locked while anything of the run is alive. Returns ``(exit status, None)`` or ``(None, why)``
+    after a timeout (the whole process group is killed) or when the command could not be started."""
+    keep = ["--fd", str(lock.fd)] if lock is not None else []
+    argv = [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), *keep, "--", *cmd]
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fd,) if lock else ()
+        )
+    except OSError as exc:
+        return None, f"could not start the runner: {exc}"
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # the supervisor kills the command's process group (SIGTERM, then SIGKILL)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return None, f"killed after the {timeout:g} s timeout"
+    except BaseException:  # KeyboardInterrupt in the driver: take the run down before leaving
+        proc.terminate()
+        raise
+    if rc == 127 and "supervise: cannot start" in _tail(log):
+        return None, f"could not start the runner {cmd[0]!r}"
+    return rc, None
+
+
+def _tail(log) -> str:
+    try:
+        with open(log.name, errors="replace") as f:
+            return f.read()[-2000:]
+    except (OSError, AttributeError, TypeError):
+        return ""
+
+
+class _RunLock:
+    """An exclusive ``fcntl.flock`` on ``runs/<name>.lock`` (next to the run directory, so deleting the directory
+    never deletes the lock). Held by the driver while it (re)creates the directory and, through the inherited
+    descriptor, by the run's processes for as long as any of them lives; the kernel releases it when the last one
+    exits or is killed, so a stale lock cannot outlive its run. The file records who holds it."""
+
+    def __init__(self, file) -> None:
+        self.file = file
+        self.fd = file.fileno()
+
+    @classmethod
+    def acquire(cls, rdir: Path) -> _RunLock | str:
+        """The lock, or a description of its live holder."""
+        import fcntl
+
+        path = rdir.with_name(rdir.name + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(path, "a+")  # noqa: SIM115 - closed by __exit__
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            file.close()
+            return holder
+        file.seek(0)
+        file.truncate()
+        file.write(f"sweep driver pid {os.getpid()} on {platform.node()} since {_now()}")
+        file.flush()
+        return cls(file)
+
+    def __enter__(self) -> _RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()  # our reference only: a run process that outlives us (it should not) keeps the lock
 
 
 def load_manifest(sweep_dir: str | os.PathLike) -> dict:

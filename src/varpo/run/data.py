@@ -11,26 +11,18 @@ from varpo.run.spec import RunSpec
 
 
 def task_of(spec: RunSpec, **extra):
-    """The configured task; an unknown option is a one-line ``ValueError`` naming ``task_options`` (CLI exit 2)."""
-    import difflib
-    from dataclasses import fields
+    return spec.make_task(**extra)
 
-    import varpo.tasks
 
+def load_file(spec: RunSpec, name: str):
+    """``task.load(spec.<name>)`` (``train_file`` / ``eval_file``); a file that cannot be read or parsed is a
+    one-line ValueError naming the field and the file."""
+    source = getattr(spec, name)
     try:
-        return varpo.tasks.get_task(spec.task, **{**spec.task_options, **extra})
-    except TypeError as err:
-        cls = varpo.tasks.TASKS.get(spec.task)
-        valid = sorted(f.name for f in fields(cls) if f.init) if cls is not None else []
-        hints = [
-            f"{k} -> {m[0]}"
-            for k in spec.task_options
-            if k not in valid
-            for m in [difflib.get_close_matches(k, valid, 1)]
-            if m
-        ]
-        hint = f" (did you mean: {', '.join(hints)}?)" if hints else ""
-        raise ValueError(f"task_options={spec.task_options!r} is invalid{hint}; {err}") from None
+        return task_of(spec).load(source, **spec.load_options)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"{name}={source!r} cannot be loaded: {type(err).__name__}: {message}") from err
 
 
 def sft_data(spec: RunSpec):
@@ -57,7 +49,7 @@ def train_data(spec: RunSpec, keep: tuple[str, ...] = ()):
     as ``gvpo_external_column=completion`` does: then gold answers join GVPO groups as responses, never prompts)."""
     task = task_of(spec)
     if spec.train_file:
-        ds = task.load(spec.train_file, **spec.load_options)
+        ds = load_file(spec, "train_file")
     else:
         ds = task.generate(spec.train_prompts, spec.task_seed + 1)
     return ds.remove_columns([c for c in ("completion",) if c in ds.column_names and c not in keep])
@@ -67,7 +59,7 @@ def eval_data(spec: RunSpec, n: int | None = None):
     """Held-out prompts (test split) or the user's evaluation file."""
     task = task_of(spec)
     if spec.eval_file:
-        return task.load(spec.eval_file, **spec.load_options)
+        return load_file(spec, "eval_file")
     return task.generate(n or spec.eval_prompts, seed=spec.task_seed, split="test")
 
 
@@ -80,7 +72,7 @@ def corpus(spec: RunSpec) -> list[str]:
         demos = {c: list(demos[c]) + list(extra[c]) for c in ("prompt", "completion")}
     texts = [_text(p) + _text(c) for p, c in zip(demos["prompt"], demos["completion"], strict=True)]
     if spec.train_file:
-        texts += [_text(p) for p in task.load(spec.train_file, **spec.load_options)["prompt"]]
+        texts += [_text(p) for p in load_file(spec, "train_file")["prompt"]]
     return texts
 
 

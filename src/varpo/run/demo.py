@@ -29,7 +29,7 @@ from rich.table import Table
 
 from varpo.run import data, demo_plots, demo_stats, sft
 from varpo.run import train as train_mod
-from varpo.run.spec import load_yaml, parse_overrides, resolve
+from varpo.run.spec import load_yaml, parse_overrides, resolve, validate
 
 BASELINE = "grpo"
 METHODS = (BASELINE, "saw")
@@ -97,9 +97,9 @@ def run(
     values = demo_values(config, overrides)
     if methods[0] != BASELINE:
         raise ValueError(f"the first demo method must be the baseline {BASELINE!r}")
-    for m in methods:  # validate every run's configuration before any work
+    for m in methods:  # validate every run's configuration (and its files) before any work
         resolved = resolve({**values, "advantage_method": m, "output_dir": str(output / "runs" / m)})
-        resolved.trainer_config(**train_mod.cpu_defaults(resolved.train))
+        validate(resolved)
     spec = resolved.spec
     train_mod.set_threads(spec)
     objectives = data.task_of(spec).reward_names
@@ -142,7 +142,7 @@ def run(
         prepare=False,
         on_outcome=progress,
     )
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status in ("failed", "held")]  # held: another live demo owns the run
     if failed:
         raise RuntimeError(f"{len(failed)} demo run(s) failed, first: {failed[0].error}")
     seconds["rl"] = round(time.perf_counter() - t, 1)

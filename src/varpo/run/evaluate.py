@@ -7,6 +7,7 @@ satisfy the objective, the papers' metric), plus the fraction of completions tha
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from varpo import models
@@ -58,20 +59,41 @@ def evaluate_model(
     return flatten(varpo.tasks.evaluate(task, zip(ds, samples, strict=True), k=k))
 
 
+def _read_run_file(path: Path) -> dict:
+    """The run's ``run.json``; unreadable or incomplete is a one-line ValueError naming the file."""
+    try:
+        record = json.loads(path.read_text())
+        keys = ("spec", "start_model", "temperature", "max_completion_length")
+        missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is unreadable: {' '.join(str(err).split())}") from None
+    if missing:
+        raise ValueError(f"{path} is not a varpo run file (missing {', '.join(missing)})")
+    return record
+
+
 def command(target, task, k, prompts, temperature, max_new_tokens, seed, console) -> dict[str, dict[str, float]]:
     """``varpo eval``: a run directory gives a before (warm start) / after table, a model path one column."""
     from varpo.run.report import markdown_table, rich_table
     from varpo.run.train import FINAL_DIR, RUN_FILE, set_threads
 
     run_file = Path(target) / RUN_FILE
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"--temperature {temperature!r} is invalid; allowed: a finite number > 0")
     if run_file.exists():
-        record = json.loads(run_file.read_text())
+        record = _read_run_file(run_file)
         spec = RunSpec(**record["spec"])
         columns = {"before (start model)": record["start_model"], "after (RL)": str(Path(target) / FINAL_DIR)}
         temperature = record["temperature"] if temperature is None else temperature
         max_new_tokens = max_new_tokens or record["max_completion_length"]
     else:
-        if not Path(target).exists() and models.offline():
+        path = Path(target)
+        if path.exists() and not (path / "config.json").is_file():
+            raise ValueError(
+                f"eval target {target!r} is neither a run directory (with {RUN_FILE}) nor a model directory "
+                "(with config.json)"
+            )
+        if not path.exists() and models.offline():
             raise ValueError(f"model {target!r} is neither a run directory nor a local model (HF_HUB_OFFLINE=1)")
         spec = RunSpec(task=task)
         columns = {str(target): target}

@@ -4,6 +4,12 @@
 YAML files and CLI ``key=value`` overrides use the same keys, the dataclass field names; values are coerced to the
 field's declared type. An unknown key fails with one line listing the closest known keys, so a typo never becomes a
 silently ignored option.
+
+Validation lives in three places, all one-line ``ValueError``s that name the field: ``RunSpec.__post_init__``
+(each RunSpec value on its own), ``VarpoGRPOConfig.__post_init__`` (each trainer value and their combinations) and
+:func:`validate` (what needs both or the machine: one weight/offset per reward function of the task, the files and
+models the run will read). :func:`validate` is what ``varpo train --dry-run``, ``varpo sweep --dry-run`` and every
+real run call first, so a dry run rejects exactly what a real run would reject, before any model is built.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import difflib
 import enum
 import hashlib
 import json
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,6 +68,78 @@ class RunSpec:
         default=1,
         metadata={"help": "torch CPU threads (1 is fastest for tiny models on a shared machine; 0: torch default)."},
     )
+
+    def __post_init__(self) -> None:
+        """Each value on its own (types, ranges, the task and its options); one-line ValueError naming the field.
+        What depends on the trainer config or on files is checked by :func:`validate`."""
+        for name in ("model", "task"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                _invalid(name, getattr(self, name), "a non-empty string")
+        for name in ("tiny", "task_options", "load_options"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                _invalid(name, value, "a mapping of option names (strings) to values")
+        for name in ("train_file", "eval_file", "warm_start"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                _invalid(name, value, "a non-empty string or null")
+        for name, low in (
+            ("train_prompts", 1),
+            ("sft_demos", 1),
+            ("sft_batch_size", 1),
+            ("eval_prompts", 1),
+            ("eval_k", 1),
+            ("eval_batch_size", 1),
+            ("num_threads", 0),
+        ):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                _invalid(name, value, f"an int >= {low}")
+        if not _is_int(self.task_seed):
+            _invalid("task_seed", self.task_seed, "an int")
+        _bounded("sft_corrupt_fraction", self.sft_corrupt_fraction, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+        _bounded("sft_epochs", self.sft_epochs, "a finite number > 0", lambda v: v > 0)
+        _bounded("sft_learning_rate", self.sft_learning_rate, "a finite number > 0", lambda v: v > 0)
+        if self.eval_temperature is not None:
+            _bounded("eval_temperature", self.eval_temperature, "a finite number > 0 or null", lambda v: v > 0)
+        self.make_task()
+
+    def make_task(self, **extra: Any):
+        """The configured task (``varpo.tasks.get_task(task, **task_options, **extra)``); a bad name or option is a
+        one-line ValueError naming ``task`` or ``task_options``."""
+        import varpo.tasks
+
+        if self.task not in varpo.tasks.TASKS:
+            _invalid("task", self.task, " | ".join(varpo.tasks.TASKS))
+        try:
+            return varpo.tasks.get_task(self.task, **{**self.task_options, **extra})
+        except (TypeError, ValueError) as err:
+            hint = _option_hint(self.task_options, varpo.tasks.TASKS[self.task])
+            raise ValueError(f"task_options={self.task_options!r} is invalid for task {self.task!r}{hint}: {err}") from None
+
+
+def _option_hint(options: dict, cls: type) -> str:
+    """`` (did you mean: max_token -> max_tokens?)`` for misspelt task options; empty when none is close."""
+    import dataclasses
+    import difflib
+
+    valid = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
+    hints = [f"{k} -> {m[0]}" for k in options if k not in valid for m in [difflib.get_close_matches(k, valid, 1)] if m]
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
+
+
+def _invalid(name: str, value: Any, allowed: str) -> typing.NoReturn:
+    raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bounded(name: str, value: Any, allowed: str, ok) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not ok(value):
+        _invalid(name, value, allowed)
 
 
 _RUN_KEYS = {f.name for f in dataclasses.fields(RunSpec)}
@@ -185,9 +266,27 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    """A YAML config file -> ``{key: coerced value}``; an unreadable file, a YAML syntax error, a non-mapping or a
+    non-string key is a one-line ValueError naming the file (and line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ValueError(f"config file {str(path)!r} cannot be read: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ValueError(f"config file {str(path)!r}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys at the top level")
+        raise ValueError(f"config file {str(path)!r}: expected a mapping of config keys at the top level")
+    for key in data:
+        if not isinstance(key, str):
+            raise ValueError(f"config file {str(path)!r}: config key {key!r} is not a string (a field name)")
     return {key: coerce(key, value) for key, value in data.items()}
 
 
@@ -210,7 +309,7 @@ def resolve(values: dict[str, Any], source: str | None = None, default_output: s
     """Split a flat key -> value mapping into a RunSpec and trainer keyword arguments."""
     for key in values:
         check_key(key)
-    spec = RunSpec(**{k: v for k, v in values.items() if k in _RUN_KEYS})
+    spec = RunSpec(**{k: v for k, v in values.items() if k in _RUN_KEYS})  # validates each RunSpec value
     train = {k: v for k, v in values.items() if k in _TRAIN_KEYS and k not in _RUN_KEYS}
     if "output_dir" not in train and default_output:
         train["output_dir"] = default_output
@@ -224,6 +323,116 @@ def load_config(path: str | Path | None, overrides: list[str] | dict[str, Any] =
     values.update(overrides if isinstance(overrides, dict) else parse_overrides(list(overrides)))
     default_output = f"runs/train/{Path(path).stem}" if path else "runs/train/default"
     return resolve(values, str(path) if path else None, default_output)
+
+
+def cpu_defaults(train: dict) -> dict:
+    """``use_cpu`` on a machine without CUDA and no remote reporting unless asked for."""
+    import torch
+
+    out = dict(train)
+    if not torch.cuda.is_available():
+        out.setdefault("use_cpu", True)
+    out.setdefault("report_to", "none")
+    return out
+
+
+@dataclass
+class Checked:
+    """What :func:`validate` built: the trainer config, the task, and (dry run) the checks it had to skip."""
+
+    args: VarpoGRPOConfig
+    task: Any
+    skipped: dict[str, str] = field(default_factory=dict)  # field -> why it could not be checked here
+
+
+def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
+    """Every check a real run makes before it builds anything; raises a one-line ValueError naming the field.
+
+    The trainer config (``VarpoGRPOConfig.__post_init__``), one ``reward_weights`` / ``saw_offsets`` entry per
+    reward function of the task, and the files and models the run reads (:func:`check_sources`). With ``dry_run``,
+    a data file or hub model that is simply not on this machine (offline, or to be copied later) is recorded in
+    ``skipped`` instead of failing; anything that cannot work anywhere (a directory or wrong file type as data, a
+    file as a model, a warm start that is neither ``sft``, a model directory nor a hub id) fails in both modes.
+    """
+    args = resolved.trainer_config(**cpu_defaults(resolved.train))
+    spec = resolved.spec
+    task = spec.make_task()
+    names = task.reward_names
+    for name in ("reward_weights", "saw_offsets"):
+        value = getattr(args, name)
+        if value is not None and len(value) != len(names):
+            _invalid(name, value, f"{len(names)} numbers, one per reward function of task {spec.task!r}: {names}")
+    skipped = check_sources(spec, dry_run=dry_run)
+    return Checked(args, task, skipped)
+
+
+_DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _path_like(value: str) -> bool:
+    """A value that can only mean a local path (a hub id is ``name`` or ``org/name``)."""
+    return value.startswith(("/", ".", "~")) or value.count("/") > 1 or os.sep != "/" and os.sep in value
+
+
+def check_sources(spec: RunSpec, *, dry_run: bool = False) -> dict[str, str]:
+    """The files and models ``spec`` names exist and have the right kind; returns ``{field: reason}`` of what a dry
+    run skipped (see :func:`validate`)."""
+    from varpo import models
+
+    skipped: dict[str, str] = {}
+    for name in ("train_file", "eval_file"):
+        source = getattr(spec, name)
+        if source is None:
+            continue
+        path = Path(source).expanduser()
+        if path.is_file() and path.suffix.lower() not in _DATA_SUFFIXES:
+            _invalid(name, source, f"a {', '.join(_DATA_SUFFIXES)} file, a saved dataset directory or a hub dataset")
+        if path.exists():
+            continue
+        if _path_like(source) or path.suffix.lower() in _DATA_SUFFIXES:
+            if not dry_run:
+                raise ValueError(f"{name}={source!r}: no such file or directory")
+            skipped[name] = f"{source} not found here (a real run fails without it)"
+        elif dry_run and models.offline():
+            skipped[name] = f"hub dataset {source} not checked (HF_HUB_OFFLINE=1; loaded at train time)"
+    for name in ("model", "warm_start"):
+        source = getattr(spec, name)
+        if (
+            source is None
+            or (name == "model" and source == models.BUILTIN_TINY)
+            or (name == "warm_start" and source == "sft")
+        ):
+            continue
+        if source.startswith("builtin:"):
+            _invalid(name, source, f"{models.BUILTIN_TINY}, a local model directory or a hub id")
+        allowed = ("'sft', null, " if name == "warm_start" else f"{models.BUILTIN_TINY}, ") + (
+            "a local model directory or a hub id (org/name)"
+        )
+        path = Path(source).expanduser()
+        if path.exists():
+            if not (path / "config.json").is_file():
+                raise ValueError(f"{name}={source!r} is not a model directory (no config.json)")
+            continue
+        if _path_like(source) or not _HUB_ID.match(source):
+            raise ValueError(f"{name}={source!r}: no such model directory; allowed: {allowed}")
+        if models.offline() and not _hub_cached(source):
+            if "/" not in source or not dry_run:
+                raise ValueError(
+                    f"{name}={source!r} is neither a local model directory nor in the local HF cache "
+                    f"(HF_HUB_OFFLINE=1); allowed: {allowed}"
+                )
+            skipped[name] = f"hub model {source} not in the local HF cache (HF_HUB_OFFLINE=1)"
+    return skipped
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid id or cache layout: not cached
+        return False
 
 
 def digest(obj: Any) -> str:

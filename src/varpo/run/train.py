@@ -17,7 +17,9 @@ import torch
 from varpo import models
 from varpo.run import data, sft
 from varpo.run.progress import use_compact_progress
-from varpo.run.spec import Resolved, RunSpec
+from varpo.run.spec import Resolved, RunSpec, cpu_defaults, validate
+
+__all__ = ["build_trainer", "cpu_defaults", "dry_run", "set_threads", "start_model", "train", "write_run_file"]
 
 RUN_FILE = "run.json"
 FINAL_DIR = "final"
@@ -39,30 +41,22 @@ def start_model(spec: RunSpec, seed: int) -> str:
     return sft.base_model(spec)
 
 
-def cpu_defaults(train: dict) -> dict:
-    """``use_cpu`` on a machine without CUDA and no remote reporting unless asked for."""
-    out = dict(train)
-    if not torch.cuda.is_available():
-        out.setdefault("use_cpu", True)
-    out.setdefault("report_to", "none")
-    return out
-
-
 def build_trainer(resolved: Resolved):
     """Everything up to ``trainer.train()``: warm start, data, rewards, model, config. Returns (trainer, start)."""
     from varpo.trl import VarpoGRPOTrainer
 
     spec = resolved.spec
+    checked = validate(resolved)  # every config/file error before the warm start or a model load
+    args, task = checked.args, checked.task
     set_threads(spec)
-    args = resolved.trainer_config(**cpu_defaults(resolved.train))
+    train_dataset = data.train_data(spec, keep=(args.gvpo_external_column,))
     start = start_model(spec, args.seed)
     model, tokenizer = models.load(start)
-    task = data.task_of(spec)
     trainer = VarpoGRPOTrainer(
         model=model,
         reward_funcs=task.reward_funcs,
         args=args,
-        train_dataset=data.train_data(spec, keep=(args.gvpo_external_column,)),
+        train_dataset=train_dataset,
         processing_class=tokenizer,
     )
     use_compact_progress(trainer)
@@ -160,13 +154,16 @@ def train(resolved: Resolved, resume: bool = False, overwrite: bool = False, ove
 def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
     """Validate a configuration without training, loading weights or downloading; returns (item, result) rows.
 
-    Builds the trainer config (all validation), the task, its data and rewards (scored on gold completions),
-    and the tokenizer + model config (``builtin:tiny``: trained/built here; a hub id: read from the local HF
-    cache, skipped when offline and not cached). The SFT warm start is not run.
+    Runs :func:`varpo.run.spec.validate` (every check of a real run: trainer config, one weight per reward, the
+    files and models named), then loads the task's data and scores its rewards on gold completions, and builds
+    the tokenizer + model config (``builtin:tiny``: trained/built here; a hub id: read from the local HF cache,
+    skipped when offline and not cached). What cannot be checked on this machine (a data file not copied here yet,
+    an uncached hub model or dataset offline) is skipped and said so. The SFT warm start is not run.
     """
     spec = resolved.spec
     rows: list[tuple[str, str]] = []
-    args = resolved.trainer_config(**cpu_defaults(resolved.train))
+    checked = validate(resolved, dry_run=True)
+    args, task = checked.args, checked.task
     rows.append(
         (
             "config",
@@ -174,46 +171,48 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
             f"G={args.num_generations}, lr={args.learning_rate:g}, output_dir={args.output_dir}",
         )
     )
-    task = data.task_of(spec)
     rows.append(("task", f"{spec.task} {spec.task_options or ''}".strip() + f": rewards {task.reward_names}"))
-    rows.append(("data", _check_data(spec)))
+    rows.append(("data", _check_data(spec, checked.skipped.get("train_file"))))
     if args.gvpo_history_per_group or args.gvpo_external_column:
         from varpo.trl import replay
 
         ds = None if rows[-1][1].startswith("skipped") else data.train_data(spec, keep=(args.gvpo_external_column,))
         described = replay.describe(args, ds and ds.column_names, ds and len(ds))
         rows.append(("off-policy gvpo", described))
-    if args.reward_weights is not None and len(args.reward_weights) != len(task.reward_funcs):
-        raise ValueError(
-            f"reward_weights={args.reward_weights} is invalid; allowed: {len(task.reward_funcs)} weights "
-            f"(one per reward: {task.reward_names})"
-        )
     gold = data.eval_data(spec, n=min(8, spec.eval_prompts))
     columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
+    # Judged rewards (varpo.rewards) are not called: a dry run must not need the judge server.
+    judged = [f for f in task.reward_funcs if getattr(f, "judge", None) is not None]
     scores = {
-        f.__name__: f(prompts=gold["prompt"], completions=gold["completion"], **columns) for f in task.reward_funcs
+        f.__name__: f(prompts=gold["prompt"], completions=gold["completion"], **columns)
+        for f in task.reward_funcs
+        if f not in judged
     }
-    rows.append(("rewards", ", ".join(f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items())))
+    scored = [f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items()] + [f"{f.__name__}: judged" for f in judged]
+    rows.append(("rewards", ", ".join(scored)))
+    if judged:
+        rows.append(("judge", judged[0].judge.describe() + " (not called in dry run)"))
     if spec.warm_start == "sft":
         rows.append(("warm start", f"SFT on {spec.sft_demos} demos, {spec.sft_epochs:g} epochs (skipped in dry run)"))
     elif spec.warm_start:
-        rows.append(("warm start", f"from {spec.warm_start} (not loaded in dry run)"))
-    texts = data.corpus(spec) if spec.model == models.BUILTIN_TINY else None
+        skipped = checked.skipped.get("warm_start")
+        rows.append(("warm start", f"skipped: {skipped}" if skipped else f"from {spec.warm_start} (not loaded)"))
+    if "eval_file" in checked.skipped:
+        rows.append(("eval data", f"skipped: {checked.skipped['eval_file']}"))
+    texts = None
+    if spec.model == models.BUILTIN_TINY:  # the tokenizer is trained on the demos + the train file (if it is here)
+        texts = data.corpus(dataclasses.replace(spec, train_file=None) if "train_file" in checked.skipped else spec)
     config, note = models.inspect(spec.model, texts, sft.tiny_spec(spec))
     rows.append(("model", note))
     return rows
 
 
-def _check_data(spec: RunSpec) -> str:
+def _check_data(spec: RunSpec, skipped: str | None) -> str:
     """Load the training data if it is here; say what was skipped if it is a hub dataset (offline) or missing."""
-    source = spec.train_file
-    if source and not Path(source).exists():
-        if Path(source).suffix in (".parquet", ".json", ".jsonl") or source.startswith((".", "/", "~")):
-            return f"skipped: {source} not found here (needed at train time)"
-        if models.offline():
-            return f"skipped: hub dataset {source} (HF_HUB_OFFLINE=1; loaded at train time)"
+    if skipped:
+        return f"skipped: {skipped}"
     ds = data.train_data(spec)
-    return f"{len(ds)} training prompts from {source or 'the built-in generator'}"
+    return f"{len(ds)} training prompts from {spec.train_file or 'the built-in generator'}"
 
 
 def _mean(values) -> float:

@@ -1,4 +1,5 @@
-"""Verifiable multi-objective tasks: tool calling, math, countdown, constraints (the learnable K-objective testbed).
+"""Multi-objective tasks: verifiable (tool calling, math, countdown, constraints: the learnable K-objective testbed)
+and judged (rubric, judge; see varpo.rewards).
 
     import varpo.tasks
     task = varpo.tasks.get_task("toolcall")           # "math", "countdown"; options as keyword arguments
@@ -18,7 +19,9 @@ from varpo.tasks.base import RewardFn, Task
 from varpo.tasks.constraints import ConstraintsTask
 from varpo.tasks.countdown import CountdownTask
 from varpo.tasks.evaluation import EvalResult, evaluate, pass_at_k
+from varpo.tasks.judged import JudgeTask
 from varpo.tasks.math import MathTask
+from varpo.tasks.rubric import RubricTask
 from varpo.tasks.toolcall import ToolCallTask
 
 TASKS: dict[str, type[Task]] = {
@@ -26,6 +29,8 @@ TASKS: dict[str, type[Task]] = {
     "math": MathTask,
     "countdown": CountdownTask,
     "constraints": ConstraintsTask,
+    "rubric": RubricTask,
+    "judge": JudgeTask,
 }
 
 
@@ -48,8 +53,10 @@ __all__ = [
     "ConstraintsTask",
     "CountdownTask",
     "EvalResult",
+    "JudgeTask",
     "MathTask",
     "RewardFn",
+    "RubricTask",
     "Task",
     "ToolCallTask",
     "evaluate",

@@ -22,7 +22,9 @@ from varpo import registry
 from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
 from varpo.losses import POLICY_LOSSES
+from varpo.schedules import parse_schedule
 from varpo.trl import replay
+from varpo.trl.dynamic_sampling import ON_CAP
 from varpo.trl.rewards import REWARD_ERROR_MODES
 
 # Options that only mean something for one advantage method: (field, method that uses it).
@@ -146,6 +148,10 @@ class VarpoGRPOConfig(GRPOConfig):
     gvpo_rescore_history: bool = field(
         default=False, metadata={"help": "Score historical responses again instead of reusing buffered rewards."}
     )
+    clip_ratio_c: float | None = field(
+        default=None,
+        metadata={"help": "ppo_clip only: dual-clip cap c > 1 (loss <= -c·A for A < 0; verl's default 3.0). None: off."},
+    )
     loss_aggregation: str = field(
         default="token_mean", metadata={"help": f"Loss aggregation: {', '.join(AGGREGATIONS)} or a registered one."}
     )
@@ -169,6 +175,21 @@ class VarpoGRPOConfig(GRPOConfig):
             "(varpo.reward_log; replay with `varpo lab replay`)."
         },
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "DAPO dynamic sampling: drop groups the estimator gives zero advantage, refill the batch."},
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=3, metadata={"help": "dynamic_sampling: most extra generation rounds per generation batch (>= 0)."}
+    )
+    dynamic_sampling_on_cap: str = field(
+        default="train_on_kept",
+        metadata={"help": f"dynamic_sampling: batch still short after the cap: {' | '.join(ON_CAP)}."},
+    )
+    reward_weight_schedule: dict | None = field(
+        default=None,
+        metadata={"help": "Weights over steps: {type: linear|cosine, points: [[step, [w_1..w_K]], ...]}."},
+    )
 
     def __post_init__(self) -> None:
         if self.sigma_ema is True:
@@ -191,6 +212,7 @@ class VarpoGRPOConfig(GRPOConfig):
             )
 
     def _validate_varpo(self) -> None:
+        self._validate_trl()
         # The registries are read here, not at import, so methods registered later (or by plug-ins) are accepted.
         _choice("advantage_method", self.advantage_method, registry.estimators())
         _choice("policy_loss", self.policy_loss, registry.policy_losses())
@@ -206,6 +228,10 @@ class VarpoGRPOConfig(GRPOConfig):
         _number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
         _number("gvpo_beta", self.gvpo_beta, "a finite number > 0", lambda v: v > 0)
         replay.validate_config(self)
+        if self.clip_ratio_c is not None:
+            _number("clip_ratio_c", self.clip_ratio_c, "a finite number > 1 or null", lambda v: v > 1)
+            if self.policy_loss != "ppo_clip":
+                _fail("clip_ratio_c", self.clip_ratio_c, "null (dual clip is a ppo_clip option)")
         _number("vl_norm_alpha", self.vl_norm_alpha, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         _number("sigma_ema_shrink", self.sigma_ema_shrink, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         if self.sigma_ema is not None:
@@ -216,8 +242,33 @@ class VarpoGRPOConfig(GRPOConfig):
             _fail("saw_offsets", self.saw_offsets, "a list of finite numbers (one per reward function) or null")
         if self.max_response_length is not None:
             _number("max_response_length", self.max_response_length, "a positive int or null", lambda v: v >= 1)
-        if self.reward_weights is not None and not all(_finite(w) and w >= 0 for w in self.reward_weights):
-            _fail("reward_weights", self.reward_weights, "finite, non-negative numbers (one per reward function)")
+        if self.reward_weights is not None and (
+            not isinstance(self.reward_weights, (list, tuple))
+            or not all(_finite(w) and w >= 0 for w in self.reward_weights)
+            or not sum(self.reward_weights) > 0
+        ):
+            _fail(
+                "reward_weights",
+                self.reward_weights,
+                "finite, non-negative numbers with a positive sum (one per reward function)",
+            )
+
+        _number(
+            "dynamic_sampling_max_rounds",
+            self.dynamic_sampling_max_rounds,
+            "an int >= 0",
+            lambda v: v >= 0 and v == int(v),
+        )
+        _choice("dynamic_sampling_on_cap", self.dynamic_sampling_on_cap, ON_CAP)
+        if not isinstance(self.dynamic_sampling, bool):
+            _fail("dynamic_sampling", self.dynamic_sampling, "true | false")
+        parse_schedule(self.reward_weight_schedule)
+        if self.dynamic_sampling and (self.gvpo_history_per_group or self.gvpo_external_column):
+            _fail("dynamic_sampling", True, "false with gvpo_history_per_group / gvpo_external_column (not combined)")
+        if self.reward_weight_schedule is not None and self.reward_weights is not None:
+            _fail(
+                "reward_weights", self.reward_weights, "null when reward_weight_schedule is set (it sets the weights)"
+            )
 
         defaults = {f.name: f.default for f in fields(VarpoGRPOConfig)}
         for name, method in _METHOD_ONLY.items():
@@ -243,6 +294,39 @@ class VarpoGRPOConfig(GRPOConfig):
         for name, (default, why) in _TRL_SUPERSEDED.items():
             if getattr(self, name) != default:
                 _fail(name, getattr(self, name), _superseded_message(name, getattr(self, name), default, why))
+
+    def _validate_trl(self) -> None:
+        """TRL/transformers fields whose bad values TRL accepts here and only fails on later (a ZeroDivisionError in
+        ``GRPOConfig.__post_init__``, an error at the first generation or optimizer step) or never (a negative
+        learning rate trains uphill)."""
+        _integer("num_generations", self.num_generations, 2, "an int >= 2 (a group needs two completions)")
+        _integer("per_device_train_batch_size", self.per_device_train_batch_size, 1)
+        _integer("gradient_accumulation_steps", self.gradient_accumulation_steps, 1)
+        _integer("max_completion_length", self.max_completion_length, 1)
+        if not (_is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1)):
+            _fail("max_steps", self.max_steps, "an int >= 1, or -1 (train for num_train_epochs)")
+        if self.max_steps == -1:
+            _number("num_train_epochs", self.num_train_epochs, "a finite number > 0", lambda v: v > 0)
+        _number("learning_rate", self.learning_rate, "a finite number >= 0", lambda v: v >= 0)
+        _number("temperature", self.temperature, "a finite number > 0", lambda v: v > 0)
+        _number("top_p", self.top_p, "a number in (0, 1]", lambda v: 0 < v <= 1)
+        _number("beta", self.beta, "a finite number >= 0", lambda v: v >= 0)
+        _number("epsilon", self.epsilon, "a finite number >= 0", lambda v: v >= 0)
+        if self.epsilon_high is not None:
+            _number("epsilon_high", self.epsilon_high, "a finite number >= 0 or null", lambda v: v >= 0)
+        _number("max_grad_norm", self.max_grad_norm, "a finite number >= 0", lambda v: v >= 0)
+        _number(
+            "logging_steps", self.logging_steps, "a number > 0 (steps; < 1: a fraction of the run)", lambda v: v > 0
+        )
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _integer(name: str, value, low: int, allowed: str | None = None) -> None:
+    if not _is_int(value) or value < low:
+        _fail(name, value, allowed or f"an int >= {low}")
 
 
 def _finite(v) -> bool:

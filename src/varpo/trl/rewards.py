@@ -12,6 +12,12 @@ completion) would kill the run. :class:`IsolatedReward` wraps a TRL-signature re
 * ``raise``: one call on the whole batch, as TRL does; an exception stops the run with a one-line
   :class:`RewardFunctionError` naming the function (for debugging a grader, or for graders that are much cheaper
   batched — those can also catch their own errors and return ``None`` for the failed rows).
+
+A value that is not a number (a string, a list, a dict; TRL's ``torch.tensor`` would kill the run with "too many
+dimensions 'str'") is a failure of that sample too: in ``isolate`` mode it is scored missing, counted and warned
+about exactly like an exception (so is a call that returns other than one value for its one completion); in
+``raise`` mode it stops the run. Numbers (``int``, ``float``, ``bool``, numpy and 0-d torch scalars) are passed on as
+``float``; ``None`` and NaN stay missing without counting as errors (the documented way to say "not applicable").
 """
 
 from __future__ import annotations
@@ -48,34 +54,31 @@ class IsolatedReward:
         self._warned = False
 
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float | None]:
+        n = len(completions)
         if self.mode == "raise":
             self.calls += 1
             try:
-                return list(self.func(prompts=prompts, completions=completions, **kwargs))
+                return [_raise_invalid(v) for v in _values(self.func(prompts=prompts, completions=completions, **kwargs), n)]
             except Exception as exc:
                 raise RewardFunctionError(
                     f"reward function '{self.__name__}' raised {type(exc).__name__}: {exc} "
                     "(reward_errors=raise; use reward_errors=isolate to score failing samples as missing)"
                 ) from exc
-        n = len(completions)
         out: list[float | None] = []
-        failed = 0
         first_error: Exception | None = None
+        failed = 0
         for i in range(n):
             sample = {k: (v[i : i + 1] if _per_sample(v, n) else v) for k, v in kwargs.items()}
             self.calls += 1
             try:
-                values = list(self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample))
+                (value,) = _values(self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample), 1)
             except Exception as exc:  # noqa: BLE001 - any grader bug must be isolated, not fatal
-                first_error = first_error or exc
+                value = _Invalid(exc)
+            if isinstance(value, _Invalid):
+                first_error = first_error or value.error
                 failed += 1
-                out.append(None)
-                continue
-            if len(values) != 1:
-                raise RewardFunctionError(
-                    f"reward function '{self.__name__}' returned {len(values)} values for 1 completion"
-                )
-            out.extend(values)
+                value = None
+            out.append(value)
         if n and failed == n:
             raise RewardFunctionError(
                 f"reward function '{self.__name__}' failed on all {n} samples of the batch; first error: "
@@ -85,7 +88,7 @@ class IsolatedReward:
         if failed and not self._warned:
             self._warned = True
             logger.warning(
-                "reward function '%s' raised on %d/%d samples (scored as missing; counted in reward/%s/errors): %s: %s",
+                "reward function '%s' failed on %d/%d samples (scored as missing; counted in reward/%s/errors): %s: %s",
                 self.__name__,
                 failed,
                 n,
@@ -99,6 +102,42 @@ class IsolatedReward:
         """Return and reset the failure count."""
         count, self.errors = self.errors, 0
         return count
+
+
+class _Invalid:
+    """A sample whose reward is unusable; ``error`` says why (the exception, or what the function returned)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _values(output, n: int) -> list:
+    """The ``n`` rewards of one call as ``float | None | _Invalid``; raises when ``output`` is not ``n`` values."""
+    if isinstance(output, (str, bytes, dict)) or not hasattr(output, "__iter__"):
+        raise TypeError(f"returned {type(output).__name__}, not a list of {n} rewards")
+    values = list(output)
+    if len(values) != n:
+        raise ValueError(f"returned {len(values)} rewards for {n} completions")
+    return [_number(v) for v in values]
+
+
+def _number(value) -> float | None | _Invalid:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        return _Invalid(TypeError(f"returned {value!r} ({type(value).__name__}), not a number"))
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. a torch tensor of more than one element
+        return _Invalid(TypeError(f"returned {type(value).__name__} that is not one number: {err}"))
+
+
+def _raise_invalid(value: float | None | _Invalid) -> float | None:
+    if isinstance(value, _Invalid):
+        raise value.error
+    return value
 
 
 def _per_sample(value, n: int) -> bool:

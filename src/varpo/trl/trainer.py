@@ -14,7 +14,10 @@ Tested against trl 1.16.x (pinned in pyproject). The override surface is deliber
   shuffle/split pass through unchanged, so every micro-batch divides by the same global constants and gradient
   accumulation is exact.
 * ``_prepare_inputs`` (gvpo only): TRL shuffles samples before splitting the generation batch into micro-batches,
-  which would scatter groups; for gvpo the shuffle permutes whole groups instead.
+  which would scatter groups; for gvpo the shuffle permutes whole groups instead. With ``dynamic_sampling`` the
+  generation batch comes from :func:`varpo.trl.dynamic_sampling.generate` (generate, filter, refill) instead.
+* ``reward_weight_schedule``: ``self.reward_weights`` is set from :mod:`varpo.schedules` at the current step
+  before each generation batch is scored, and logged as ``reward_weight/<name>``.
 * ``_compute_loss``: per-token log-probs from TRL's helper, then :func:`varpo.policy_loss` +
   :func:`varpo.aggregate_loss`.
 * ``_generate_single_turn`` / ``_calculate_rewards`` (gvpo with ``gvpo_history_per_group`` or
@@ -45,6 +48,8 @@ from trl.trainer.utils import (
 
 import varpo
 from varpo import registry, reward_log
+from varpo.schedules import parse_schedule
+from varpo.trl import dynamic_sampling
 from varpo.trl.config import VarpoGRPOConfig
 from varpo.trl.metrics import MetricsJSONLCallback
 from varpo.trl.replay import REPLAY_FILE, OffPolicyGroups
@@ -104,6 +109,9 @@ class VarpoGRPOTrainer(GRPOTrainer):
         self._varpo_rewards: torch.Tensor | None = None
         self.replay = OffPolicyGroups.from_trainer(self)  # None unless gvpo history/external responses are on
         self._varpo_inputs: list[dict] | None = None
+        self.weight_schedule = parse_schedule(args.reward_weight_schedule, len(self.reward_funcs))
+        if args.dynamic_sampling:
+            dynamic_sampling.check_trainer(self)
 
     # ----------------------------------------------------------------------------------------------------------
     # Rewards and advantages
@@ -173,12 +181,23 @@ class VarpoGRPOTrainer(GRPOTrainer):
 
         return self.replay.compose(prompt_ids, self._varpo_inputs, self.state.global_step, fresh)
 
+    def sync_reward_weights(self) -> None:
+        """Set ``reward_weights`` from ``reward_weight_schedule`` at the current optimizer step (no-op without)."""
+        if self.weight_schedule is not None:
+            w = self.weight_schedule.at(self.state.global_step)
+            self.reward_weights = torch.tensor(w, dtype=torch.float32, device=self.reward_weights.device)
+
     def _generate_and_score_completions(self, inputs):
         self._varpo_inputs = inputs  # rows aligned with the prompts, for external responses
+        self.sync_reward_weights()
         out = super()._generate_and_score_completions(inputs)
+        return self._apply_varpo(out, self._varpo_rewards)
+
+    def _apply_varpo(self, out: dict, rewards: torch.Tensor) -> dict:
+        """Replace TRL's advantages in ``out`` by varpo's over the global ``rewards [N, K]``; add group ids and the
+        global loss normalizers; log the advantage statistics."""
         train = self.model.training
         mode = "train" if train else "eval"
-        rewards = self._varpo_rewards  # global [N, K], set by _calculate_rewards during super()
         group_size = self.num_generations if train else self.num_generations_eval
         n = rewards.shape[0]
         # RepeatSampler puts the G copies of a prompt next to each other and gather() concatenates processes in
@@ -266,17 +285,25 @@ class VarpoGRPOTrainer(GRPOTrainer):
                     metrics[f"reward/{name}/{stat}"].append(value)
         if self.args.advantage_method == "rvpo":
             metrics["rvpo_k"].append(self.current_rvpo_k())
+        if self.weight_schedule is not None:
+            for name, w in zip(self.reward_func_names, self.reward_weights.tolist(), strict=True):
+                metrics[f"reward_weight/{name}"].append(w)
 
     # ----------------------------------------------------------------------------------------------------------
     # Micro-batching and loss
     # ----------------------------------------------------------------------------------------------------------
 
     def _prepare_inputs(self, generation_batch):
-        if not registry.is_per_sequence(self.args.policy_loss) or not self.model.training:
+        ds = self.args.dynamic_sampling
+        if not self.model.training or (not registry.is_per_sequence(self.args.policy_loss) and not ds):
             return super()._prepare_inputs(generation_batch)
-        # Same as GRPOTrainer._prepare_inputs (train branch) with a group-preserving shuffle.
+        # Same as GRPOTrainer._prepare_inputs (train branch) with a group-preserving shuffle / dynamic sampling.
         generate_every = self.args.steps_per_generation * self.num_iterations
-        if self._step % generate_every == 0 or self._buffered_inputs is None:
+        if ds and (self._step % generate_every == 0 or self._buffered_inputs is None):
+            self.sync_reward_weights()
+            batch = dynamic_sampling.generate(self, generation_batch)
+            self._buffered_inputs = dynamic_sampling.split(self, batch)
+        elif self._step % generate_every == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
             batch = split_pixel_values_by_grid(batch)
             batch = shuffle_groups(batch, batch["varpo_group_ids"])
@@ -340,10 +367,13 @@ class VarpoGRPOTrainer(GRPOTrainer):
                 clip_low=self.epsilon_low,
                 clip_high=self.epsilon_high,
                 importance_sampling_level=self.importance_sampling_level,
+                clip_ratio_c=args.clip_ratio_c,
             )
             if "importance_sampling_ratio" in inputs:  # vLLM sampler/trainer mismatch correction, as in TRL
                 loss_matrix = loss_matrix * inputs["importance_sampling_ratio"]
             agg_mask = mask
+        if dynamic_sampling.WEIGHT_KEY in inputs:  # 0 on dynamic sampling's padding rows: exactly no contribution
+            loss_matrix = loss_matrix * inputs[dynamic_sampling.WEIGHT_KEY].unsqueeze(1).to(loss_matrix.dtype)
         loss = varpo.aggregate_loss(
             loss_matrix,
             agg_mask,

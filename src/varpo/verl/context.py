@@ -29,6 +29,7 @@ class AdvantageInputs:
 
     columns: Mapping[str, Any]
     stats: dict[str, float] = field(default_factory=dict)
+    step: int | None = None  # training step (reward_weight_schedule)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ _LOSS: ContextVar[LossGroups | None] = ContextVar("varpo_verl_loss_groups", defa
 
 
 @contextmanager
-def advantage_inputs(columns: Mapping[str, Any]) -> Iterator[AdvantageInputs]:
+def advantage_inputs(columns: Mapping[str, Any], step: int | None = None) -> Iterator[AdvantageInputs]:
     """Expose ``columns`` to varpo estimators called inside the block.
 
     An already active context wins: our V1 trainer mode opens one with the components it fetched from
@@ -56,7 +57,7 @@ def advantage_inputs(columns: Mapping[str, Any]) -> Iterator[AdvantageInputs]:
     if outer is not None:
         yield outer
         return
-    inputs = AdvantageInputs(columns)
+    inputs = AdvantageInputs(columns, step=step)
     token = _ADVANTAGE.set(inputs)
     try:
         yield inputs

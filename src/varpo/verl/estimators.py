@@ -94,15 +94,16 @@ def compute(
     if settings.uses_sigma_ema:
         ema_key = settings.sigma_ema_args()
         options["sigma_ema"] = _SIGMA_EMA.setdefault(ema_key, varpo.SigmaEMA(*ema_key))
-    out = varpo.compute_advantages(
-        rewards, torch.from_numpy(group_index(index)), method, settings.reward_weights, **options
-    )
+    inputs = current_advantage_inputs()
+    weights = settings.weights_at(None if inputs is None else inputs.step)
+    out = varpo.compute_advantages(rewards, torch.from_numpy(group_index(index)), method, weights, **options)
     adv = out.advantages.to(torch.float64)
     if settings.vl_norm_alpha is not None:
         adv = adv * varpo.vl_norm_weights(lengths, settings.vl_norm_alpha)
-    inputs = current_advantage_inputs()
     if inputs is not None:
         inputs.stats.update(out.stats)
+        if settings.reward_weight_schedule is not None:
+            inputs.stats.update({f"reward_weight/{n}": w for n, w in zip(settings.names, weights, strict=True)})
     scores = adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1)
     scores = scores * response_mask.to(scores.dtype)
     return scores, scores

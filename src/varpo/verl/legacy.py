@@ -68,7 +68,8 @@ def install(module: ModuleType | None = None) -> Any:
     def compute_advantage(data, adv_estimator, *args, **kwargs):
         if _estimator_name(adv_estimator) not in METHOD_OF_ESTIMATOR:
             return original(data, adv_estimator, *args, **kwargs)
-        with advantage_inputs(data.non_tensor_batch):
+        step = (getattr(data, "meta_info", None) or {}).get("global_steps")
+        with advantage_inputs(data.non_tensor_batch, step=step):
             return original(data, adv_estimator, *args, **kwargs)
 
     compute_advantage.__varpo_wraps__ = original

@@ -17,17 +17,35 @@ How a verl row maps to the grader's columns (``RewardFn.columns``): ``extra_info
 ``ground_truth`` (e.g. Countdown's ``{"target", "numbers"}``) is merged; a plain ``ground_truth`` fills every
 still-missing column (ToolRL's ``ground_truth``, math's ``answer``). This makes the stock verl datasets of the
 papers (DAPO-Math-17k, GSM8K/MATH, ToolRL's ``rlla_4k``, TinyZero Countdown) usable as they are.
+
+Judged tasks (``rubric``, ``judge``; :mod:`varpo.rewards`) use the batched entry point with verl's batch reward
+manager, so one generation batch costs one concurrent, cached judge pass (one request per sample for all K
+dimensions) instead of one blocking call per response::
+
+    reward.reward_manager.name=batch
+    reward.custom_reward_function.name=compute_score_batch
+    +reward.custom_reward_function.reward_kwargs.task=rubric
+    +reward.custom_reward_function.reward_kwargs.task_options.judge_base_url=http://judge:8000/v1
+    +reward.custom_reward_function.reward_kwargs.task_options.judge_model=Qwen/Qwen2.5-7B-Instruct
+
+The judge reads the prompt from ``extra_info.prompt`` (written by the judged tasks' ``to_verl``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from varpo.tasks import Task, get_task
+
+logger = logging.getLogger(__name__)
+#: reward_extra_info key for verl's DAPO filter (``algorithm.filter_groups.metric=varpo_signal``), see signal_code.
+SIGNAL_KEY = "varpo_signal"
 
 
 def _plain(value: Any) -> Any:
@@ -113,4 +131,66 @@ def compute_score(
     components = {k: (math.nan if v is None else float(v)) for k, v in values.items()}
     w = _weights(weights, list(components))
     score = sum(w[k] * v for k, v in components.items() if not math.isnan(v))
-    return {"score": float(score), **components}
+    return {"score": float(score), **components, SIGNAL_KEY: signal_code(components)}
+
+
+def compute_score_batch(
+    data_sources: Sequence[str] | None = None,
+    solution_strs: Sequence[str] = (),
+    ground_truths: Sequence[Any] = (),
+    extra_infos: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    task: str | None = None,
+    task_options: Mapping[str, Any] | None = None,
+    tokenizer: str | None = None,
+    weights: Any = None,
+    **_ignored: Any,
+) -> list[dict[str, float]]:
+    """verl's batch reward manager entry point: :func:`compute_score` for a whole batch, one dict per response.
+
+    Judged reward functions (those with a ``judge``) are called once on the whole batch: the first one sends one
+    request per sample through the judge's concurrency-bounded runner and the K-1 others read its memo. Rule-based
+    ones score each response as :func:`compute_score` does. Same ``reward_kwargs`` as :func:`compute_score`.
+    """
+    n = len(solution_strs)
+    sources = list(data_sources) if data_sources is not None else []
+    names = {str(s) for s in sources}
+    if not task and len(names) != 1:
+        raise ValueError(f"varpo.verl.rewards: set reward_kwargs.task (the batch mixes data sources {sorted(names)})")
+    options = json.dumps(_plain(task_options) or {}, sort_keys=True)
+    grader = _task(str(task or sources[0]), options, None if tokenizer is None else str(tokenizer))
+    infos = list(extra_infos) if extra_infos is not None else [None] * n
+    truths = list(ground_truths) if ground_truths is not None else [None] * n
+    rows = [task_row(grader, _plain(truths[i]), _plain(infos[i])) for i in range(n)]
+    components: dict[str, list[float | None]] = {}
+    for fn in grader.reward_funcs:
+        if getattr(fn, "judge", None) is not None:
+            columns = {c: [row.get(c) for row in rows] for c in fn.columns}
+            components[fn.__name__] = fn(
+                prompts=[row.get("prompt", "") for row in rows], completions=solution_strs, **columns
+            )
+        else:
+            components[fn.__name__] = [fn.score(solution_strs[i], **rows[i]) for i in range(n)]
+    judges = {id(fn.judge): fn.judge for fn in grader.reward_funcs if getattr(fn, "judge", None) is not None}
+    for judge in judges.values():
+        logger.info("varpo judge: %s", judge.pop_metrics())
+    w = _weights(weights, list(components))
+    out = []
+    for i in range(n):
+        values = {k: (math.nan if v[i] is None else float(v[i])) for k, v in components.items()}
+        score = float(sum(w[k] * v for k, v in values.items() if not math.isnan(v)))
+        out.append({"score": score, **values, SIGNAL_KEY: signal_code(values)})
+    return out
+
+def signal_code(components: Mapping[str, float]) -> float:
+    """One float that is equal for two samples iff their whole component vectors are equal.
+
+    verl's DAPO filter (``algorithm.filter_groups``) drops a group when one scalar per sample has zero std in the
+    group. On ``score`` / ``reward`` (the summed reward) that drops groups whose components trade off, which still
+    carry signal for per-objective estimators (gdpo, ac, rvpo, saw; SkyRL#2104). Filtering on this code drops a
+    group only when *every* component is constant in it. It is a 48-bit BLAKE2b digest of the values' ``repr``
+    (exact in float64; a collision within one group has probability ~G²/2^49). NaN (missing) is a value like any
+    other here, so a group with a component missing in only some samples is kept.
+    """
+    text = json.dumps([[k, repr(float(v))] for k, v in sorted(components.items())])
+    return float(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big"))

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import varpo
 from varpo import registry
+from varpo.schedules import WeightSchedule, parse_schedule
 from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
 
 
@@ -54,6 +55,7 @@ VL_NORM_AGG_MODE = "seq-mean-token-sum-norm"
 KEYS: dict[str, str] = {
     "reward_keys": "reward components (keys of the reward function's dict / reward_extra_info), K columns",
     "reward_weights": "K non-negative component weights (default uniform 1/K)",
+    "reward_weight_schedule": "weights over steps: {type: linear|cosine, points: [[step, [w_1..w_K]], ...]}",
     "vl_norm_alpha": "VL Norm α: scale advantages by L^-α/mean L^-α (needs loss_agg_mode=seq-mean-token-sum-norm)",
     "gvpo_beta": "GVPO β of the implicit reward R = β·(log π - log π_old) (default 0.1)",
     "sigma_ema_decay": "dvao only: EMA decay of the per-component σ (enables varpo.SigmaEMA, default 0.9)",
@@ -99,6 +101,7 @@ class VarpoSettings:
 
     reward_keys: tuple[str, ...] | None = None
     reward_weights: tuple[float, ...] | None = None
+    reward_weight_schedule: WeightSchedule | None = None
     vl_norm_alpha: float | None = None
     gvpo_beta: float = 0.1
     sigma_ema_decay: float | None = None
@@ -121,6 +124,12 @@ class VarpoSettings:
         if keys is not None and len(set(keys)) != len(keys):
             raise ConfigError(f"algorithm.varpo.reward_keys has duplicates: {list(keys)}")
         weights = _tuple(raw.get("reward_weights"), float, "reward_weights")
+        try:
+            schedule = parse_schedule(
+                _plain(raw.get("reward_weight_schedule")), field="algorithm.varpo.reward_weight_schedule"
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         options = {k: _plain(raw[k]) for k in _ADVANTAGE_KEYS if raw.get(k) is not None}
         if "saw_offsets" in options:
             options["saw_offsets"] = _tuple(options["saw_offsets"], float, "saw_offsets")
@@ -137,6 +146,7 @@ class VarpoSettings:
         return cls(
             reward_keys=keys,
             reward_weights=weights,
+            reward_weight_schedule=schedule,
             vl_norm_alpha=number("vl_norm_alpha"),
             gvpo_beta=number("gvpo_beta", 0.1),
             sigma_ema_decay=number("sigma_ema_decay"),
@@ -151,6 +161,17 @@ class VarpoSettings:
     @property
     def names(self) -> tuple[str, ...]:
         return self.reward_keys or ("reward",)
+
+    def weights_at(self, step: int | None) -> tuple[float, ...] | None:
+        """Component weights at training step ``step``: the schedule's if set, else ``reward_weights``."""
+        if self.reward_weight_schedule is None:
+            return self.reward_weights
+        if step is None:
+            raise RuntimeError(
+                "varpo: algorithm.varpo.reward_weight_schedule needs the training step, which this verl code path "
+                "did not provide (use trainer.v1.trainer_mode=varpo, or the legacy trainer)"
+            )
+        return tuple(self.reward_weight_schedule.at(step))
 
     @property
     def uses_sigma_ema(self) -> bool:
@@ -167,6 +188,12 @@ class VarpoSettings:
         try:
             if self.reward_weights is not None and self.reward_keys is None:
                 raise ValueError("reward_weights needs reward_keys (one weight per component)")
+            if self.reward_weight_schedule is not None:
+                if self.reward_weights is not None:
+                    raise ValueError("set reward_weights or reward_weight_schedule, not both")
+                if self.reward_keys is None:
+                    raise ValueError("reward_weight_schedule needs reward_keys (one weight per component)")
+                parse_schedule(self.reward_weight_schedule, self.num_components)
             if self.uses_sigma_ema and method != "dvao":
                 raise ValueError(f"sigma_ema_* only applies to varpo_dvao, not {method!r}")
             if not (math.isfinite(self.gvpo_beta) and self.gvpo_beta > 0):
@@ -212,6 +239,32 @@ def _plugin_policy_error() -> str | None:
         f"VERL_USE_EXTERNAL_PLUGINS={policy!r} stops verl from loading the varpo plug-in in its Ray workers; "
         "unset it or add 'varpo' to the list"
     )
+
+
+#: methods whose zero-advantage groups are exactly those with a constant weighted-sum reward (dvao: eq. 9's
+#: numerator is the deviation of Σ w_k r_k), so verl's DAPO filter on the summed reward is right for them.
+SUM_FILTER_METHODS = ("grpo", "dr_grpo", "dvao")
+
+
+def _filter_groups_errors(cfg: Any, method: str | None, settings: VarpoSettings) -> list[str]:
+    """verl's DAPO filter drops groups whose ``algorithm.filter_groups.metric`` (one scalar per sample: ``reward`` =
+    the summed score, or a ``reward_extra_info`` key) is constant. For per-objective estimators that must be
+    ``varpo_signal`` (see :func:`varpo.verl.rewards.signal_code`), or groups with signal are dropped."""
+    if not _select(cfg, "algorithm.filter_groups.enable", False) or method is None or not settings.reward_keys:
+        return []
+    metric = _select(cfg, "algorithm.filter_groups.metric")
+    if method not in SUM_FILTER_METHODS and metric != "varpo_signal":
+        return [
+            f"algorithm.filter_groups.metric={metric!r} with varpo_{method}: DAPO would drop groups whose summed "
+            "reward (or one component) is constant although another component varies, which carry signal for "
+            f"{method}; set algorithm.filter_groups.metric=varpo_signal (varpo.verl.rewards adds it)"
+        ]
+    if method in SUM_FILTER_METHODS and metric in settings.reward_keys:
+        return [
+            f"algorithm.filter_groups.metric={metric!r} is one component; varpo_{method} has signal when the "
+            "weighted sum varies: use metric=score (same weights) or varpo_signal"
+        ]
+    return []
 
 
 def check_config(cfg: Any) -> list[str]:
@@ -271,6 +324,8 @@ def check_config(cfg: Any) -> list[str]:
             "algorithm.varpo.reward_keys must be keys of the dict your reward function returns; "
             "reward.custom_reward_function.path is unset (varpo's: pkg://varpo.verl.rewards, name compute_score)"
         )
+
+    errors += _filter_groups_errors(cfg, method, settings)
 
     if settings.vl_norm_alpha is not None:
         agg = _select(cfg, "actor_rollout_ref.actor.loss_agg_mode")

@@ -79,7 +79,7 @@ class VarpoTrainerMixin:
     def _compute_advantage(self, batch, metrics: dict):
         if self.config.algorithm.adv_estimator not in METHOD_OF_ESTIMATOR:
             return super()._compute_advantage(batch, metrics)
-        with advantage_inputs(self._varpo_columns(batch)) as inputs:
+        with advantage_inputs(self._varpo_columns(batch), step=self.global_steps) as inputs:
             batch = super()._compute_advantage(batch, metrics)
         metrics.update({f"varpo/{k}": v for k, v in inputs.stats.items()})
         return batch

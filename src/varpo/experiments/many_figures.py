@@ -1,0 +1,206 @@
+"""Report figures for many objectives (K > :data:`MANY`), where one panel per objective pair (C(16, 2) = 120 PNGs) or
+three full-size panels per objective (50 panels at K = 16) stop being readable.
+
+* :func:`small_multiples` — one compact panel per objective on a near-square grid with shared axes, so 16 or 32
+  curves are compared by position rather than by reading tick labels; variants keep their colours everywhere.
+* :func:`objective_response_figure` — replaces the pairwise Pareto plots: for each objective k, its held-out score
+  against its own weight w_k, per variant (seed mean ± 1 std).
+* :func:`weight_heatmap` — effective weight of every objective (rows) over optimizer steps (columns), one heat map
+  per variant on one colour scale: how dvao / saw / rvpo move the weights, and what a reward-weight schedule did.
+
+Same conventions as :mod:`varpo.experiments.figures`: matplotlib object API on Agg, deterministic output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from varpo.experiments.analysis import FrontierPoint, Panel
+from varpo.experiments.figures import _METADATA, _STYLE, colors
+
+#: Above this many objectives the report switches to these figures (pairwise plots: C(K, 2) files).
+MANY = 4
+
+
+def _grid(n: int) -> tuple[int, int]:
+    ncols = max(1, math.ceil(math.sqrt(n)))
+    return -(-n // ncols), ncols
+
+
+# Fixed margins in inches. No tight_layout / bbox_inches="tight": with 16-32 axes their text-extent passes cost
+# most of a report's time, and the layout below is already fixed by the grid.
+_TOP, _BOTTOM, _LEFT, _RIGHT = 1.15, 0.55, 0.75, 0.2
+
+
+def _figure(nrows: int, ncols: int, cell: tuple[float, float]) -> Figure:
+    width = cell[0] * ncols + _LEFT + _RIGHT
+    height = cell[1] * nrows + _TOP + _BOTTOM
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(
+        left=_LEFT / width, right=1 - _RIGHT / width, bottom=_BOTTOM / height, top=1 - _TOP / height, hspace=0.5
+    )
+    return fig
+
+
+def _header(fig: Figure, title: str, variants: Sequence[str], palette: dict, counts: dict | None = None) -> None:
+    """Title and the variant legend in the fixed top margin."""
+    height = fig.get_figheight()
+    fig.suptitle(title, y=1 - 0.08 / height, va="top", fontsize=9)
+    label = (lambda v: f"{v} (n={counts[v]})") if counts else str
+    handles = [Line2D([], [], color=palette[v], lw=2, marker="o", ms=4, label=label(v)) for v in variants]
+    if handles:
+        fig.legend(
+            handles=handles, loc="upper center", ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 1 - 0.5 / height)
+        )
+
+
+def _hide_unused(axes, used: int, xlabel: str) -> None:
+    """Hide the empty cells of the grid; the lowest visible panel of every column gets x tick labels and label."""
+    nrows, ncols = axes.shape
+    for i, ax in enumerate(axes.flat):
+        if i >= used:
+            ax.set_visible(False)
+    for c in range(ncols):
+        rows = [r for r in range(nrows) if r * ncols + c < used]
+        if rows:
+            ax = axes[rows[-1], c]
+            ax.tick_params(labelbottom=True)
+            ax.set_xlabel(xlabel)
+
+
+def _label(ax, text: str) -> None:
+    """Panel title as plain axes text (``set_title`` re-measures every tick label to place itself) and few ticks."""
+    ax.text(0.5, 1.02, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.yaxis.set_major_locator(MaxNLocator(4))
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata=_METADATA)
+    return path
+
+
+def small_multiples(
+    panels: Sequence[Panel], variants: Sequence[str], path: Path, title: str, ylabel: str = "", window: int = 15
+) -> Path:
+    """One compact panel per entry of ``panels`` (shared x and y), bold = moving average, faint = seed mean."""
+    palette = colors(list(variants))
+    nrows, ncols = _grid(len(panels))
+    with matplotlib.rc_context({**_STYLE, "font.size": 8}):
+        fig = _figure(nrows, ncols, (2.3, 1.75))
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+        for ax, panel in zip(axes.flat, panels, strict=False):
+            for variant, curve in panel.curves.items():
+                c = palette.get(variant, "k")
+                ax.plot(curve.steps, curve.mean, color=c, alpha=0.25, lw=0.7)
+                ax.plot(curve.steps, curve.smooth, color=c, lw=1.4)
+            _label(ax, panel.title)
+        _hide_unused(axes, len(panels), "step")
+        for ax in axes[:, 0]:
+            ax.set_ylabel(ylabel)
+        present = [v for v in variants if any(v in p.curves for p in panels)]
+        runs = {v: next(p.curves[v].n_runs for p in panels if v in p.curves) for v in present}
+        smooth = f"; bold: centered moving average, window {window}" if window > 1 else ""
+        _header(fig, f"{title} — faint: mean over seeds{smooth}", present, palette, runs)
+        return _save(fig, path)
+
+
+def objective_response_figure(points: dict[str, list[FrontierPoint]], objectives: Sequence[str], path: Path) -> Path:
+    """Panel k: held-out score of objective k vs its own weight w_k, per variant (seed mean, bars ±1 std)."""
+    palette = colors(list(points))
+    nrows, ncols = _grid(len(objectives))
+    with matplotlib.rc_context({**_STYLE, "font.size": 8}):
+        fig = _figure(nrows, ncols, (2.3, 1.75))
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+        for k, (ax, name) in enumerate(zip(axes.flat, objectives, strict=False)):
+            for variant, pts in points.items():
+                if not pts:
+                    continue
+                w = np.array([p.weights[k] / max(sum(p.weights), 1e-12) for p in pts])
+                y = np.array([p.mean[k] for p in pts])
+                err = np.array([p.std[k] for p in pts])
+                order = np.argsort(w, kind="stable")
+                ax.errorbar(
+                    w[order],
+                    y[order],
+                    yerr=np.where(np.isfinite(err[order]), err[order], 0.0),
+                    color=palette[variant],
+                    marker="o",
+                    ms=3,
+                    lw=1.0,
+                    capsize=1.5,
+                )
+            _label(ax, name)
+        _hide_unused(axes, len(objectives), "own weight w_k / Σw")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("held-out score")
+        title = "Per objective: held-out score vs its own weight (seed mean, bars ±1 std over seeds)"
+        _header(fig, title, [v for v, p in points.items() if p], palette)
+        return _save(fig, path)
+
+
+def weight_heatmap(panels: Sequence[Panel], objectives: Sequence[str], variants: Sequence[str], path: Path) -> Path:
+    """Heat maps of effective weight [objective, step], one per variant, one shared colour scale.
+
+    ``panels``: the "effective weight: <objective>" panels of :func:`varpo.experiments.analysis.dynamics`, in
+    objective order. Values are the seed means (unsmoothed); steps a variant never logged stay blank.
+    """
+    by_objective = {p.title.split(": ", 1)[-1]: p for p in panels}
+    present = [v for v in variants if any(v in p.curves for p in panels)]
+    maps = {}
+    for v in present:
+        steps = np.unique(np.concatenate([p.curves[v].steps for p in panels if v in p.curves]))
+        grid = np.full((len(objectives), len(steps)), np.nan)
+        for i, name in enumerate(objectives):
+            panel = by_objective.get(name)
+            if panel is not None and v in panel.curves:
+                curve = panel.curves[v]
+                grid[i, np.searchsorted(steps, curve.steps)] = curve.mean
+        maps[v] = (steps, grid)
+    finite = np.concatenate([g[np.isfinite(g)] for _, g in maps.values()] or [np.zeros(0)])
+    uniform = 1.0 / max(len(objectives), 1)
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 2 * uniform)
+    if vmax - vmin < 1e-9:  # constant weights: a visible scale around the value
+        vmin, vmax = max(0.0, vmin - uniform / 2), vmax + uniform / 2
+    ncols = 1 if len(present) <= 4 else 2
+    nrows = max(1, -(-len(present) // ncols))
+    height = 0.16 * len(objectives) + 1.0
+    with matplotlib.rc_context({**_STYLE, "font.size": 8, "axes.grid": False}):
+        fig = _figure(nrows, ncols, (6.2, height))
+        fig.subplots_adjust(right=1 - 1.3 / fig.get_figwidth(), left=1.0 / fig.get_figwidth(), wspace=0.35)
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+        image = None
+        for ax, v in zip(axes.flat, present, strict=False):
+            steps, grid = maps[v]
+            extent = (steps[0] - 0.5, steps[-1] + 0.5, len(objectives) - 0.5, -0.5)
+            image = ax.imshow(
+                grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax, extent=extent
+            )
+            ax.set_yticks(range(len(objectives)), objectives, fontsize=max(5, 9 - len(objectives) // 8))
+            ax.set_title(v, fontsize=9)
+            ax.set_xlabel("step")
+        for ax in list(axes.flat)[len(present) :]:
+            ax.set_visible(False)
+        if image is not None:
+            width = fig.get_figwidth()
+            cax = fig.add_axes((1 - 1.05 / width, 0.2, 0.18 / width, 0.6))
+            fig.colorbar(image, cax=cax, label="effective weight")
+        height = fig.get_figheight()
+        fig.suptitle(
+            f"Effective weight per objective over training (seed mean; uniform = 1/K = {1 / len(objectives):.3g})",
+            y=1 - 0.08 / height,
+            va="top",
+            fontsize=9,
+        )
+        return _save(fig, path)

@@ -1,0 +1,264 @@
+"""One judgment per sample, K rewards: :class:`JudgeRewards` and its TRL-signature reward functions.
+
+    judge = JudgeRewards(ScoreScheme(parse_dimensions(["quality", "conciseness"])),
+                         OpenAIBackend("http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-7B-Instruct"), "tldr")
+    trainer = VarpoGRPOTrainer(..., reward_funcs=[*judge.reward_funcs, rule_based_fn])
+
+TRL calls each reward function once per generation batch, in order. The first judged function of a batch renders
+every sample's request, serves what it can from the in-memory memo and the on-disk cache, sends the rest through
+the :class:`~varpo.rewards.runner.JudgeRunner` in one batched, concurrency-bounded pass, and memoises every
+sample's K values keyed by the request hash; the K-1 other functions of the same batch find all their samples in
+the memo and send nothing. The memo keeps only the latest batch's samples (bounded memory).
+
+Missing values: a sample whose judgment failed (no reply after retries, timeout, batch deadline, unparseable reply)
+gets None in every dimension; a reply that omits or garbles one dimension gets None there only. TRL turns None into
+NaN and varpo's estimators leave NaN out of that component's statistics. Counts go to the trainer's metrics through
+TRL's ``log_metric`` hook (``judge/requests``, ``judge/cache_hits``, ``judge/failures``, ``judge/retries``,
+``judge/missing``, ``judge/latency`` = mean seconds per sent request, ``judge/batch_seconds``), or, without a
+trainer, accumulate until :meth:`JudgeRewards.pop_metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from varpo.rewards.cache import JudgeCache, request_key
+from varpo.rewards.parse import ReplyError, json_object
+from varpo.rewards.runner import JudgeRunner
+from varpo.rewards.templates import Template, load_template
+from varpo.tasks.base import completion_text
+
+logger = logging.getLogger(__name__)
+BASE_FIELDS = {"prompt", "completion"}
+METRICS = ("requests", "cache_hits", "failures", "retries", "missing", "latency", "batch_seconds")
+
+
+def conversation_text(prompt: Any) -> str:
+    """A prompt for the judge: plain text as is; chat messages as "role: content" turns separated by blank lines."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence) and not isinstance(prompt, bytes | bytearray):
+        turns = []
+        for m in prompt:
+            if isinstance(m, Mapping):
+                turns.append(
+                    f"{m.get('role', 'user')}: {completion_text([{'role': 'x', 'content': m.get('content')}])}"
+                )
+        return "\n\n".join(turns)
+    return ""
+
+
+class JudgeRewards:
+    """K reward functions (``reward_funcs``, one per ``scheme.dimensions``) sharing one judgment per sample.
+
+    Args:
+        scheme: :class:`~varpo.rewards.schemes.ScoreScheme` or :class:`~varpo.rewards.schemes.RubricScheme`.
+        backend: :class:`~varpo.rewards.backends.OpenAIBackend` or ``TransformersBackend``.
+        template: a :class:`Template` or a shipped template name / YAML path.
+        cache: SQLite file of replies (None: no disk cache).
+        concurrency, timeout, retries, backoff, batch_timeout: see :class:`~varpo.rewards.runner.JudgeRunner`.
+        prefix: prepended to every reward name (``judge_`` avoids a clash with a rule-based reward's name).
+    """
+
+    def __init__(
+        self,
+        scheme,
+        backend,
+        template: Template | str,
+        *,
+        cache: str | Path | None = None,
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        batch_timeout: float = 300.0,
+        prefix: str = "",
+    ) -> None:
+        self.scheme = scheme
+        self.backend = backend
+        self.template = template if isinstance(template, Template) else load_template(template)
+        builtin = BASE_FIELDS | scheme.fields
+        self.template.check(builtin | {f for f in self.template.fields if f not in builtin})
+        # Template fields that are neither built in nor the scheme's are dataset columns (e.g. $reference).
+        self.row_fields = tuple(sorted(self.template.fields - builtin))
+        self.columns = tuple(scheme.columns) + self.row_fields
+        self.runner = JudgeRunner(backend, concurrency, timeout, retries, backoff, batch_timeout)
+        self.cache = JudgeCache(cache, backend.identity) if cache else None
+        self.prefix = prefix
+        self._memo: dict[str, dict[str, float | None]] = {}
+        self._pending = self._zero()
+        self._warned_at = 0.0
+        self.reward_funcs = [JudgedReward(self, d, prefix + d) for d in scheme.dimensions]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_memo"] = {}
+        return state
+
+    def describe(self) -> str:
+        cache = f"cache {self.cache.path}" if self.cache is not None else "no cache"
+        r = self.runner
+        return (
+            f"{self.backend.describe()}, template {self.template.name}, {len(self.reward_funcs)} dimensions, "
+            f"concurrency {r.concurrency}, timeout {r.timeout:g}s x {r.retries + 1} tries, batch deadline "
+            f"{r.batch_timeout:g}s, {cache}"
+        )
+
+    @staticmethod
+    def _zero() -> dict[str, float]:
+        return dict.fromkeys(METRICS, 0.0) | {"_batches": 0.0}
+
+    # ------------------------------------------------------------------------------------------------------
+
+    def _request(self, prompt: Any, completion: Any, row: Mapping[str, Any]):
+        values, schema, context = self.scheme.request(row)
+        fields = {"prompt": conversation_text(prompt), "completion": completion_text(completion), **values}
+        for name in self.row_fields:
+            value = row.get(name)
+            fields[name] = value if isinstance(value, str) else conversation_text(value) if value is not None else ""
+        messages = self.template.render(fields)
+        key = request_key(self.backend.identity, self.template.digest, [messages, schema])
+        return key, messages, schema, context
+
+    def judge(self, prompts: Sequence[Any], completions: Sequence[Any], rows: Sequence[Mapping[str, Any]]):
+        """``[{dimension: value in [0, 1] or None}]`` for each sample; judges only what the memo lacks."""
+        self.backend.check()
+        n = len(completions)
+        keys: list[str | None] = [None] * n
+        todo: dict[str, tuple] = {}
+        bad_rows = 0
+        for i in range(n):
+            try:
+                key, messages, schema, context = self._request(
+                    prompts[i] if prompts is not None else "", completions[i], rows[i]
+                )
+            except ValueError as err:  # malformed rubric etc.: this sample is missing, the batch goes on
+                bad_rows += 1
+                self._warn(f"judge: sample {i} cannot be judged: {err}")
+                continue
+            keys[i] = key
+            if key not in self._memo and key not in todo:
+                todo[key] = (messages, schema, context)
+        if todo:
+            self._run(todo)
+            self._pending["failures"] += bad_rows
+        memo = {k: self._memo[k] for k in keys if k is not None}
+        self._memo = memo  # keep only this batch
+        empty = dict.fromkeys(self.scheme.dimensions)
+        return [memo[k] if k is not None else empty for k in keys]
+
+    def _run(self, todo: dict[str, tuple]) -> None:
+        start = time.monotonic()
+        m = self._pending
+        cached = self.cache.get_many(list(todo)) if self.cache is not None else {}
+        results: dict[str, dict[str, float | None]] = {}
+        for key, reply in cached.items():
+            parsed = self._parse(reply, todo[key][2])
+            if parsed is not None:
+                results[key] = parsed
+        m["cache_hits"] += len(results)
+        send = [k for k in todo if k not in results]
+        outcomes = self.runner.run([(todo[k][0], todo[k][1]) for k in send])
+        store = []
+        first_error = None
+        for key, outcome in zip(send, outcomes):
+            m["retries"] += max(outcome.attempts - 1, 0)
+            m["latency"] += outcome.latency
+            parsed = None if outcome.reply is None else self._parse(outcome.reply, todo[key][2])
+            if parsed is None:
+                m["failures"] += 1
+                first_error = first_error or outcome.error or f"unparseable reply {outcome.reply[:80]!r}"
+                parsed = dict.fromkeys(self.scheme.dimensions)
+            else:
+                store.append((key, outcome.reply))
+            results[key] = parsed
+        if self.cache is not None and store:
+            try:
+                self.cache.put_many(store)
+            except Exception as err:  # noqa: BLE001 - a full disk must not stop training; the replies are in memory
+                self._warn(f"judge cache write failed ({type(err).__name__}: {err}); continuing without it")
+        m["requests"] += len(send)
+        m["missing"] += sum(v is None for r in results.values() for v in r.values())
+        m["batch_seconds"] += time.monotonic() - start
+        m["_batches"] += 1
+        if first_error:
+            self._warn(
+                f"judge: {int(m['failures'])} failed judgment(s) this batch (scored as missing); e.g. {first_error}"
+            )
+        self._memo.update(results)
+
+    def _parse(self, reply: str, context: Any) -> dict[str, float | None] | None:
+        try:
+            return self.scheme.scores(json_object(reply), context)
+        except ReplyError:
+            return None
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 30.0:  # at most one warning per 30 s: an outage must not flood the log
+            self._warned_at = now
+            logger.warning(message)
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Judge metrics since the last call: counts summed, ``latency`` = mean seconds per sent request,
+        ``batch_seconds`` = mean wall time of a judged batch."""
+        m, self._pending = self._pending, self._zero()
+        batches = m.pop("_batches")
+        m["latency"] = m["latency"] / m["requests"] if m["requests"] else 0.0
+        m["batch_seconds"] = m["batch_seconds"] / batches if batches else 0.0
+        return {f"judge/{k}": v for k, v in m.items()}
+
+    def log_to(self, log_metric) -> None:
+        """Send :meth:`pop_metrics` through TRL's ``log_metric`` hook (only when a batch was judged)."""
+        if self._pending["_batches"]:
+            for name, value in self.pop_metrics().items():
+                log_metric(name, value)
+
+
+class JudgedReward:
+    """One dimension of a :class:`JudgeRewards`: a TRL reward function with values in [0, 1] (None: missing).
+
+    Duck-types :class:`varpo.tasks.RewardFn` (``score``, ``satisfied``, ``columns``, ``low``/``high``) so tasks,
+    evaluation and the verl reward function use it like a rule-based reward. A sample *satisfies* the dimension at
+    the top score (1.0).
+    """
+
+    low, high = 0.0, 1.0
+    success = None
+    optional: tuple[str, ...] = ()
+
+    def __init__(self, judge: JudgeRewards, dimension: str, name: str) -> None:
+        self.judge = judge
+        self.dimension = dimension
+        self.__name__ = name
+        self.columns = judge.columns
+
+    def __repr__(self) -> str:
+        return f"JudgedReward({self.__name__!r}, judge={self.judge.backend.identity!r})"
+
+    def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None, **kwargs: Any):
+        if completions is None:
+            raise TypeError(f"reward {self.__name__!r} needs completions=")
+        n = len(completions)
+        missing = [c for c in self.columns if kwargs.get(c) is None]
+        if missing:
+            raise KeyError(f"reward {self.__name__!r} needs dataset column(s) {missing}")
+        rows = [{c: kwargs[c][i] for c in self.columns} for i in range(n)]
+        values = self.judge.judge(prompts if prompts is not None else [""] * n, completions, rows)
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            self.judge.log_to(log_metric)
+        return [v[self.dimension] for v in values]
+
+    def score(self, completion: Any, /, **row: Any) -> float | None:
+        missing = [c for c in self.columns if c not in row]
+        if missing:
+            raise KeyError(f"reward {self.__name__!r} needs dataset column(s) {missing}; got {sorted(row)}")
+        return self.judge.judge([row.get("prompt", "")], [completion], [row])[0][self.dimension]
+
+    def satisfied(self, value: float | None, completion: Any, /, **row: Any) -> bool | None:
+        return None if value is None else value >= self.high - 1e-9

@@ -1,0 +1,103 @@
+"""verl plug-in: reward-weight schedules through the estimators, and verl's DAPO filter (algorithm.filter_groups)
+with varpo estimators (the varpo_signal key and the config check)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import open_dict
+
+pytest.importorskip("verl")
+
+from verl.trainer.ppo import ray_trainer  # noqa: E402
+
+import varpo  # noqa: E402
+import varpo.verl.plugin  # noqa: E402,F401
+from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch  # noqa: E402
+from tests.verl.test_config import cfg  # noqa: E402
+from varpo.verl.context import advantage_inputs  # noqa: E402
+from varpo.verl.rewards import SIGNAL_KEY, signal_code  # noqa: E402
+from varpo.verl.settings import ConfigError, VarpoSettings, check_config  # noqa: E402
+
+SCHEDULE = {"type": "linear", "points": [[0, [0.9, 0.1, 0.0]], [10, [0.1, 0.1, 0.8]]]}
+
+
+def _verl_adv(data, step, **options):
+    with advantage_inputs(dict(data.non_tensor_batch), step=step) as inputs:
+        adv = ray_trainer.compute_advantage(
+            data, adv_estimator="varpo_gdpo", gamma=1.0, lam=1.0, num_repeat=1, config=algo_config(**options)
+        ).batch["advantages"]
+    return adv, inputs.stats
+
+
+@pytest.mark.parametrize("step", [0, 5, 10, 30])
+def test_schedule_sets_the_weights_at_each_step(step):
+    data, uids, rewards, _ = make_batch(seed=3)
+    mask = data.batch["response_mask"].clone()
+    got, stats = _verl_adv(data, step, reward_keys=list(KEYS), reward_weight_schedule=SCHEDULE)
+    u = min(step, 10) / 10
+    w = [0.9 - 0.8 * u, 0.1, 0.8 * u]
+    want = varpo.compute_advantages(torch.as_tensor(rewards), group_ids(uids), "gdpo", w).advantages
+    torch.testing.assert_close(got, (want.unsqueeze(-1) * mask).to(got.dtype), rtol=1e-6, atol=1e-6)
+    assert [stats[f"reward_weight/{k}"] for k in KEYS] == pytest.approx(w)
+
+
+def test_schedule_without_a_step_and_bad_schedules_fail_in_one_line():
+    data, *_ = make_batch(seed=3)
+    with pytest.raises(RuntimeError, match="needs the training step"):
+        _verl_adv(data, None, reward_keys=list(KEYS), reward_weight_schedule=SCHEDULE)
+    for bad, message in [
+        ({"type": "step", "points": [[0, [1, 1, 1]]]}, "type"),
+        ({"points": [[5, [1, 1, 1]], [5, [1, 0, 0]]]}, "strictly increasing"),
+        ({"points": [[0, [1, 1]]]}, "K=3"),
+    ]:
+        c = cfg(
+            "algorithm.adv_estimator=varpo_gdpo",
+            "trainer.v1.trainer_mode=varpo",
+            f"+algorithm.varpo.reward_keys=[{','.join(KEYS)}]",
+        )
+        with open_dict(c):
+            c.algorithm.varpo.reward_weight_schedule = bad
+        with pytest.raises(ConfigError, match=message):
+            check_config(c)
+    assert VarpoSettings.from_algorithm(algo_config(reward_weight_schedule=SCHEDULE)).weights_at(2) == pytest.approx(
+        (0.9 - 0.16, 0.1, 0.16)
+    )
+
+
+def test_varpo_signal_separates_trade_offs_that_the_summed_score_hides():
+    """verl's filter drops a uid when np.std of the metric over its samples is 0 (v1/replay_buffer.py)."""
+    group = [{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}, {"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}]
+    scores = [g["a"] + g["b"] for g in group]
+    signals = [signal_code(g) for g in group]
+    assert np.std(scores) == 0.0 and np.std(signals) > 0.0
+    constant = [signal_code({"a": 0.5, "b": float("nan")}) for _ in range(4)]
+    assert np.std(constant) == 0.0 and all(float(int(c)) == c for c in constant)
+
+
+@pytest.mark.parametrize(
+    ("method", "metric", "ok"),
+    [
+        ("gdpo", "reward", False),
+        ("gdpo", "score", False),
+        ("rvpo", "varpo_signal", True),
+        ("grpo", "score", True),
+        ("dvao", "reward", True),
+        ("dvao", "a", False),
+    ],
+)
+def test_filter_groups_metric_is_checked_against_the_estimator(method, metric, ok):
+    c = cfg(
+        f"algorithm.adv_estimator=varpo_{method}",
+        "trainer.v1.trainer_mode=varpo",
+        "+algorithm.varpo.reward_keys=[a,b]",
+        "algorithm.filter_groups.enable=true",
+        f"algorithm.filter_groups.metric={metric}",
+    )
+    if ok:
+        check_config(c)
+    else:
+        with pytest.raises(ConfigError, match="filter_groups.metric"):
+            check_config(c)
+    assert SIGNAL_KEY == "varpo_signal"
