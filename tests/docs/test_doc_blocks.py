@@ -178,7 +178,7 @@ def test_doc_block(block: Block, tmp_path):
     )
     for cmd in cmds:
         proc = subprocess.run(
-            ["bash", "-c", rewrite(cmd, tmp_path).replace("varpo ", f"{sys.executable} -m varpo ", 1)],
+            ["bash", "-c", _with_interpreter(rewrite(cmd, tmp_path))],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -186,3 +186,10 @@ def test_doc_block(block: Block, tmp_path):
             timeout=400,
         )
         assert proc.returncode == 0, f"{block.id}: {cmd!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+
+
+def _with_interpreter(cmd: str) -> str:
+    """``varpo ...`` and ``python -m varpo ...`` both run under this interpreter (``python -m varpo`` as is)."""
+    if cmd.startswith("python -m varpo"):
+        return f"{sys.executable}{cmd[len('python') :]}"
+    return cmd.replace("varpo ", f"{sys.executable} -m varpo ", 1)
