@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 _REPO = Path(__file__).resolve().parents[1]
 # The real ToolRL sample sits in the workplace's shared folder next to the checkout (../shared); VARPO_SHARED_DIR
@@ -21,3 +22,18 @@ def toolrl_path() -> Path:
     # loudly rather than skipping, so a CI machine without it cannot pass silently.
     assert TOOLRL_TEST.is_file(), f"missing {TOOLRL_TEST} (set VARPO_SHARED_DIR to the folder holding data/toolrl/)"
     return TOOLRL_TEST
+
+
+@pytest.fixture(scope="session")
+def private_varpo_cache(tmp_path_factory):
+    """One thread and a private varpo cache for the session (nothing is written to the user's ~/.cache); the
+    suites that build models request it through an autouse fixture of their own conftest."""
+    cache = tmp_path_factory.mktemp("varpo-cache")
+    old = os.environ.get("VARPO_CACHE")
+    os.environ["VARPO_CACHE"] = str(cache)
+    torch.set_num_threads(1)
+    yield cache
+    if old is None:
+        os.environ.pop("VARPO_CACHE", None)
+    else:
+        os.environ["VARPO_CACHE"] = old

@@ -10,7 +10,6 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 import varpo.tasks  # noqa: E402
 from varpo import models  # noqa: E402
@@ -38,17 +37,8 @@ def vowels(completions, **kwargs):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _session_env(tmp_path_factory):
-    """Offline, one thread, and a private varpo cache (nothing is written to the user's ~/.cache)."""
-    cache = tmp_path_factory.mktemp("varpo-cache")
-    old = os.environ.get("VARPO_CACHE")
-    os.environ["VARPO_CACHE"] = str(cache)
-    torch.set_num_threads(1)
-    yield cache
-    if old is None:
-        os.environ.pop("VARPO_CACHE", None)
-    else:
-        os.environ["VARPO_CACHE"] = old
+def _session_env(private_varpo_cache):
+    return private_varpo_cache  # tests/conftest.py
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("OPENAI_API_KEY", None)  # the dev server needs none; never send a real key anywhere
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from varpo import models  # noqa: E402
 from varpo.tasks import get_task  # noqa: E402
@@ -29,16 +28,8 @@ SLOW_SECONDS = 0.6
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _judge_env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("varpo-cache")
-    old = os.environ.get("VARPO_CACHE")
-    os.environ["VARPO_CACHE"] = str(cache)
-    torch.set_num_threads(1)
-    yield cache
-    if old is None:
-        os.environ.pop("VARPO_CACHE", None)
-    else:
-        os.environ["VARPO_CACHE"] = old
+def _judge_env(private_varpo_cache):
+    return private_varpo_cache  # tests/conftest.py
 
 
 @pytest.fixture(scope="session")
