@@ -50,6 +50,11 @@ def test_demo_smoke(tmp_path):
     # one warm start for every run: all runs started from the same model
     starts = {json.loads(p.read_text())["start_model"] for p in (out / "runs").glob("*/eval.json")}
     assert len(starts) == 1
+    # logs written to a file stay readable: one line per interval, no progress-bar redraws
+    for log in (out / "runs").glob("*/run.log"):
+        text = log.read_text()
+        assert "\r" not in text and "it/s" not in text
+        assert "step 2/2 (100%)" in text
 
 
 def test_demo_statistics_seed_and_sampling_error_and_verdicts():
@@ -95,3 +100,43 @@ def test_shuffle_groups_keeps_groups_whole():
 def test_partial_groups_are_rejected():
     with pytest.raises(RuntimeError, match="partial groups"):
         _assert_whole_groups(torch.tensor([0, 0, 0, 1, 1, 1, 1, 2]), 4)
+
+
+def test_line_progress_prints_one_line_per_interval():
+    import io
+    from types import SimpleNamespace
+
+    from transformers.trainer_callback import ProgressCallback
+
+    from varpo.run.progress import CompactProgress, LineProgress, use_compact_progress
+
+    stream = io.StringIO()
+    cb = LineProgress(stream)
+    state = SimpleNamespace(max_steps=25, global_step=0, is_world_process_zero=True)
+    cb.on_train_begin(None, state, None)
+    for step in range(1, 26):
+        state.global_step = step
+        cb.on_step_end(None, state, None)
+        cb.on_log(None, state, None, logs={"loss": -step / 100, "reward/alpha/mean": step / 25, "other": 1.0})
+    cb.on_train_end(None, state, None)
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == [f"{s}/25" for s in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 25)]
+    assert lines[-1].startswith("step 25/25 (100%)") and lines[-1].endswith("loss=-0.25, alpha=1")
+    assert "alpha=0.08" in lines[0] and "other" not in stream.getvalue()
+
+    class Trainer:  # the two calls use_compact_progress makes
+        def __init__(self):
+            self.args = SimpleNamespace(disable_tqdm=False)
+            self.callbacks = [ProgressCallback]
+
+        def remove_callback(self, cb):
+            self.callbacks.remove(cb)
+
+        def add_callback(self, cb):
+            self.callbacks.append(cb)
+
+    for tty, kind in ((True, CompactProgress), (False, LineProgress)):
+        trainer = Trainer()
+        use_compact_progress(trainer, tty=tty)
+        assert len(trainer.callbacks) == 1
+        assert trainer.callbacks[0] is kind or isinstance(trainer.callbacks[0], kind)

@@ -34,7 +34,7 @@ from varpo.run.spec import load_yaml, parse_overrides, resolve, validate
 BASELINE = "grpo"
 METHODS = (BASELINE, "saw")
 SEEDS = (0, 1, 2)
-EVAL_EVERY = 20
+EVAL_EVERY = 10
 
 DEMO: dict = {
     # what to train on: 3 word rules (warm-start rates 0.6 / 0.35 / 0.1) + a 3-word length budget
@@ -52,7 +52,7 @@ DEMO: dict = {
     "eval_prompts": 64,
     "eval_k": 4,
     # RL (VarpoGRPOConfig): 8 prompts x 8 completions per step; advantage_method, seed and output_dir set per run
-    "max_steps": 80,
+    "max_steps": 40,
     "num_generations": 8,
     "per_device_train_batch_size": 64,
     "gradient_accumulation_steps": 1,
@@ -93,6 +93,8 @@ def run(
     from varpo.experiments.sweep import run_dir, run_sweep
 
     console = Console()
+    if not console.is_terminal:  # a log file: rich would wrap the table and verdicts at 80 columns
+        console.width = 110
     output = Path(output)
     values = demo_values(config, overrides)
     if methods[0] != BASELINE:

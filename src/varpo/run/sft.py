@@ -18,7 +18,7 @@ import torch
 
 from varpo import models
 from varpo.run import data
-from varpo.run.progress import use_compact_progress
+from varpo.run.progress import quiet_library_bars, use_compact_progress
 from varpo.run.spec import RunSpec, digest
 
 MARKER = "varpo_sft.json"
@@ -63,6 +63,7 @@ def warm_start(spec: RunSpec, *, seed: int = 0, max_length: int = 512, force: bo
         return target
     from trl import SFTConfig, SFTTrainer
 
+    quiet_library_bars()
     model, tokenizer = models.load(base)
     demos = data.sft_data(spec)
     root = target.parent

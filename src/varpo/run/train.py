@@ -15,7 +15,7 @@ import torch
 
 from varpo import models
 from varpo.run import data, sft
-from varpo.run.progress import use_compact_progress
+from varpo.run.progress import quiet_library_bars, use_compact_progress
 from varpo.run.spec import Resolved, RunSpec, cpu_defaults, validate
 
 __all__ = ["build_trainer", "cpu_defaults", "dry_run", "set_threads", "start_model", "train", "write_run_file"]
@@ -48,6 +48,7 @@ def build_trainer(resolved: Resolved):
     checked = validate(resolved)  # every config/file error before the warm start or a model load
     args, task = checked.args, checked.task
     set_threads(spec)
+    quiet_library_bars()
     train_dataset = data.train_data(spec, keep=(args.gvpo_external_column,))
     start = start_model(spec, args.seed)
     model, tokenizer = models.load(start)
