@@ -93,8 +93,8 @@ def run(
     from varpo.experiments.sweep import run_dir, run_sweep
 
     console = Console()
-    if not console.is_terminal:  # a log file: rich would wrap the table and verdicts at 80 columns
-        console.width = 110
+    if not console.is_terminal:  # a log file: rich would wrap lines at 80 columns (tables size to their content)
+        console.width = 200
     output = Path(output)
     values = demo_values(config, overrides)
     if methods[0] != BASELINE:
