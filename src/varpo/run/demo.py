@@ -34,7 +34,7 @@ from varpo.run.spec import load_yaml, parse_overrides, resolve, validate
 BASELINE = "grpo"
 METHODS = (BASELINE, "saw")
 SEEDS = (0, 1, 2)
-EVAL_EVERY = 10
+EVAL_EVERY = 20
 
 DEMO: dict = {
     # what to train on: 3 word rules (warm-start rates 0.6 / 0.35 / 0.1) + a 3-word length budget
@@ -52,7 +52,7 @@ DEMO: dict = {
     "eval_prompts": 64,
     "eval_k": 4,
     # RL (VarpoGRPOConfig): 8 prompts x 8 completions per step; advantage_method, seed and output_dir set per run
-    "max_steps": 40,
+    "max_steps": 80,
     "num_generations": 8,
     "per_device_train_batch_size": 64,
     "gradient_accumulation_steps": 1,
