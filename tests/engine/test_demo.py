@@ -140,3 +140,31 @@ def test_line_progress_prints_one_line_per_interval():
         use_compact_progress(trainer, tty=tty)
         assert len(trainer.callbacks) == 1
         assert trainer.callbacks[0] is kind or isinstance(trainer.callbacks[0], kind)
+
+
+def test_demo_figure_integer_step_ticks(tmp_path):
+    """A 2-step run: the step axes carry whole-number ticks only (matplotlib's default would put ticks at 0.25)."""
+    import matplotlib.pyplot as plt
+
+    from varpo.run import demo_plots
+
+    curve = [{"step": s, "objectives": {"a": 0.1 * s}, "all": 0.0} for s in (0, 1, 2)]
+    runs = {m: {0: {"curve": curve}, 1: {"curve": curve}} for m in ("grpo", "saw")}
+    for m in runs:
+        for seed in (0, 1):
+            d = tmp_path / f"{m}{seed}"
+            d.mkdir()
+            lines = [json.dumps({"step": s, "adv/weight/a": 1.0}) for s in range(1, 3)]
+            (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    dirs = {m: {seed: tmp_path / f"{m}{seed}" for seed in (0, 1)} for m in runs}
+    fig = demo_plots.figure(runs, dirs, ["a"])
+    try:
+        visible = [ax for ax in fig.axes if ax.get_visible()]
+        assert len(visible) == 4  # rate panels for a and all objectives; weight panels for grpo and saw
+        for ax in visible:
+            lo, hi = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert [line.get_label() for line in visible[2].get_lines()] == ["a"]
+    finally:
+        plt.close(fig)

@@ -21,12 +21,24 @@ def _moving_average(values: list[float], window: int) -> list[float]:
 
 
 def plot(runs: dict[str, dict[int, dict]], run_dirs: dict[str, dict[int, Path]], objectives: list[str], path: Path):
+    """Draw :func:`figure` to ``path`` (PNG); returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(runs, run_dirs, objectives)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def figure(runs: dict[str, dict[int, dict]], run_dirs: dict[str, dict[int, Path]], objectives: list[str]):
     """One figure: top row, held-out rate per objective (+ all objectives) vs step; bottom row, effective weights
     per method. ``runs``: {method: {seed: eval.json payload}}; ``run_dirs``: {method: {seed: run directory}}."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     methods = list(runs)
     colours = dict(zip(methods, ["#7f7f7f", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"], strict=False))
@@ -79,8 +91,7 @@ def plot(runs: dict[str, dict[int, dict]], run_dirs: dict[str, dict[int, Path]],
     for row, used in ((axes[0], len(panels)), (axes[1], len(methods))):
         for ax in row[used:]:
             ax.set_visible(False)
+        for ax in row[:used]:  # steps are whole numbers: no 2.5 ticks on a short run
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
