@@ -254,3 +254,27 @@ def test_cli_report_warns_about_a_never_varied_objective(short_sweep, tmp_path):
     assert res.exit_code == 0, res.output
     assert "warning: objective 'format' never varied within a group" in res.output
     assert "'correctness'" not in res.output
+
+
+def test_many_objectives_report_flags_the_constant_objective(tmp_path, monkeypatch):
+    """K = 5 (> MANY): the flag reaches the small multiples and the per-objective response panel too."""
+    config = tmp_path / "cfg.yaml"
+    config.write_text("task: toolcall\nmax_steps: 4\n")
+    monkeypatch.setenv("FAKE_CONSTANT", "obj01")
+    points = expand_grid("grpo,dvao", "0.2:0.2:0.2:0.2:0.2", "1")
+    run_sweep(config, tmp_path / "sweep", points, ["max_steps=4"], runner=FAKE_RUNNER, jobs=2)
+    drawn = {}
+    real = many_figures.small_multiples
+
+    def record(panels, variants, path, title, ylabel=""):
+        drawn[path.name] = {p.title: p.note for p in panels}
+        return real(panels, variants, path, title, ylabel)
+
+    monkeypatch.setattr(many_figures, "small_multiples", record)
+    text = write_report(tmp_path / "sweep").read_text()
+    assert "objective(s) `obj01` never varied" in text
+    assert json.loads((tmp_path / "sweep" / REPORT_JSON).read_text())["never_varied"] == ["obj01"]
+    for name in ("dynamics_reward_mean.png", "dynamics_reward_std.png", "eval_curves.png"):
+        notes = drawn[name]
+        flagged = [t for t, n in notes.items() if n]
+        assert flagged == [next(t for t in notes if t.endswith("obj01"))], (name, notes)

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from varpo.experiments.analysis import FrontierPoint, Panel, used_window
+from varpo.experiments.analysis import NEVER_VARIED_NOTE, FrontierPoint, Panel, used_window
 from varpo.experiments.figures import (
     _METADATA,
     _STYLE,
@@ -144,8 +144,11 @@ def small_multiples(panels: Sequence[Panel], variants: Sequence[str], path: Path
     return _save(build_small_multiples(panels, variants, title, ylabel), path)
 
 
-def objective_response_figure(points: dict[str, list[FrontierPoint]], objectives: Sequence[str], path: Path) -> Path:
-    """Panel k: held-out score of objective k vs its own weight w_k, per variant (seed mean, bars ±1 std)."""
+def objective_response_figure(
+    points: dict[str, list[FrontierPoint]], objectives: Sequence[str], path: Path, never_varied: Sequence[str] = ()
+) -> Path:
+    """Panel k: held-out score of objective k vs its own weight w_k, per variant (seed mean, bars ±1 std); the
+    panel of an objective in ``never_varied`` carries the no-variance note."""
     palette, style = colors(list(points)), markers(list(points))
     nrows, ncols = _grid(len(objectives))
     with matplotlib.rc_context({**_STYLE, "font.size": 8}):
@@ -171,6 +174,8 @@ def objective_response_figure(points: dict[str, list[FrontierPoint]], objectives
                     capsize=1.5,
                 )
             _label(ax, name)
+            if name in never_varied:
+                note(ax, NEVER_VARIED_NOTE, width=30)
         _hide_unused(axes, len(objectives), "own weight w_k / Σw")
         for ax in axes[:, 0]:
             ax.set_ylabel("held-out score")

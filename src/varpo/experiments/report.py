@@ -253,7 +253,7 @@ def _frontier_section(sweep, objectives, ref, out, never=()) -> list[str]:
         "the hypervolume above is K-dimensional."
     )
     if len(objectives) > many_figures.MANY:  # C(K, 2) pair plots are unreadable: one panel per objective instead
-        many_figures.objective_response_figure(points, objectives, out / "objectives.png")
+        many_figures.objective_response_figure(points, objectives, out / "objectives.png", never)
         lines += [
             "",
             f"With K = {len(objectives)} objectives the {len(objectives) * (len(objectives) - 1) // 2} pairwise "
@@ -328,7 +328,9 @@ def _many_dynamics(panels, sweep, objectives, window, out) -> list[str]:
 
     def kind(prefix: str) -> list:
         return [
-            analysis.Panel(p.title.split(": ", 1)[1], p.curves) for p in panels if p.title.startswith(prefix + ": ")
+            analysis.Panel(p.title.split(": ", 1)[1], p.curves, p.note)
+            for p in panels
+            if p.title.startswith(prefix + ": ")
         ]
 
     lines = [
