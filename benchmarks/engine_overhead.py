@@ -6,9 +6,11 @@ mean, group-z-scored reward sum; varpo: grpo + token_mean, i.e. the same objecti
 (generation + loss + backward + optimizer + logging, from ``on_step_begin`` to ``on_step_end``) is recorded, the
 first steps of each run are dropped as warm-up, and the ratio of medians is reported.
 
-    HF_HUB_OFFLINE=1 python benchmarks/engine_overhead.py [--repeats 6] [--steps 12]
+    HF_HUB_OFFLINE=1 python benchmarks/engine_overhead.py [--repeats 6] [--steps 12]      # runs/bench/engine_overhead/
+    HF_HUB_OFFLINE=1 python benchmarks/engine_overhead.py --out benchmarks/results/engine_overhead.json  # publish
 
-Writes ``benchmarks/results/engine_overhead.json``.
+Writes ``runs/bench/engine_overhead/engine_overhead.json`` unless ``--out`` names another file (the committed result
+is ``benchmarks/results/engine_overhead.json``).
 """
 
 from __future__ import annotations
@@ -22,30 +24,31 @@ import tempfile
 import time
 from pathlib import Path
 
+from varpo.experiments.outdir import add_out_option, out_path, write_result
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-import torch  # noqa: E402
-import trl  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
-
-import varpo.tasks  # noqa: E402
-from varpo import models  # noqa: E402
-from varpo.trl import VarpoGRPOConfig, VarpoGRPOTrainer  # noqa: E402
 
 WARMUP = 2
 
 
-class StepTimer(TrainerCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._start = 0.0
+def step_timer():
+    """A TrainerCallback recording each optimizer step's wall time (torch/transformers/trl are imported only when
+    the benchmark runs, so ``--help`` and argument parsing stay instant)."""
+    from transformers import TrainerCallback
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self._start = 0.0
 
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._start)
+
+    return StepTimer()
 
 
 def common_args(out: str, steps: int) -> dict:
@@ -68,8 +71,13 @@ def common_args(out: str, steps: int) -> dict:
 
 
 def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int) -> list[float]:
+    import trl
+
+    from varpo import models
+    from varpo.trl import VarpoGRPOConfig, VarpoGRPOTrainer
+
     model, tokenizer = models.load(str(model_dir))
-    timer = StepTimer()
+    timer = step_timer()
     with tempfile.TemporaryDirectory() as out:
         if kind == "trl":
             cls, args = trl.GRPOTrainer, trl.GRPOConfig(**common_args(out, steps), loss_type="dapo", scale_rewards="group")
@@ -88,12 +96,27 @@ def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int) -> list[f
     return timer.times[WARMUP:]
 
 
-def main() -> None:
+NAME, FILENAME = "engine_overhead", "engine_overhead.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "engine_overhead.json")
-    args = parser.parse_args()
+    add_out_option(parser, NAME, FILENAME, publish="benchmarks/results/engine_overhead.json")
+    args = parser.parse_args(argv)
+    args.out = out_path(args.out, NAME, FILENAME)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import torch
+    import trl
+
+    import varpo.tasks
+    from varpo import models
+
     torch.set_num_threads(1)
 
     task = varpo.tasks.get_task("toolcall")
@@ -128,8 +151,7 @@ def main() -> None:
             "processor": platform.processor() or platform.machine(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, json.dumps(result, indent=2) + "\n")
     print(
         f"median step time: trl {result['median_step_s']['trl'] * 1000:.1f} ms, "
         f"varpo {result['median_step_s']['varpo'] * 1000:.1f} ms -> ratio {ratio:.3f} "

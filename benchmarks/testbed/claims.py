@@ -1,7 +1,7 @@
 """The numbers behind docs/claims.md's testbed rows, recomputed from a published sweep's eval.json files.
 
     python benchmarks/testbed/claims.py docs/results/testbed-easy_hard
-    python benchmarks/testbed/claims.py docs/results/testbed-bottleneck --json out.json
+    python benchmarks/testbed/claims.py docs/results/testbed-bottleneck --out runs/bench/claims/bottleneck.json
 
 For each pair (method, baseline) and each metric — every objective's final held-out rate, the worst objective's rate
 (min over objectives, per run), the all-objectives rate — it prints the mean over seeds of the per-seed paired
@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--baselines", default="grpo,gdpo")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--out", "--json", dest="json", type=Path, default=None, help="also write the numbers as JSON to this file"
+    )
     ns = parser.parse_args(argv)
     data = load(ns.sweep)
     report: dict = {"pairs": {}, "learnability": {}, "hypervolume": {}}

@@ -2,6 +2,9 @@
 
     python benchmarks/testbed/gvpo_offpolicy.py runs/testbed            # reads gvpo_h0, gvpo_h2, gvpo_h4, gvpo_h6
 
+writes ``runs/bench/gvpo_offpolicy/gvpo_offpolicy.json`` unless ``--out`` names another file (the committed one:
+``--out docs/results/testbed-gvpo_offpolicy/gvpo_offpolicy.json``).
+
 Per h and seed: completion tokens generated over the run (``offpolicy/generated_tokens`` summed over steps where the
 engine logs it; for h = 0, where no group has history, ``completions/mean_length`` x samples per step), the final
 held-out rate averaged over the objectives, and the all-objectives rate. Paired against h = 0 (same seed = same warm
@@ -11,6 +14,7 @@ tokens, the h = 0 curve's rate interpolated at h's token budget (the evaluation 
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -18,6 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from claims import interval  # noqa: E402
+
+from varpo.experiments.outdir import add_out_option, out_path, write_result  # noqa: E402
+
+NAME, FILENAME = "gvpo_offpolicy", "gvpo_offpolicy.json"
 
 
 def _records(path: Path) -> list[dict]:
@@ -55,7 +63,11 @@ def rate_at_tokens(base: dict, budget: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    root = Path((argv or sys.argv[1:])[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="directory holding the gvpo_h<h> sweeps")
+    add_out_option(parser, NAME, FILENAME, publish="docs/results/testbed-gvpo_offpolicy/gvpo_offpolicy.json")
+    args = parser.parse_args(argv)
+    root = args.root
     runs = {
         int(d.name[len("gvpo_h") :]): {s["seed"]: s for s in (run_summary(r) for r in d.glob("runs/*") if (r / "eval.json").exists())}
         for d in sorted(root.glob("gvpo_h*"))
@@ -78,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         fmt = lambda ci: f"{ci[0]:+.3f} ± {ci[1]:.3f}"  # noqa: E731
         print(f"{h:>2} {len(seeds):>5} {ratio[0]:>9.3f} ± {ratio[1]:.3f} {rate[0]:>12.3f} {fmt(d_rate):>28} "
               f"{fmt(d_all):>20} {fmt(d_tok):>28}")  # fmt: skip
-    (root / "gvpo_offpolicy.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_result(out_path(args.out, NAME, FILENAME), json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -4,14 +4,22 @@
 #   bash benchmarks/testbed/run.sh easy_hard     # setting A: 6 methods x 6 seeds, 80 steps     (~30 min on 2 cores)
 #   bash benchmarks/testbed/run.sh bottleneck    # setting B: K = 8, one rare rule: 3 methods x 5 seeds, 40 steps
 #   bash benchmarks/testbed/run.sh hard_length   # setting C: hard rule + length budget: 4 methods x 3 w1 x 3 seeds
+#   bash benchmarks/testbed/run.sh easy_hard --out docs/results/testbed-easy_hard   # ... and publish
 #
-# Resumable: re-running the same command skips finished runs. When the sweep is complete, the report, its figures,
-# the config, the manifest and every run's eval.json/run.json are copied to docs/results/testbed-<setting>/.
+# Resumable: re-running the same command skips finished runs. The sweep and its report stay in
+# runs/testbed/<setting>/. Only with `--out DEST` are the report, its figures, the config, the manifest and every
+# run's eval.json/run.json copied to DEST (replacing it; the committed results are docs/results/testbed-<setting>).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-setting=${1:?usage: run.sh easy_hard|bottleneck|hard_length}
+usage="usage: run.sh easy_hard|bottleneck|hard_length [--out DEST]"
+setting=${1:?$usage}
+dest=
+if [ $# -ge 2 ]; then
+  if [ "$2" != --out ] || [ $# -ne 3 ] || [ -z "$3" ]; then echo "$usage" >&2; exit 2; fi
+  dest=$3
+fi
 config=benchmarks/testbed/$setting.yaml
 case "$setting" in
   easy_hard) methods=grpo,ac,gdpo,dvao,saw,rvpo; weights=0.25:0.25:0.25:0.25; seeds=6 ;;
@@ -28,9 +36,12 @@ if [ "$status" -ne 0 ]; then
   echo "some runs failed (listed in the report); re-run this command to retry them" >&2
 fi
 python -m varpo.experiments report "$out"
-dest=docs/results/testbed-$setting
+if [ -z "$dest" ]; then
+  echo "report in $out (not published; to publish: bash $0 $setting --out docs/results/testbed-$setting)"
+  exit "$status"
+fi
 rm -rf "$dest" && mkdir -p "$dest"
-cp "$out"/report.md "$out"/*.png "$out"/config.yaml "$out"/sweep.json "$dest"/
+cp "$out"/report.md "$out"/report.json "$out"/*.png "$out"/config.yaml "$out"/sweep.json "$dest"/
 for run in "$out"/runs/*/; do
   name=$(basename "$run")
   if [ -f "$run/eval.json" ]; then mkdir -p "$dest/runs/$name" && cp "$run"/eval.json "$run"/run.json "$dest/runs/$name/"; fi

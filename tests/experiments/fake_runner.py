@@ -2,7 +2,9 @@
 
 ``fake_runner.py CONFIG --run-dir DIR key=value…`` writes a deterministic ``metrics.jsonl`` and, last and atomically,
 ``eval.json`` whose scores depend on method, weights and seed. It appends the run name to ``<sweep>/launches.log`` so
-tests can count launches. ``FAKE_FAIL=<method>`` makes that method's runs exit 3 without an eval file. Imports only
+tests can count launches. ``FAKE_FAIL=<method>`` makes that method's runs exit 3 without an eval file;
+``FAKE_CONSTANT=<objective>`` makes that reward constant in every group (within-group std 0, as a reward that is always
+0 or always full marks). Imports only
 the standard library, so a launch costs a bare interpreter start.
 """
 
@@ -48,6 +50,9 @@ with open(run_dir / "metrics.jsonl", "w") as f:
         for n, w in zip(names, weights):
             rec[f"reward/{n}/mean"] = final[n] * frac + 0.05 * math.sin(3 * step + seed)
             rec[f"reward/{n}/std"] = 0.5 * (1 - frac) + 0.05
+            rec[f"adv/group_std_mean/{n}"] = 0.4 * (1 - frac) + 0.02
+            if os.environ.get("FAKE_CONSTANT") == n:
+                rec[f"reward/{n}/mean"], rec[f"reward/{n}/std"], rec[f"adv/group_std_mean/{n}"] = 0.0, 0.0, 0.0
             rec[f"adv/weight/{n}"] = w / sum(weights)
             if len(names) > 3 and method != "grpo":  # many objectives: adaptive methods move their weights
                 rec[f"adv/weight/{n}"] *= 1 + 0.6 * math.sin(step / 6 + names.index(n) / 3)

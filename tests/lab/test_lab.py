@@ -218,3 +218,19 @@ def test_cli_allocate_run_and_errors(tmp_path):
     assert "| dvao − grpo | all-objectives rate |" in (tmp_path / "report.md").read_text()
     bad = runner.invoke(app, ["lab", "allocate", "--success", "0.1,1.5"])
     assert bad.exit_code == 2 and "success must be in (0, 1)" in bad.output
+
+
+def test_claim_report_index_axes_have_integer_ticks(tmp_path, monkeypatch):
+    """A 4-record curve is drawn against integer record indices (the default locator puts ticks at 0.5, 1.5, …)."""
+    result = claims.ClaimResult(
+        "t", "t", curves={"adv_sq": {"grpo": [0.4, 0.3, 0.35, 0.2], "dvao": [0.3, 0.2, 0.2, 0.1]}}
+    )
+    closed = []
+    real_close = report.plt.close
+    monkeypatch.setattr(report.plt, "close", lambda fig: (closed.append(fig), real_close(fig)))
+    report.write(result, tmp_path)
+    (fig,) = closed
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)

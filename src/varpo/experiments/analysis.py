@@ -10,7 +10,9 @@
 * :func:`monotonicity_table` — VL Norm Table 5: per run, the Pearson correlation of the held-out score with the
   evaluation index; mean ± CI over the variant's runs.
 * :func:`dynamics` — per variant at one weight vector, each training series averaged over seeds step by step, and
-  its centered moving average (window 15).
+  its centered moving average (window 15, capped by the run length: :func:`~varpo.experiments.summary.smoothing_window`).
+* :func:`no_variance` — objectives whose reward never varied within a group during training (no learning signal for
+  any method), from the logged within-group std.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from varpo.experiments.pareto import hypervolume
 from varpo.experiments.results import MetricKeys, Run, Sweep, series
-from varpo.experiments.summary import MeanCI, mean_ci, monotonicity, moving_average
+from varpo.experiments.summary import MeanCI, mean_ci, monotonicity, moving_average, smoothing_window
 
 
 @dataclass
@@ -190,30 +192,52 @@ def monotonicity_table(sweep: Sweep, objectives: Sequence[str], confidence: floa
 
 @dataclass
 class Curve:
-    """A training series of one variant averaged over seeds; ``smooth`` = centered moving average."""
+    """A training series of one variant averaged over seeds; ``smooth`` = centered moving average of ``mean`` with
+    ``window`` points (1: unsmoothed)."""
 
     steps: np.ndarray
     mean: np.ndarray
     smooth: np.ndarray
     n_runs: int
+    window: int = 1
 
 
 @dataclass
 class Panel:
-    """One subplot of the dynamics figure: a title and one curve per variant."""
+    """One subplot of the dynamics figure: a title, one curve per variant, and a warning drawn in the panel
+    (``note``, e.g. an objective that never varied)."""
 
     title: str
     curves: dict[str, Curve] = field(default_factory=dict)
+    note: str = ""
 
 
 def average_curves(runs: Sequence[Run], candidates: Sequence[str], name: str = "", window: int = 15) -> Curve | None:
-    """Mean over runs at each step (steps any run logged; NaN-free mean of the runs that have the step)."""
+    """Mean over runs at each step (steps any run logged; NaN-free mean of the runs that have the step), smoothed
+    with ``smoothing_window(len(steps), window)``."""
     per_run = [series(r.metrics, candidates, name) for r in runs]
     per_run = [(s, v) for s, v in per_run if len(s)]
     if not per_run:
         return None
     steps, mean = _mean_over_runs(per_run)
-    return Curve(steps, mean, moving_average(mean, window), len(per_run))
+    w = smoothing_window(len(steps), window)
+    return Curve(steps, mean, moving_average(mean, w), len(per_run), w)
+
+
+def smooth_panels(panels: Sequence[Panel], window: int = 15) -> int:
+    """Re-smooth every curve of ``panels`` with ONE window, ``smoothing_window`` of the longest curve, so all curves
+    of a figure are averaged alike (the figure states that window); returns it."""
+    lengths = [len(c.steps) for p in panels for c in p.curves.values()]
+    w = smoothing_window(max(lengths, default=0), window)
+    for p in panels:
+        for c in p.curves.values():
+            c.smooth, c.window = moving_average(c.mean, w), w
+    return w
+
+
+def used_window(panels: Sequence[Panel]) -> int:
+    """The largest smoothing window among the curves of ``panels`` (1 when none is smoothed): the one to state."""
+    return max((c.window for p in panels for c in p.curves.values()), default=1)
 
 
 def _mean_over_runs(per_run: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +259,8 @@ def dynamics(
     window: int = 15,
 ) -> list[Panel]:
     """Panels in order: reward mean per objective, reward std per objective, completion length, effective weight per
-    objective, advantage magnitude E|A|. Panels no run logged are omitted."""
+    objective, advantage magnitude E|A|. Panels no run logged are omitted. Every curve is smoothed with the same
+    window, ``smoothing_window(longest series, window)``."""
     spec: list[tuple[str, Sequence[str], str]] = []
     spec += [(f"reward mean: {o}", keys.reward_mean, o) for o in objectives]
     spec += [(f"reward std: {o}", keys.reward_std, o) for o in objectives]
@@ -251,6 +276,7 @@ def dynamics(
                 panel.curves[variant] = curve
         if panel.curves:
             panels.append(panel)
+    smooth_panels(panels, window)
     return panels
 
 
@@ -265,9 +291,12 @@ def below_reference(sweep: Sweep, objectives: Sequence[str], reference: Sequence
     return out
 
 
-def eval_curves(sweep: Sweep, objectives: Sequence[str], weights: tuple[float, ...] | None) -> list[Panel]:
-    """Held-out score vs step per objective and "all", averaged over the variant's runs at ``weights`` (no
-    smoothing: evaluations are sparse). These are the curves the monotonicity score summarises."""
+def eval_curves(
+    sweep: Sweep, objectives: Sequence[str], weights: tuple[float, ...] | None, window: int = 15
+) -> list[Panel]:
+    """Held-out score vs step per objective and "all", averaged over the variant's runs at ``weights``; smoothed by
+    the same rule as the training curves (``smoothing_window``: a few evaluations stay unsmoothed). These are the
+    curves the monotonicity score summarises (on the raw scores)."""
     panels = []
     titles = {"all": "held-out: all objectives", "worst": "held-out: worst objective"}
     for column in [*objectives, *SUMMARY_COLUMNS]:
@@ -281,4 +310,65 @@ def eval_curves(sweep: Sweep, objectives: Sequence[str], weights: tuple[float, .
             panel.curves[variant] = Curve(steps, mean, mean, len(per_run))
         if panel.curves:
             panels.append(panel)
+    smooth_panels(panels, window)
     return panels
+
+
+#: A within-group std at or below this is zero (a constant group's deviations are exact zeros up to rounding).
+ZERO_STD = 1e-12
+
+
+@dataclass
+class VarianceCheck:
+    """Did objective ``objective``'s reward ever vary within a group during training?
+
+    Per finished run: "varied" when its logged within-group std (``MetricKeys.group_std``, mean over groups of the
+    per-group std) is > 0 at some step; "constant" when it is 0 at every logged step (or, without that metric, when
+    the batch reward std is 0 at every step: a constant batch has constant groups); "unknown" otherwise.
+    """
+
+    objective: str
+    runs_varied: list[str] = field(default_factory=list)
+    runs_constant: list[str] = field(default_factory=list)
+    runs_unknown: list[str] = field(default_factory=list)
+
+    @property
+    def never_varied(self) -> bool:
+        """Constant in every run that could be checked (and at least one could): no method got a gradient from it."""
+        return bool(self.runs_constant) and not self.runs_varied
+
+    def to_dict(self) -> dict:
+        return {
+            "never_varied": self.never_varied,
+            "runs_varied": len(self.runs_varied),
+            "runs_constant": sorted(self.runs_constant),
+            "runs_unknown": sorted(self.runs_unknown),
+        }
+
+
+def no_variance(sweep: Sweep, objectives: Sequence[str], keys: MetricKeys = MetricKeys()) -> dict[str, VarianceCheck]:
+    """``{objective: VarianceCheck}`` over every finished run of the sweep (all variants, weights, seeds)."""
+    out = {o: VarianceCheck(o) for o in objectives}
+    for run in sweep.finished:
+        for o in objectives:
+            _, group_std = series(run.metrics, keys.group_std, o)
+            if len(group_std):
+                bucket = out[o].runs_varied if (np.abs(group_std) > ZERO_STD).any() else out[o].runs_constant
+            else:
+                _, batch_std = series(run.metrics, keys.reward_std, o)
+                constant = len(batch_std) and not (np.abs(batch_std) > ZERO_STD).any()
+                bucket = out[o].runs_constant if constant else out[o].runs_unknown
+            bucket.append(run.point.name)
+    return out
+
+
+NEVER_VARIED_NOTE = "never varied within a group in training: no method could learn it"
+
+
+def flag_panels(panels: Sequence[Panel], never_varied: Sequence[str]) -> None:
+    """Put :data:`NEVER_VARIED_NOTE` on every panel of an objective that never varied (title ends in ": <name>" or
+    "held-out <name>")."""
+    for p in panels:
+        name = p.title.split(": ", 1)[1] if ": " in p.title else p.title.removeprefix("held-out ")
+        if name in never_varied:
+            p.note = NEVER_VARIED_NOTE

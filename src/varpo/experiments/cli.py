@@ -134,12 +134,25 @@ def sweep(
 
         path = write_report(sweep_dir, argv=["varpo", "report", str(sweep_dir)])
         console.print(f"report: {path}")
+        _warn_never_varied(path)
     if held:
         console.print(f"{len(held)} run(s) are in use by another live sweep process and were not started.")
     if failed:
         console.print(f"{len(failed)} run(s) failed; re-run the same command to retry them.")
     if failed or held:
         raise typer.Exit(1)
+
+
+def _warn_never_varied(report_path: Path) -> None:
+    """A valid result nobody could learn from must be seen where the command is run, not only in report.md."""
+    from varpo.experiments.report import never_varied
+
+    for objective in never_varied(report_path.parent):
+        typer.echo(
+            f"warning: objective {objective!r} never varied within a group in training: no method could learn it "
+            f"(see {report_path})",
+            err=True,
+        )
 
 
 def report(
@@ -153,13 +166,17 @@ def report(
         str | None, typer.Option(help="Hypervolume reference point, one value per objective (default 0 each).")
     ] = None,
     confidence: Annotated[float, typer.Option(help="Level of the t-intervals over seeds.")] = 0.95,
-    window: Annotated[int, typer.Option(help="Centered moving-average window of the dynamics curves.")] = 15,
+    window: Annotated[
+        int,
+        typer.Option(min=1, help="Centered moving-average window of the curves, capped at a quarter of their points."),
+    ] = 15,
     score: Annotated[
         str,
         typer.Option(help="Held-out score compared: objectives (avg@k, full marks), mean_reward or pass_at_k."),
     ] = "objectives",
 ) -> None:
-    """Write report.md + PNGs: Pareto frontiers, hypervolume ± CI, training dynamics, monotonicity, score table."""
+    """Write report.md + PNGs: Pareto frontiers, hypervolume ± CI, training dynamics, monotonicity, score table;
+    report.json holds the flags (objectives that never varied within a group)."""
     from varpo.experiments.report import write_report
     from varpo.experiments.results import load_sweep
 
@@ -176,6 +193,7 @@ def report(
     except (FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(str(path))
+    _warn_never_varied(path)
     unreadable = load_sweep(sweep_dir, score).unreadable
     for run in unreadable:  # the report is written (the other runs are valid) but this must not pass unnoticed
         typer.echo(f"warning: {run.point.name}: {run.status}", err=True)

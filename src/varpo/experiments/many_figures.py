@@ -24,8 +24,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from varpo.experiments.analysis import FrontierPoint, Panel
-from varpo.experiments.figures import _METADATA, _STYLE, colors
+from varpo.experiments.analysis import NEVER_VARIED_NOTE, FrontierPoint, Panel, used_window
+from varpo.experiments.figures import (
+    _METADATA,
+    _STYLE,
+    colors,
+    integer_steps,
+    markers,
+    note,
+    point_markers,
+    smoothing_text,
+)
 
 #: Above this many objectives the report switches to these figures (pairwise plots: C(K, 2) files).
 MANY = 4
@@ -51,12 +60,21 @@ def _figure(nrows: int, ncols: int, cell: tuple[float, float]) -> Figure:
     return fig
 
 
-def _header(fig: Figure, title: str, variants: Sequence[str], palette: dict, counts: dict | None = None) -> None:
-    """Title and the variant legend in the fixed top margin."""
+def _header(
+    fig: Figure, title: str, variants: Sequence[str], palette: dict, counts: dict | None = None, missing=()
+) -> None:
+    """Title and the variant legend in the fixed top margin (``missing``: variants without data, listed too)."""
     height = fig.get_figheight()
     fig.suptitle(title, y=1 - 0.08 / height, va="top", fontsize=9)
     label = (lambda v: f"{v} (n={counts[v]})") if counts else str
-    handles = [Line2D([], [], color=palette[v], lw=2, marker="o", ms=4, label=label(v)) for v in variants]
+    style = markers(list(palette))  # palette keys are in grid order: the same marker as every other figure
+    handles = [
+        Line2D([], [], color=palette[v], lw=2, ls=style[v][1], marker=style[v][0], ms=4, label=label(v))
+        for v in variants
+    ]
+    handles += [
+        Line2D([], [], color=palette[v], lw=2, ls=style[v][1], alpha=0.4, label=f"{v} (no data)") for v in missing
+    ]
     if handles:
         fig.legend(
             handles=handles, loc="upper center", ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 1 - 0.5 / height)
@@ -77,10 +95,11 @@ def _hide_unused(axes, used: int, xlabel: str) -> None:
             ax.set_xlabel(xlabel)
 
 
-def _label(ax, text: str) -> None:
-    """Panel title as plain axes text (``set_title`` re-measures every tick label to place itself) and few ticks."""
+def _label(ax, text: str, steps: bool = False) -> None:
+    """Panel title as plain axes text (``set_title`` re-measures every tick label to place itself) and few ticks
+    (integers on a step axis)."""
     ax.text(0.5, 1.02, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=8)
-    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.xaxis.set_major_locator(MaxNLocator(4, integer=steps))
     ax.yaxis.set_major_locator(MaxNLocator(4))
 
 
@@ -91,34 +110,46 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def small_multiples(
-    panels: Sequence[Panel], variants: Sequence[str], path: Path, title: str, ylabel: str = "", window: int = 15
-) -> Path:
-    """One compact panel per entry of ``panels`` (shared x and y), bold = moving average, faint = seed mean."""
-    palette = colors(list(variants))
+def build_small_multiples(panels: Sequence[Panel], variants: Sequence[str], title: str, ylabel: str = "") -> Figure:
+    """One compact panel per entry of ``panels`` (shared x and y), bold = moving average (the curves' own window,
+    stated in the title), faint = seed mean; integer step ticks; a panel's ``note`` drawn inside it."""
+    palette, style = colors(list(variants)), markers(list(variants))
     nrows, ncols = _grid(len(panels))
+    window = used_window(panels)
     with matplotlib.rc_context({**_STYLE, "font.size": 8}):
         fig = _figure(nrows, ncols, (2.3, 1.75))
+        FigureCanvasAgg(fig)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
         for ax, panel in zip(axes.flat, panels, strict=False):
             for variant, curve in panel.curves.items():
-                c = palette.get(variant, "k")
-                ax.plot(curve.steps, curve.mean, color=c, alpha=0.25, lw=0.7)
-                ax.plot(curve.steps, curve.smooth, color=c, lw=1.4)
-            _label(ax, panel.title)
+                c, (marker, ls) = palette.get(variant, "k"), style.get(variant, ("o", "-"))
+                if curve.window > 1:
+                    ax.plot(curve.steps, curve.mean, color=c, alpha=0.25, lw=0.7)
+                ax.plot(curve.steps, curve.smooth, color=c, ls=ls, lw=1.4, **point_markers(marker, len(curve.steps)))
+            _label(ax, panel.title, steps=True)
+            if panel.note:
+                note(ax, panel.note)
         _hide_unused(axes, len(panels), "step")
         for ax in axes[:, 0]:
             ax.set_ylabel(ylabel)
         present = [v for v in variants if any(v in p.curves for p in panels)]
         runs = {v: next(p.curves[v].n_runs for p in panels if v in p.curves) for v in present}
-        smooth = f"; bold: centered moving average, window {window}" if window > 1 else ""
-        _header(fig, f"{title} — faint: mean over seeds{smooth}", present, palette, runs)
-        return _save(fig, path)
+        missing = [v for v in variants if v not in present]
+        _header(fig, f"{title} — {smoothing_text(window)}", present, palette, runs, missing)
+        return fig
 
 
-def objective_response_figure(points: dict[str, list[FrontierPoint]], objectives: Sequence[str], path: Path) -> Path:
-    """Panel k: held-out score of objective k vs its own weight w_k, per variant (seed mean, bars ±1 std)."""
-    palette = colors(list(points))
+def small_multiples(panels: Sequence[Panel], variants: Sequence[str], path: Path, title: str, ylabel: str = "") -> Path:
+    """Save :func:`build_small_multiples` to ``path``."""
+    return _save(build_small_multiples(panels, variants, title, ylabel), path)
+
+
+def objective_response_figure(
+    points: dict[str, list[FrontierPoint]], objectives: Sequence[str], path: Path, never_varied: Sequence[str] = ()
+) -> Path:
+    """Panel k: held-out score of objective k vs its own weight w_k, per variant (seed mean, bars ±1 std); the
+    panel of an objective in ``never_varied`` carries the no-variance note."""
+    palette, style = colors(list(points)), markers(list(points))
     nrows, ncols = _grid(len(objectives))
     with matplotlib.rc_context({**_STYLE, "font.size": 8}):
         fig = _figure(nrows, ncols, (2.3, 1.75))
@@ -136,17 +167,22 @@ def objective_response_figure(points: dict[str, list[FrontierPoint]], objectives
                     y[order],
                     yerr=np.where(np.isfinite(err[order]), err[order], 0.0),
                     color=palette[variant],
-                    marker="o",
+                    marker=style[variant][0],
+                    ls=style[variant][1],
                     ms=3,
                     lw=1.0,
                     capsize=1.5,
                 )
             _label(ax, name)
+            if name in never_varied:
+                note(ax, NEVER_VARIED_NOTE, width=30)
         _hide_unused(axes, len(objectives), "own weight w_k / Σw")
         for ax in axes[:, 0]:
             ax.set_ylabel("held-out score")
         title = "Per objective: held-out score vs its own weight (seed mean, bars ±1 std over seeds)"
-        _header(fig, title, [v for v, p in points.items() if p], palette)
+        _header(
+            fig, title, [v for v, p in points.items() if p], palette, missing=[v for v, p in points.items() if not p]
+        )
         return _save(fig, path)
 
 
@@ -190,6 +226,7 @@ def weight_heatmap(panels: Sequence[Panel], objectives: Sequence[str], variants:
             ax.set_yticks(range(len(objectives)), objectives, fontsize=max(5, 9 - len(objectives) // 8))
             ax.set_title(v, fontsize=9)
             ax.set_xlabel("step")
+            integer_steps(ax)
         for ax in list(axes.flat)[len(present) :]:
             ax.set_visible(False)
         if image is not None:

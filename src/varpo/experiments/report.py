@@ -3,11 +3,14 @@
 Honesty is structural here, not left to the reader: every variant in the grid gets a row (also one whose runs all
 failed), unfinished runs are listed with their error, each number comes with its n and interval, the reference
 point is printed next to every hypervolume, and the header records the exact commands and commits of the sweep
-and of the report. Rows keep the grid's order (the order given to ``--methods``), never a ranking by score.
+and of the report. Rows keep the grid's order (the order given to ``--methods``), never a ranking by score. An
+objective whose reward never varied within a group in training (so no method could learn from it) is flagged in
+the header, in its figures and in ``report.json`` (the report's machine-readable flags).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -18,11 +21,12 @@ from pathlib import Path
 from varpo.experiments import analysis, figures, many_figures
 from varpo.experiments.grid import format_weight
 from varpo.experiments.pareto import MC_DELTA, MC_SAMPLES, exact_method
-from varpo.experiments.records import git_commit, write_text
+from varpo.experiments.records import git_commit, write_json, write_text
 from varpo.experiments.results import SCORES, MetricKeys, Sweep, load_sweep
 from varpo.experiments.summary import MeanCI
 
 REPORT_FILE = "report.md"
+REPORT_JSON = "report.json"
 
 
 def default_reference(objectives: Sequence[str]) -> list[float]:
@@ -42,14 +46,16 @@ def write_report(
     score: str = "objectives",
     argv: Sequence[str] | None = None,
 ) -> Path:
-    """Write ``report.md`` and its figures into ``out_dir`` (default: the sweep directory); return the report path.
+    """Write ``report.md``, ``report.json`` and the figures into ``out_dir`` (default: the sweep directory); return
+    the path of ``report.md``.
 
     Args:
         sweep_dir: a directory written by :func:`varpo.experiments.sweep.run_sweep`.
         reference: hypervolume reference point, one value per objective (default 0 each; must be a point every
             useful result exceeds, i.e. the worst acceptable score).
         confidence: level of the t-intervals over seeds.
-        window: centered moving-average window of the training-dynamics curves (the papers use 15).
+        window: centered moving-average window of the curves (the papers use 15), capped at a quarter of the series
+            (``varpo.experiments.summary.smoothing_window``: a 4-step run is drawn unsmoothed).
         keys: where the training metrics live in ``metrics.jsonl``.
         score: which held-out score is compared (``varpo.experiments.results.SCORES``): ``objectives`` (avg@k,
             the default), ``mean_reward`` (partial credit; state a ``reference`` below every reward when rewards can
@@ -62,21 +68,75 @@ def write_report(
     objectives = sweep.objectives
     lines = _header(sweep, argv)
     lines.append(f'- Score compared (`--score {score}`): {SCORES[score]}; "all" is always the all-objectives rate.')
+    checks = analysis.no_variance(sweep, objectives, keys)
+    lines += _variance_warnings(checks, keys)
+    summary = _json_summary(sweep, score, checks)
     if not objectives:
         lines += ["", "**No run has finished yet**, so there is nothing to compare.", ""]
         lines += _unfinished(sweep)
+        write_json(out / REPORT_JSON, summary)
         return write_text(out / REPORT_FILE, "\n".join(lines) + "\n")
     ref = list(reference) if reference is not None else default_reference(objectives)
     if len(ref) != len(objectives):
         raise ValueError(f"reference point has {len(ref)} values but the task has {len(objectives)} objectives")
     main_w = sweep.main_weights
+    never = summary["never_varied"]
     lines += _hypervolume_section(sweep, objectives, ref, confidence, out)
-    lines += _frontier_section(sweep, objectives, ref, out)
+    lines += _frontier_section(sweep, objectives, ref, out, never)
     lines += _score_section(sweep, objectives, main_w, confidence)
-    lines += _dynamics_section(sweep, objectives, main_w, keys, window, out)
-    lines += _monotonicity_section(sweep, objectives, main_w, confidence, out)
+    lines += _dynamics_section(sweep, objectives, main_w, keys, window, out, never, summary)
+    lines += _monotonicity_section(sweep, objectives, main_w, confidence, out, window, never, summary)
     lines += _unfinished(sweep)
+    write_json(out / REPORT_JSON, summary)
     return write_text(out / REPORT_FILE, "\n".join(lines) + "\n")
+
+
+def never_varied(report_dir: str | os.PathLike) -> list[str]:
+    """The objectives a written report flagged as never varying within a group (from its ``report.json``)."""
+    try:
+        return list(json.loads((Path(report_dir) / REPORT_JSON).read_text()).get("never_varied", []))
+    except (FileNotFoundError, ValueError):
+        return []
+
+
+def _json_summary(sweep: Sweep, score: str, checks: dict[str, analysis.VarianceCheck]) -> dict:
+    """``report.json``: what a script needs without parsing markdown (deterministic: no commit, no time)."""
+    return {
+        "sweep": sweep.dir.name,
+        "score": score,
+        "objectives": list(checks),
+        "variants": sweep.variants,
+        "runs": {"finished": len(sweep.finished), "total": len(sweep.runs)},
+        "never_varied": [o for o, c in checks.items() if c.never_varied],
+        "within_group_variance": {o: c.to_dict() for o, c in checks.items()},
+        "smoothing_window": {},
+    }
+
+
+def _variance_warnings(checks: dict[str, analysis.VarianceCheck], keys: MetricKeys) -> list[str]:
+    """Header lines for objectives whose reward never varied within a group (all runs, or some runs)."""
+    key = keys.group_std[0].replace("{name}", "<objective>")
+    lines = []
+    never = [c for c in checks.values() if c.never_varied]
+    if never:
+        names = ", ".join(f"`{c.objective}`" for c in never)
+        runs = max(len(c.runs_constant) for c in never)
+        lines.append(
+            f"- **Warning: objective(s) {names} never varied within a group in training** (within-group reward std "
+            f"`{key}` = 0 at every logged step of every run that logged it, {runs} run(s)): no method got a gradient "
+            "from them, so a difference between methods in their held-out scores is a side effect of the other "
+            "objectives, not learning. Typical causes: the reward is constant for this task and model (always 0 or "
+            "always full marks), or it was missing."
+        )
+    for c in checks.values():
+        if c.runs_constant and c.runs_varied:
+            shown = ", ".join(f"`{n}`" for n in sorted(c.runs_constant)[:10])
+            more = " …" if len(c.runs_constant) > 10 else ""
+            lines.append(
+                f"- Objective `{c.objective}` never varied within a group in {len(c.runs_constant)} of "
+                f"{len(c.runs_constant) + len(c.runs_varied)} run(s) ({shown}{more}): those runs got no signal from it."
+            )
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -183,16 +243,17 @@ def _hv_reading(rows, confidence) -> str:
     return text
 
 
-def _frontier_section(sweep, objectives, ref, out) -> list[str]:
+def _frontier_section(sweep, objectives, ref, out, never=()) -> list[str]:
     points = analysis.frontier_points(sweep, objectives)
     lines = ["", "## Pareto frontiers", ""]
     lines.append(
         "Each dot: one variant at one weight vector (label: w1), mean over seeds, error bars ±1 std over seeds; the "
-        "line is the variant's non-dominated staircase. For K > 2 objectives every pair is drawn; the hypervolume "
-        "above is K-dimensional."
+        "line is the variant's non-dominated staircase. Points several variants share are drawn side by side (the "
+        "figure title names them; the table below has the exact values). For K > 2 objectives every pair is drawn; "
+        "the hypervolume above is K-dimensional."
     )
     if len(objectives) > many_figures.MANY:  # C(K, 2) pair plots are unreadable: one panel per objective instead
-        many_figures.objective_response_figure(points, objectives, out / "objectives.png")
+        many_figures.objective_response_figure(points, objectives, out / "objectives.png", never)
         lines += [
             "",
             f"With K = {len(objectives)} objectives the {len(objectives) * (len(objectives) - 1) // 2} pairwise "
@@ -202,7 +263,7 @@ def _frontier_section(sweep, objectives, ref, out) -> list[str]:
         ]
     for i, j in combinations(range(len(objectives)), 2) if len(objectives) <= many_figures.MANY else ():
         name = f"pareto_{_slug(objectives[i])}__{_slug(objectives[j])}.png"
-        figures.pareto_figure(points, objectives, (i, j), out / name, ref)
+        figures.pareto_figure(points, objectives, (i, j), out / name, ref, never)
         lines += ["", f"![{objectives[i]} vs {objectives[j]}]({name})"]
     lines += [
         "",
@@ -233,20 +294,32 @@ def _score_section(sweep, objectives, main_w, confidence) -> list[str]:
     return lines
 
 
-def _dynamics_section(sweep, objectives, main_w, keys, window, out) -> list[str]:
+def _dynamics_section(sweep, objectives, main_w, keys, window, out, never=(), summary=None) -> list[str]:
     panels = analysis.dynamics(sweep, objectives, main_w, keys, window)
+    analysis.flag_panels(panels, never)
+    used = analysis.used_window(panels)
+    if summary is not None:
+        summary["smoothing_window"]["dynamics"] = used
     lines = ["", f"## Training dynamics at weights {_w(main_w)}", ""]
     if not panels:
         return lines + ["No run logged training metrics (metrics.jsonl) under the expected keys."]
     if len(objectives) > many_figures.MANY:
-        return lines + _many_dynamics(panels, sweep, objectives, window, out)
-    figures.panels_figure(panels, sweep.variants, out / "dynamics.png", "Training dynamics", window)
+        return lines + _many_dynamics(panels, sweep, objectives, used, out)
+    figures.panels_figure(panels, sweep.variants, out / "dynamics.png", "Training dynamics")
     lines.append(
         f"Per-objective reward mean and std over the rollout batch, completion length, effective weight of each "
-        f"objective (the weight each method actually applied), and mean |advantage|, vs optimizer step; mean over "
-        f"seeds (faint) and its centered moving average, window {window} (bold), as DVAO Fig. 1–2."
+        f"objective (the weight each method actually applied), and mean |advantage|, vs optimizer step; "
+        f"{_smoothing(used, window)}, as DVAO Fig. 1–2."
     )
     return lines + ["", "![dynamics](dynamics.png)"]
+
+
+def _smoothing(used: int, requested: int) -> str:
+    """How the curves were smoothed, in words (the window is capped at a quarter of the series)."""
+    if used > 1:
+        cap = f" (`--window {requested}` capped at a quarter of the logged steps)" if used < requested else ""
+        return f"mean over seeds (faint) and its centered moving average, window {used}{cap} (bold)"
+    return "mean over seeds, unsmoothed (the window is at most a quarter of the logged steps: too few for one)"
 
 
 def _many_dynamics(panels, sweep, objectives, window, out) -> list[str]:
@@ -255,19 +328,19 @@ def _many_dynamics(panels, sweep, objectives, window, out) -> list[str]:
 
     def kind(prefix: str) -> list:
         return [
-            analysis.Panel(p.title.split(": ", 1)[1], p.curves) for p in panels if p.title.startswith(prefix + ": ")
+            analysis.Panel(p.title.split(": ", 1)[1], p.curves, p.note)
+            for p in panels
+            if p.title.startswith(prefix + ": ")
         ]
 
     lines = [
-        f"K = {len(objectives)} objectives: one small panel per objective (shared axes), mean over seeds (faint) and "
-        f"its centered moving average, window {window} (bold); effective weights as a heat map (rows: objectives)."
+        f"K = {len(objectives)} objectives: one small panel per objective (shared axes), {_smoothing(window, window)}; "
+        "effective weights as a heat map (rows: objectives)."
     ]
     for prefix, name in (("reward mean", "dynamics_reward_mean.png"), ("reward std", "dynamics_reward_std.png")):
         chosen = kind(prefix)
         if chosen:
-            many_figures.small_multiples(
-                chosen, sweep.variants, out / name, f"Rollout {prefix} per objective", window=window
-            )
+            many_figures.small_multiples(chosen, sweep.variants, out / name, f"Rollout {prefix} per objective")
             lines += ["", f"![{prefix}]({name})"]
     weights = [p for p in panels if p.title.startswith("effective weight: ")]
     if weights:
@@ -275,12 +348,12 @@ def _many_dynamics(panels, sweep, objectives, window, out) -> list[str]:
         lines += ["", "![effective weights](effective_weights.png)"]
     shared = [p for p in panels if ": " not in p.title or p.title.startswith("advantage")]
     if shared:
-        figures.panels_figure(shared, sweep.variants, out / "dynamics.png", "Training dynamics", window)
+        figures.panels_figure(shared, sweep.variants, out / "dynamics.png", "Training dynamics")
         lines += ["", "![dynamics](dynamics.png)"]
     return lines
 
 
-def _monotonicity_section(sweep, objectives, main_w, confidence, out) -> list[str]:
+def _monotonicity_section(sweep, objectives, main_w, confidence, out, window=15, never=(), summary=None) -> list[str]:
     columns = analysis.table_columns(objectives)
     rows = analysis.monotonicity_table(sweep, objectives, confidence)
     lines = [
@@ -298,13 +371,16 @@ def _monotonicity_section(sweep, objectives, main_w, confidence, out) -> list[st
         lines.append(
             f"| `{row.variant}` | " + " | ".join(_ci(row.cells[c]) for c in columns) + f" | {row.evals_per_run} |"
         )
-    panels = analysis.eval_curves(sweep, objectives, main_w)
+    panels = analysis.eval_curves(sweep, objectives, main_w, window)
+    analysis.flag_panels(panels, never)
+    if summary is not None:
+        summary["smoothing_window"]["eval_curves"] = analysis.used_window(panels)
     if panels and len(objectives) > many_figures.MANY:
         many_figures.small_multiples(
-            panels, sweep.variants, out / "eval_curves.png", f"Held-out scores at {_w(main_w)}", window=1
+            panels, sweep.variants, out / "eval_curves.png", f"Held-out scores at {_w(main_w)}"
         )
     elif panels:
-        figures.panels_figure(panels, sweep.variants, out / "eval_curves.png", f"Held-out scores at {_w(main_w)}", 1)
+        figures.panels_figure(panels, sweep.variants, out / "eval_curves.png", f"Held-out scores at {_w(main_w)}")
         lines += ["", "![eval curves](eval_curves.png)"]
     return lines
 

@@ -46,6 +46,8 @@ class MetricKeys:
     weight: tuple[str, ...] = ("adv/weight/{name}",)
     length: tuple[str, ...] = ("completions/mean_length", "completion_length")
     adv_magnitude: tuple[str, ...] = ("adv/adv_abs_mean",)
+    #: mean over groups of the within-group reward std of one component (0 at every step: never varied in a group)
+    group_std: tuple[str, ...] = ("adv/group_std_mean/{name}", "varpo/group_std_mean/{name}")  # TRL, verl
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Summary statistics for experiment results: t confidence intervals, monotonicity, centered moving averages.
+"""Summary statistics for experiment results: t confidence intervals, monotonicity, centered moving averages and
+the smoothing window every curve of the report uses (:func:`smoothing_window`).
 
 Nothing here needs scipy: the Student-t quantile is computed from the closed-form t CDF for integer degrees of
 freedom (Abramowitz & Stegun 26.7.3–4) and inverted by bisection, exact to ~1e-12.
@@ -148,3 +149,21 @@ def moving_average(values: Sequence[float], window: int = 15) -> np.ndarray:
     out = np.full(n, np.nan)
     np.divide(sums, counts, out=out, where=counts > 0)
     return out
+
+
+def smoothing_window(n_points: int, window: int = 15) -> int:
+    """The centered moving-average window actually used on a series of ``n_points`` points: the requested window
+    (the papers' 15), capped at a quarter of the series and the cap made odd so the window stays centred:
+
+        w = min(window, c),  c = max(1, ⌊n / 4⌋) − [⌊n / 4⌋ even and ≥ 2]
+
+    n = 4 → 1 (drawn unsmoothed: a 15-step window over 4 steps flattens every curve to its mean), n = 12 → 3,
+    n = 30 → 7, n ≥ 60 → 15. One rule for every curve the report draws (training dynamics and held-out curves),
+    so sparse series are never averaged into flat lines.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    cap = max(1, int(n_points) // 4)
+    if cap % 2 == 0:
+        cap -= 1
+    return min(int(window), cap)

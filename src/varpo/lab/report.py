@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from varpo.lab.claims import ClaimResult  # noqa: E402
 
@@ -39,6 +40,7 @@ def write(result: ClaimResult, out: str | Path, command: str = "", commit: str =
                 ax.plot(range(len(values)), values, label=label)
                 ax.set_xlabel("record index" if name != "final_reward" else "β index")
                 ax.set_ylabel(name)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # an index: never a tick at 1.5
         if name == "tv":
             ax.set_yscale("log")
         ax.legend(fontsize=7)
