@@ -168,3 +168,40 @@ def test_demo_figure_integer_step_ticks(tmp_path):
         assert [line.get_label() for line in visible[2].get_lines()] == ["a"]
     finally:
         plt.close(fig)
+
+
+def test_demo_figure_legend_smoothing_and_never_varied(tmp_path):
+    """Every method stays in the legend (a ragged one is named as such), weight curves use the report's smoothing
+    rule (a 4-step series is drawn unsmoothed), and an objective whose within-group std was 0 in every run is noted."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from varpo.experiments.analysis import NEVER_VARIED_NOTE
+    from varpo.run import demo_plots
+
+    curve = [{"step": s, "objectives": {"a": 0.2 * s, "b": 0.5}, "all": 0.0} for s in (0, 2, 4)]
+    runs = {"grpo": {0: {"curve": curve}, 1: {"curve": curve}}, "saw": {0: {"curve": curve}, 1: {"curve": curve[:2]}}}
+    dirs = {}
+    for m in runs:
+        for seed in (0, 1):
+            d = tmp_path / f"{m}{seed}"
+            d.mkdir()
+            lines = [
+                json.dumps({"step": s, "adv/weight/a": float(s % 2), "adv/group_std_mean/a": 0.3,
+                            "adv/group_std_mean/b": 0.0})
+                for s in range(1, 5)
+            ]  # fmt: skip
+            (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+            dirs.setdefault(m, {})[seed] = d
+    fig = demo_plots.figure(runs, dirs, ["a", "b"])
+    try:
+        rate_a, rate_b = fig.axes[0], fig.axes[1]
+        labels = [t.get_text() for t in rate_a.get_legend().get_texts()]
+        assert labels == ["grpo", "saw (curves differ in length)"]
+        texts = [t.get_text().replace("\n", " ") for t in rate_b.texts]
+        assert any(NEVER_VARIED_NOTE in t for t in texts) and not rate_a.texts
+        weights_grpo = fig.axes[3]  # bottom row: one weight panel per method, after the 3 rate panels
+        (line,) = [ln for ln in weights_grpo.get_lines() if ln.get_label() == "a"]
+        assert np.allclose(line.get_ydata(), [1.0, 0.0, 1.0, 0.0])  # window 1: not flattened to 0.5
+    finally:
+        plt.close(fig)
