@@ -1,5 +1,5 @@
 """A researcher's estimator defined outside ``src/`` (examples/varpo_mymethod) trains through ``varpo train``, is
-accepted by a sweep and registers in verl — found only through its ``varpo.methods`` entry point.
+trains in a sweep (its runs are fresh processes) and registers in verl — found only through its ``varpo.methods`` entry point.
 
 The package is "installed" the way pip would make it visible: a ``.dist-info`` directory with ``entry_points.txt``
 on the path (no pip, no network, nothing written outside ``tmp_path``).
@@ -76,24 +76,18 @@ def test_trains_through_varpo_train_and_sweep(installed, tmp_path):
     assert steps == [1, 2]
     assert json.loads((out / "run.json").read_text())["train"]["advantage_method"] == "mad_ac"
 
-    proc = run(
-        installed,
-        "-m",
-        "varpo",
-        "sweep",
-        str(config),
-        "--methods",
-        "grpo,mad_ac",
-        "--weights",
-        "0.5",
-        "--seeds",
-        "1",
-        "--out",
-        str(tmp_path / "sweep"),
-        "--dry-run",
-    )
+    # a real sweep: its driver validates the grid, and each run is a fresh runner process that finds mad_ac only
+    # through the entry point (the grid's grpo point is validated alongside, not run)
+    sweep = tmp_path / "sweep"
+    args = [str(config), "max_steps=1", "--weights", "0.5", "--seeds", "1", "--out", str(sweep), "--no-report"]
+    proc = run(installed, "-m", "varpo", "sweep", *args, "--methods", "grpo,mad_ac", "--dry-run")
+    assert proc.returncode == 0 and "mad_ac" in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run(installed, "-m", "varpo", "sweep", *args, "--methods", "mad_ac", "--jobs", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "mad_ac" in proc.stdout + proc.stderr
+    (metrics,) = sweep.glob("runs/*/metrics.jsonl")
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if "adv/adv_abs_mean" in r] == [1]
+    assert json.loads((metrics.parent / "run.json").read_text())["train"]["advantage_method"] == "mad_ac"
 
 
 def test_registers_in_verl_including_late_registrations(installed):
