@@ -442,9 +442,10 @@ def compute_advantages(
         component (:func:`no_signal_rule`: sums to 1 over the components with signal, all 0 without any),
         ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
         ``adv_max_abs``, ``adv_mean``, ``adv_std``, ``reward_mean/<name>``, ``reward_std/<name>``,
-        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw). Statistics of a
-        component missing from the whole batch are NaN (absent, not 0), as are the ``adv_*`` statistics of a batch
-        without any scorable sample.
+        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw), all finite.
+        Statistics of a component missing from the whole batch, and the ``adv_*`` statistics of a batch without
+        any scorable sample, have no value: they are named in ``absent`` (and left out of ``present_stats``,
+        what loggers show), never reported as a measured 0.
     """
     if not isinstance(method, str):
         raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")

@@ -101,8 +101,9 @@ def register_estimator(
     """Register ``fn(batch: RewardBatch, options: AdvantageOptions) -> (advantages [N], effective_weights [K])``.
 
     ``advantages`` may be any float dtype; ``compute_advantages`` zeroes unscorable rows and non-finite values and
-    returns float32. ``effective_weights`` (``[K]``, logged as ``adv/weight/<name>``) must follow the no-signal
-    rule (``docs/engine.md``): sum to 1 when some group has signal, all 0 when none has. Returns ``fn``.
+    returns float32. ``effective_weights`` (``[K]``, logged as ``adv/weight/<name>``) are then passed through
+    :func:`varpo.advantages.no_signal_rule` (``docs/engine.md``): 0 for components without signal, the rest
+    renormalized to sum to 1, all 0 when no component has signal. Returns ``fn``.
     """
     from varpo.advantages import ESTIMATORS
 
