@@ -115,7 +115,9 @@ class RunSpec:
             return varpo.tasks.get_task(self.task, **{**self.task_options, **extra})
         except (TypeError, ValueError) as err:
             hint = _option_hint(self.task_options, varpo.tasks.TASKS[self.task])
-            raise ValueError(f"task_options={self.task_options!r} is invalid for task {self.task!r}{hint}: {err}") from None
+            raise ValueError(
+                f"task_options={self.task_options!r} is invalid for task {self.task!r}{hint}: {err}"
+            ) from None
 
 
 def _option_hint(options: dict, cls: type) -> str:

@@ -100,7 +100,9 @@ class IsolatedReward:
             sample = {k: (v[i : i + 1] if _per_sample(v, n) else v) for k, v in kwargs.items()}
             self.calls += 1
             try:
-                (value,) = _values(self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample), 1)
+                (value,) = _values(
+                    self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample), 1
+                )
             except Exception as err:  # noqa: BLE001
                 value = _Invalid(err)
             out.append(value)
