@@ -159,8 +159,9 @@ class VarpoGRPOConfig(GRPOConfig):
     reward_errors: str = field(
         default="isolate",
         metadata={
-            "help": "A reward function that raises: isolate (score each sample once; a failing sample's component is "
-            "missing and counted in reward/<name>/errors) or raise (stop the run)."
+            "help": "A reward function that raises: isolate (one batch call; only if it raises, each row once alone; "
+            "a failing row's component is missing and counted in reward/<name>/errors) or raise (stop the run, "
+            "naming the function and row)."
         },
     )
     max_response_length: int | None = field(
