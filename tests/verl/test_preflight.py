@@ -145,3 +145,16 @@ def test_readme_verl_command_is_complete_and_passes(tmp_path, capsys):
         assert main(args[2:]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "config OK (adv_estimator=varpo_dvao" in out
+
+
+def test_reward_keys_checked_against_the_task_as_its_options_build_it(files, capsys):
+    """judge's components depend on task_options (max_words adds 'length'): the keys are checked against them."""
+    judge = [o for o in TOOLRL if "reward_keys" not in o and "reward_kwargs.task=" not in o]
+    judge += [
+        "+reward.custom_reward_function.reward_kwargs.task=judge",
+        "+algorithm.varpo.reward_keys=[quality,length]",
+    ]
+    (line,) = problems(capsys, *judge, *files)
+    assert line.startswith("algorithm.varpo.reward_keys: 'length' is not a component of task 'judge'")
+    with_length = [*judge, "+reward.custom_reward_function.reward_kwargs.task_options.max_words=50"]
+    assert main(["--dry-run", *with_length, *files]) == 0, capsys.readouterr().err

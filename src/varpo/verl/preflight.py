@@ -38,10 +38,12 @@ def _reward_key_errors(cfg: Any, keys: tuple[str, ...] | None) -> list[str]:
         return []
     from varpo.tasks import get_task
 
+    # the task as the reward function will build it: its options can add components (rubric's max_words: length)
+    options = _get(cfg, "reward.custom_reward_function.reward_kwargs.task_options") or {}
     try:
-        components = list(get_task(str(task_name)).reward_names)
-    except (KeyError, ValueError) as exc:
-        return [f"reward.custom_reward_function.reward_kwargs.task={task_name!r}: {exc}"]
+        components = list(get_task(str(task_name), **dict(options)).reward_names)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"reward.custom_reward_function.reward_kwargs: task={task_name!r} task_options={options!r}: {exc}"]
     errors = []
     for key in keys:
         if key not in components:
