@@ -77,11 +77,9 @@ def test_trains_through_varpo_train_and_sweep(installed, tmp_path):
     assert json.loads((out / "run.json").read_text())["train"]["advantage_method"] == "mad_ac"
 
     # a real sweep: its driver validates the grid, and each run is a fresh runner process that finds mad_ac only
-    # through the entry point (the grid's grpo point is validated alongside, not run)
+    # through the entry point
     sweep = tmp_path / "sweep"
     args = [str(config), "max_steps=1", "--weights", "0.5", "--seeds", "1", "--out", str(sweep), "--no-report"]
-    proc = run(installed, "-m", "varpo", "sweep", *args, "--methods", "grpo,mad_ac", "--dry-run")
-    assert proc.returncode == 0 and "mad_ac" in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     proc = run(installed, "-m", "varpo", "sweep", *args, "--methods", "mad_ac", "--jobs", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (metrics,) = sweep.glob("runs/*/metrics.jsonl")
