@@ -75,3 +75,13 @@ def test_train_and_demo_default_directories_cannot_collide():
     resolved = spec_mod.load_config(REPO / "configs" / "demo.yaml", [])
     assert resolved.train["output_dir"] == "runs/train/demo"
     assert not Path(resolved.train["output_dir"]).is_relative_to("runs/demo")
+
+
+def test_dry_run_says_what_a_real_run_would_do_with_output_dir(tmp_path):
+    out = tmp_path / "run"
+    assert train_mod.output_dir_plan(_resolved(out)) == f"{out}: new run"
+    _fake_run(out, _resolved(out))
+    assert "holds a varpo run; a real run needs --resume" in train_mod.output_dir_plan(_resolved(out))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.txt").write_text("x")
+    assert "not a varpo run" in train_mod.output_dir_plan(_resolved(tmp_path / "notes"))

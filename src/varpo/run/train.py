@@ -221,7 +221,18 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
         texts = data.corpus(dataclasses.replace(spec, train_file=None) if "train_file" in checked.skipped else spec)
     config, note = models.inspect(spec.model, texts, sft.tiny_spec(spec))
     rows.append(("model", note))
+    rows.append(("output_dir", output_dir_plan(resolved)))
     return rows
+
+
+def output_dir_plan(resolved: Resolved) -> str:
+    """What a real run would do with ``output_dir`` (for ``--dry-run``; never raises, never deletes)."""
+    out = Path(resolved.train.get("output_dir") or "trainer_output")
+    if not (out.is_dir() and any(out.iterdir())):
+        return f"{out}: new run"
+    if (out / RUN_FILE).is_file():
+        return f"{out}: holds a varpo run; a real run needs --resume (continue it) or --overwrite (replace it)"
+    return f"{out}: not empty and not a varpo run; a real run needs another output_dir"
 
 
 def _check_data(spec: RunSpec, skipped: str | None) -> str:
