@@ -5,6 +5,9 @@ Core API (pure functions over torch tensors, no trainer, no model)::
     out = varpo.compute_advantages(rewards, group_ids, method="dvao", weights=None, **options)
     per_token, metrics = varpo.policy_loss("ppo_clip", logprobs=..., old_logprobs=..., advantages=..., mask=...)
     loss = varpo.aggregate_loss(per_token, mask, mode="vl_norm", max_length=M, alpha=1.0)
+
+Extension API (``docs/extending.md``): ``varpo.register_estimator(name, fn)``, ``varpo.register_policy_loss``,
+``varpo.register_aggregation``; the property-test kit for new methods is :mod:`varpo.testing`.
 """
 
 from varpo.advantages import (
@@ -12,11 +15,13 @@ from varpo.advantages import (
     METHODS,
     AdvantageOptions,
     AdvantageOutput,
+    RewardBatch,
     SigmaEMA,
     compute_advantages,
 )
 from varpo.aggregation import AGGREGATIONS, LossScale, aggregate_loss, loss_scale, vl_norm_weights
 from varpo.losses import POLICY_LOSSES, policy_loss
+from varpo.registry import register_aggregation, register_estimator, register_policy_loss
 
 __version__ = "0.1.0"
 
@@ -28,10 +33,14 @@ __all__ = [
     "AdvantageOptions",
     "AdvantageOutput",
     "LossScale",
+    "RewardBatch",
     "SigmaEMA",
     "aggregate_loss",
     "compute_advantages",
     "loss_scale",
     "policy_loss",
+    "register_aggregation",
+    "register_estimator",
+    "register_policy_loss",
     "vl_norm_weights",
 ]

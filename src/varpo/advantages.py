@@ -3,7 +3,7 @@
 One entry point, :func:`compute_advantages`, dispatches to one small function per method. Every estimator receives
 the same :class:`RewardBatch` (rewards ``[N, K]``, group index, weights, lazily computed group statistics) and the
 same :class:`AdvantageOptions`, and returns ``(advantages [N], effective_weights [K])``. A new method is one function
-plus one entry in :data:`ESTIMATORS`.
+plus :func:`varpo.register_estimator` (``docs/extending.md``).
 
 Notation (per group g, component k): μ_gk, σ_gk are the group mean/std of r_k over the samples where r_k is present;
 ``dev_ik = r_ik - μ_gk`` (0 where missing); ``z_ik = dev_ik / (σ_gk + eps)``; w are the user weights (default 1/K),
@@ -27,6 +27,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from varpo.registry import ESTIMATOR_INFO, EstimatorInfo, load_plugins
 from varpo.stats import (
     F64_MAX,
     STAT_DTYPE,
@@ -116,10 +117,22 @@ def _sequence(name: str, value) -> tuple:
 
 @dataclass
 class AdvantageOutput:
-    """Result of :func:`compute_advantages`: ``advantages [N]`` float32 and scalar diagnostics."""
+    """Result of :func:`compute_advantages`: ``advantages [N]`` float32 and scalar diagnostics.
+
+    ``stats`` values are always finite (the estimator's contract). ``absent`` names the keys of ``stats`` that
+    have no value in this batch — statistics of a component missing from the whole batch, and the ``adv_*``
+    statistics of a batch without any scorable sample; their ``stats`` entry is a finite placeholder (0) that a
+    logger must not show as a measurement. :attr:`present_stats` is ``stats`` without them (what the trainers log).
+    """
 
     advantages: Tensor
     stats: dict[str, float] = field(default_factory=dict)
+    absent: frozenset[str] = frozenset()
+
+    @property
+    def present_stats(self) -> dict[str, float]:
+        """``stats`` without the :attr:`absent` keys: absent is not logged, never logged as 0."""
+        return {k: v for k, v in self.stats.items() if k not in self.absent}
 
 
 class SigmaEMA:
@@ -215,6 +228,10 @@ class RewardBatch:
         den = st.std + (eps if st.unit else eps / st.scale)
         inv = safe_div(torch.ones_like(st.std), den)  # [P, K], cheap per-group reciprocal
         return st.dev * broadcast(inv, self.index)
+
+
+def _first_line(fn: Callable) -> str:
+    return (fn.__doc__ or "").strip().split("\n")[0]
 
 
 Estimate = tuple[Tensor, Tensor]  # (advantages [N] float64, effective weights [K] float64)
@@ -387,7 +404,14 @@ ESTIMATORS: dict[str, Estimator] = {
     "saw": saw,
     "rvpo": rvpo,
 }
+#: the built-in methods; :func:`varpo.registry.estimators` lists these plus every registered one.
 METHODS: tuple[str, ...] = tuple(ESTIMATORS)
+ESTIMATOR_INFO.update(
+    {
+        name: EstimatorInfo(multi_reward=name not in ("grpo", "dr_grpo"), description=_first_line(fn))
+        for name, fn in ESTIMATORS.items()
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -407,7 +431,7 @@ def compute_advantages(
     Args:
         rewards: ``[N, K]`` (or ``[N]`` for K=1) float; NaN/±inf marks a missing component.
         group_ids: ``[N]`` int; samples of one prompt share an id; any order and group sizes.
-        method: one of :data:`METHODS`.
+        method: one of :data:`METHODS` or a name registered with :func:`varpo.register_estimator`.
         weights: ``[K]`` non-negative component weights, default uniform 1/K.
         **options: fields of :class:`AdvantageOptions` (eps, ddof, names, sigma_ema, saw_base, saw_offsets,
             rvpo_k, rvpo_variant, rvpo_beta).
@@ -415,12 +439,20 @@ def compute_advantages(
     Returns:
         :class:`AdvantageOutput` with ``advantages [N]`` float32 (0 for unscorable samples, groups of size 1 and
         zero-variance groups; never NaN/inf) and ``stats`` (floats): ``weight/<name>`` effective weight per
-        component (sums to 1 when there is signal), ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
+        component (:func:`no_signal_rule`: sums to 1 over the components with signal, all 0 without any),
+        ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
         ``adv_max_abs``, ``adv_mean``, ``adv_std``, ``reward_mean/<name>``, ``reward_std/<name>``,
-        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw).
+        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw), all finite.
+        Statistics of a component missing from the whole batch, and the ``adv_*`` statistics of a batch without
+        any scorable sample, have no value: they are named in ``absent`` (and left out of ``present_stats``,
+        what loggers show), never reported as a measured 0.
     """
-    if not isinstance(method, str) or method not in ESTIMATORS:
-        raise ValueError(f"unknown advantage method {method!r}; choose one of {METHODS}")
+    if not isinstance(method, str):
+        raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")
+    if method not in ESTIMATORS:
+        load_plugins()
+        if method not in ESTIMATORS:
+            raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")
     try:
         rewards = torch.as_tensor(rewards)
     except (TypeError, ValueError, RuntimeError):
@@ -446,7 +478,21 @@ def compute_advantages(
     adv = torch.nan_to_num(adv, nan=0.0).clamp_(-F32_MAX, F32_MAX)
     if not batch.all_valid:
         adv = torch.where(batch.scorable, adv, 0.0)
-    return AdvantageOutput(adv.to(torch.float32), _stats(batch, opts, method, adv, eff))
+    eff = no_signal_rule(batch, eff)
+    return AdvantageOutput(adv.to(torch.float32), *_stats(batch, opts, method, adv, eff))
+
+
+def no_signal_rule(b: RewardBatch, eff: Tensor) -> Tensor:
+    """The one rule every method's effective weights follow (applied after the estimator, built-in or registered).
+
+    A component *has signal* when it varies within at least one group (σ_gk > 0). Components without signal —
+    constant everywhere, missing from the whole batch, or only in singleton groups — contribute nothing to any
+    advantage, so their effective weight is 0 and the others are renormalized to sum to 1. With no signal at all
+    every weight is 0 (and every advantage is 0). ``[K]`` float64.
+    """
+    signal = ((b.stats.std > 0) & (b.stats.count > 0)).any(0)  # [K]
+    w = torch.nan_to_num(eff.to(STAT_DTYPE).clamp_min(0.0)) * signal.to(STAT_DTYPE)
+    return safe_div(w, w.sum())
 
 
 def _options(options: dict, k: int) -> AdvantageOptions:
@@ -478,8 +524,11 @@ def _weights(weights, k: int, device) -> Tensor:
     return w
 
 
-def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: Tensor) -> dict[str, float]:
-    """Diagnostics, gathered into one tensor so there is a single device->host sync."""
+def _stats(
+    b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: Tensor
+) -> tuple[dict[str, float], frozenset[str]]:
+    """Diagnostics (all finite) and the keys among them that are absent in this batch (see
+    :class:`AdvantageOutput`), gathered into one tensor so there is a single device->host sync."""
     k = b.rewards.shape[1]
     names = o.names or tuple(str(i) for i in range(k))
     rows = b.scorable.to(STAT_DTYPE)
@@ -514,16 +563,25 @@ def _stats(b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: T
     if method == "saw":
         per_k = torch.cat([per_k, saw_weights(b, o)[1].unsqueeze(0)])
         keys.append("saw_cv")
-    values = torch.cat([scalars, per_k.flatten()])
+    # Absent is not zero: statistics of a component missing from the whole batch (and advantage statistics of a
+    # batch with no scorable sample) stay finite here (placeholder 0) but are named in `absent`, so a logger leaves
+    # them out instead of plotting a fake 0. One extra row in the same sync: the per-component presence.
+    values = torch.cat([scalars, per_k.flatten(), (r_count > 0).to(STAT_DTYPE), rows.sum().clamp_max(1.0)[None]])
     values = torch.nan_to_num(values, nan=0.0, posinf=F64_MAX, neginf=-F64_MAX).tolist()
+    no_rows = values.pop() == 0.0
+    present_k = [bool(v) for v in values[-k:]]
+    del values[-k:]
     out = dict(
         zip(
             ["frac_zero_std_groups", "adv_abs_mean", "adv_sq_mean", "adv_max_abs", "adv_mean", "adv_std", "frac_unscorable"],
             values[:7],
         )
     )
+    absent = {"adv_abs_mean", "adv_sq_mean", "adv_max_abs", "adv_mean", "adv_std"} if no_rows else set()
     rest = values[7:]
     for i, key in enumerate(keys):
         for j, name in enumerate(names):
             out[f"{key}/{name}"] = rest[i * k + j]
-    return out
+            if key not in ("weight", "frac_missing") and not present_k[j]:
+                absent.add(f"{key}/{name}")
+    return out, frozenset(absent)

@@ -37,6 +37,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from varpo.registry import AGGREGATION_INFO, AggregationInfo, load_plugins, needs_max_length
+
+#: the built-in modes; :func:`varpo.registry.aggregations` lists these plus every registered one.
 AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "vl_norm")
 _NEEDS_MAX_LENGTH = ("seq_mean_token_sum_norm", "vl_norm")
 
@@ -120,19 +123,23 @@ def aggregate_loss(
     """Reduce ``per_token_loss [B, T]`` under ``mask [B, T]`` to a scalar (see module docstring for each mode).
 
     Args:
-        mode: one of :data:`AGGREGATIONS`.
+        mode: one of :data:`AGGREGATIONS` or a name registered with :func:`varpo.register_aggregation`.
         max_length: M, the maximum response length (required by ``seq_mean_token_sum_norm`` and ``vl_norm``).
         alpha: VL Norm exponent α >= 0 (α = 1 minimum variance, α = 0 Dr. GRPO).
         scale: global normalizers from :func:`loss_scale` on the full batch; ``None`` = this call is the full batch.
     """
-    if not isinstance(mode, str) or mode not in AGGREGATIONS:
-        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {AGGREGATIONS}")
+    if not isinstance(mode, str):
+        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {tuple(AGGREGATORS)}")
+    if mode not in AGGREGATORS:
+        load_plugins()
+        if mode not in AGGREGATORS:
+            raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {tuple(AGGREGATORS)}")
     if not isinstance(per_token_loss, Tensor) or not per_token_loss.is_floating_point():
         raise ValueError(f"per_token_loss must be a float tensor [B, T], got {type(per_token_loss).__name__}")
     if per_token_loss.shape != getattr(mask, "shape", None):
         shape = tuple(getattr(mask, "shape", ()))
         raise ValueError(f"per_token_loss {tuple(per_token_loss.shape)} and mask {shape} must match")
-    if mode in _NEEDS_MAX_LENGTH and not (
+    if needs_max_length(mode) and not (
         isinstance(max_length, numbers.Real) and not isinstance(max_length, bool) and 0 < max_length < math.inf
     ):
         raise ValueError(f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0, got {max_length!r}")
@@ -142,22 +149,52 @@ def aggregate_loss(
         scale = loss_scale(mask, alpha=alpha)
     elif mode == "vl_norm" and not math.isclose(scale.alpha, alpha):
         raise ValueError(f"scale was computed with alpha={scale.alpha} but aggregate_loss got alpha={alpha}")
-    # where, not multiply: 0 * NaN = NaN would leak padding garbage into the loss and the gradient.
+    # where, not multiply: 0 * NaN = NaN would leak padding garbage into the loss and the gradient. Every
+    # aggregator (built-in or registered) gets the loss with masked positions already set to 0.
     picked = torch.where(mask, per_token_loss, torch.zeros((), dtype=per_token_loss.dtype, device=mask.device))
-    seq_sum = picked.sum(-1, dtype=torch.float64)  # [B]
-    if mode == "token_mean":
-        loss = seq_sum.sum() / max(scale.num_tokens, 1.0)
-    elif mode == "seq_mean_token_mean":
-        lengths = _lengths(mask)
-        loss = (seq_sum / lengths.clamp_min(1.0)).sum() / max(scale.num_seqs, 1.0)
-    elif mode == "seq_mean_token_sum_norm":
-        loss = seq_sum.sum() / (max(scale.num_seqs, 1.0) * max_length)
-    else:
-        # L_i^-α / Σ_j L_j^-α in float64 (both can underflow in float32 for large α); 0 when the batch is empty.
-        pw = _len_pow(_lengths(mask), alpha)  # [B]
-        share = pw / scale.len_pow_sum if scale.len_pow_sum > 0 else torch.zeros_like(pw)
-        loss = (share * seq_sum).sum() / max_length
-    return loss.to(per_token_loss.dtype)
+    loss = AGGREGATORS[mode](picked, mask, scale, max_length, alpha)
+    return torch.as_tensor(loss).to(per_token_loss.dtype)
+
+
+# Each aggregator: (per_token_loss [B, T] with masked positions 0, mask [B, T] bool, scale, max_length, alpha) ->
+# scalar, dividing only by the global normalizers in ``scale`` (micro-batch invariance). Sums run in float64.
+def _seq_sums(per_token_loss: Tensor, mask: Tensor) -> Tensor:
+    return per_token_loss.sum(-1, dtype=torch.float64)  # [B]
+
+
+def token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
+    """Σ_it l_it m_it / Σ_it m_it (DAPO)."""
+    return _seq_sums(per_token_loss, mask).sum() / max(scale.num_tokens, 1.0)
+
+
+def seq_mean_token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
+    """(1/B') Σ_i (Σ_t l_it m_it / L_i) (GRPO)."""
+    return (_seq_sums(per_token_loss, mask) / _lengths(mask).clamp_min(1.0)).sum() / max(scale.num_seqs, 1.0)
+
+
+def seq_mean_token_sum_norm(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha) -> Tensor:
+    """Σ_it l_it m_it / (B'·M) (Dr. GRPO)."""
+    return _seq_sums(per_token_loss, mask).sum() / (max(scale.num_seqs, 1.0) * max_length)
+
+
+def vl_norm(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:
+    """(1/M) Σ_i [L_i^-α / Σ_j L_j^-α] Σ_t l_it m_it (VL Norm, He et al. 2025 §3)."""
+    # L_i^-α / Σ_j L_j^-α in float64 (both can underflow in float32 for large α); 0 when the batch is empty.
+    pw = _len_pow(_lengths(mask), alpha)  # [B]
+    share = pw / scale.len_pow_sum if scale.len_pow_sum > 0 else torch.zeros_like(pw)
+    return (share * _seq_sums(per_token_loss, mask)).sum() / max_length
+
+
+#: name -> aggregator; built-ins plus whatever :func:`varpo.register_aggregation` adds.
+AGGREGATORS: dict = {
+    "token_mean": token_mean,
+    "seq_mean_token_mean": seq_mean_token_mean,
+    "seq_mean_token_sum_norm": seq_mean_token_sum_norm,
+    "vl_norm": vl_norm,
+}
+AGGREGATION_INFO.update(
+    {name: AggregationInfo(needs_max_length=name in _NEEDS_MAX_LENGTH) for name in AGGREGATIONS}
+)
 
 
 def _check_alpha(alpha: float) -> None:

@@ -82,7 +82,9 @@ def train(
     config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration."),
     overrides: list[str] | None = OVERRIDES,
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate config, data, rewards, tokenizer, model config."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir (its run.json must match)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in a non-empty output_dir."),
+    override: bool = typer.Option(False, "--override", help="With --resume: accept config changes vs run.json."),
 ) -> None:
     """RL with any advantage method, policy loss and aggregation (VarpoGRPOTrainer on TRL)."""
     _environment()
@@ -99,7 +101,7 @@ def train(
         console.print(table)
         console.print("[green]ok[/]: nothing was trained or downloaded")
         return
-    out = train_mod.train(resolved, resume=resume)
+    out = train_mod.train(resolved, resume=resume, overwrite=overwrite, override=override)
     console.print(f"run directory: {out}")
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from varpo.aggregation import check_mask
+from varpo.registry import LOSS_INFO, LossInfo, load_plugins
 from varpo.stats import as_group_ids, broadcast, group_index, segment_sum
 
 # exp() of a log-ratio beyond this overflows float32; verl clamps the same way (negative_approx_kl in [-20, 20]).
@@ -226,11 +227,15 @@ def gvpo(
 # ppo_clip options an engine may pass uniformly; GVPO has no ratio/clip and its KL regularisation is gvpo_beta.
 _PPO_ONLY_OPTIONS = {"ref_logprobs", "beta", "clip_low", "clip_high", "importance_sampling_level", "clip_ratio_c"}
 
+#: name -> loss; built-ins plus whatever :func:`varpo.register_policy_loss` adds.
 POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, float]]]] = {"ppo_clip": ppo_clip, "gvpo": gvpo}
+LOSS_INFO.update({"ppo_clip": LossInfo(per_sequence=False), "gvpo": LossInfo(per_sequence=True)})
 
 
 def policy_loss(name: str, **kwargs) -> tuple[Tensor, dict[str, float]]:
     """Dispatch to a loss in :data:`POLICY_LOSSES` by name (keyword arguments only)."""
+    if isinstance(name, str) and name not in POLICY_LOSSES:
+        load_plugins()
     if not isinstance(name, str) or name not in POLICY_LOSSES:
         raise ValueError(f"unknown policy loss {name!r}; choose one of {tuple(POLICY_LOSSES)}")
     return POLICY_LOSSES[name](**kwargs)

@@ -181,6 +181,11 @@ def test_no_nan_or_inf(method, case):
     out = varpo.compute_advantages(rewards, ids, method=method)
     assert torch.isfinite(out.advantages).all()
     assert all(math.isfinite(v) for v in out.stats.values())
+    # absent is not 0: stats of components missing from the whole batch are flagged absent and left out of
+    # present_stats (what the trainers log); weights and missing fractions are always present
+    absent = {k for k in out.stats if case == "all_missing" and not k.startswith(("weight/", "frac_"))}
+    assert out.absent == absent
+    assert set(out.present_stats) == set(out.stats) - absent
     if case in ("constant_groups", "size_one_groups", "all_missing"):
         assert torch.equal(out.advantages, torch.zeros_like(out.advantages))
         assert out.stats["frac_zero_std_groups"] == 1.0

@@ -93,7 +93,7 @@ def test_sigkill_then_resume(tmp_path):
 
     last = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
     final_steps = last + 2
-    resumed = _varpo("train", str(config), f"max_steps={final_steps}", "--resume")
+    resumed = _varpo("train", str(config), f"max_steps={final_steps}", "--resume", "--override")
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     assert _steps(run) == list(range(1, final_steps + 1))  # history up to the checkpoint + the resumed steps

@@ -29,6 +29,7 @@ CASES: list[tuple[str, list[str], str]] = [
     # tracebacks before (issue 12, item 3)
     ("num_generations_0", [*DRY, "num_generations=0"], "num_generations=0"),
     ("task_options_bogus", [*DRY, "task_options={bogus: 1}"], "task_options="),
+    ("task_options_did_you_mean", [*DRY, "task=math", "task_options={max_token: 5}"], "max_token -> max_tokens?"),
     ("train_file_missing", ["train", BASE, "train_file={d}/missing.jsonl"], "train_file="),
     ("train_file_missing_hub_offline", ["train", BASE, "train_file=nohub"], "train_file="),
     ("train_file_dir", ["train", BASE, "train_file={d}/adir"], "train_file="),

@@ -30,6 +30,35 @@ def cfg(*overrides):
     return compose(BASE + list(overrides))
 
 
+def local_files(root: Path) -> dict[str, str]:
+    """Stand-ins for a cluster's data and model (the pre-flight checks that they exist, not what they hold):
+    every file the example scripts name under $DATA_DIR, and a model directory with a config.json."""
+    data, model = root / "data", root / "model"
+    for rel in (
+        "train.parquet",
+        "test.parquet",
+        "aime-2024.parquet",
+        "gsm8k/train.parquet",
+        "gsm8k/test.parquet",
+        "math/train.parquet",
+        "math/test.parquet",
+    ):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data / rel).write_bytes(b"")
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
+    return {"DATA_DIR": str(data), "MODEL": str(model)}
+
+
+def file_overrides(root: Path) -> list[str]:
+    env = local_files(root)
+    return [
+        f"data.train_files={env['DATA_DIR']}/train.parquet",
+        f"data.val_files={env['DATA_DIR']}/test.parquet",
+        f"actor_rollout_ref.model.path={env['MODEL']}",
+    ]
+
+
 def test_absent_block_means_defaults_and_plain_verl_configs_pass_untouched():
     assert VarpoSettings.from_algorithm(cfg().algorithm) == VarpoSettings()
     assert check_config(cfg("algorithm.adv_estimator=grpo")) == []
@@ -135,10 +164,14 @@ def test_split_args():
         split_args(["--bogus"])
 
 
-def test_launcher_dry_run_and_error_exit(capsys):
-    assert main(["--dry-run", *BASE, "algorithm.adv_estimator=varpo_rvpo", "+algorithm.varpo.rvpo_k=2"]) == 0
+def test_launcher_dry_run_and_error_exit(capsys, tmp_path):
+    files = file_overrides(tmp_path)
+    assert main(["--dry-run", *BASE, *files, "algorithm.adv_estimator=varpo_rvpo", "+algorithm.varpo.rvpo_k=2"]) == 0
     assert "config OK" in capsys.readouterr().out
-    assert main(["--dry-run", *BASE, "algorithm.adv_estimator=varpo_dvao", "+algorithm.varpo.reward_keys=[a,b]"]) == 2
+    assert (
+        main(["--dry-run", *BASE, *files, "algorithm.adv_estimator=varpo_dvao", "+algorithm.varpo.reward_keys=[a,b]"])
+        == 2
+    )
     assert "trainer_mode=varpo" in capsys.readouterr().err
 
 
@@ -148,7 +181,8 @@ def example_args(script: Path, tmp_path: Path) -> list[str]:
     shim = tmp_path / "shim.sh"
     shim.write_text('#!/usr/bin/env bash\nprintf "%s\\0" "$@" > "$ARGS_OUT"\n')
     shim.chmod(0o755)
-    subprocess.run(["bash", str(script)], check=True, env={**os.environ, "PYTHON": str(shim), "ARGS_OUT": str(out)})
+    env = {**os.environ, "PYTHON": str(shim), "ARGS_OUT": str(out), **local_files(tmp_path)}
+    subprocess.run(["bash", str(script)], check=True, env=env)
     args = out.read_text().split("\0")[:-1]
     assert args[:2] == ["-m", "varpo.verl.train"]
     return args[2:]
@@ -174,14 +208,14 @@ def test_examples_cover_the_papers():
     assert all("Source:" in t for t in text.values())
 
 
-def test_cli_dry_run_of_an_example_end_to_end():
+def test_cli_dry_run_of_an_example_end_to_end(tmp_path):
     """The real command line, in a fresh process: bash script -> python -m varpo.verl.train --dry-run."""
     proc = subprocess.run(
         ["bash", str(ROOT / "examples" / "verl" / "gvpo_math.sh"), "--dry-run"],
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore", **local_files(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "config OK (adv_estimator=varpo_dr_grpo loss_mode=varpo_gvpo trainer=v1:varpo)" in proc.stdout

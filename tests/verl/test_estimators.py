@@ -163,7 +163,9 @@ def test_vl_norm_scales_advantages_and_equals_core_vl_norm_aggregation():
     # `got` is float32 (relative rounding <= 2^-24 per element); the sum can cancel, so the bound is absolute:
     # 2^-24 x the sum of the magnitudes of its terms, with a factor 4 of headroom.
     magnitude = core_algos.agg_loss(
-        loss_mat=(got.to(torch.float64) * logp).abs(), loss_mask=mask, loss_agg_mode="seq-mean-token-sum-norm",
+        loss_mat=(got.to(torch.float64) * logp).abs(),
+        loss_mask=mask,
+        loss_agg_mode="seq-mean-token-sum-norm",
         loss_scale_factor=m,
     )
     torch.testing.assert_close(verl_loss, core_loss, rtol=0.0, atol=4 * 2**-24 * float(magnitude))
@@ -218,3 +220,19 @@ def test_errors_name_the_fix():
         )
     with pytest.raises(ValueError, match="uid"):
         fn(token_level_rewards=data.batch["token_level_rewards"], response_mask=data.batch["response_mask"])
+
+
+def test_component_absent_from_the_whole_batch_is_not_logged():
+    """verl metrics: statistics of a component missing from every row are left out (never a fake 0); its
+    effective weight (0, the no-signal rule) and missing fraction (1) are logged."""
+    from varpo.verl.context import advantage_inputs
+
+    data, *_ = make_batch(seed=15)
+    data.non_tensor_batch["fmt"] = np.array([None] * len(data), dtype=object)
+    with advantage_inputs(data.non_tensor_batch, step=1) as inputs:  # as the V1 trainer mode opens it
+        run_verl(data, "varpo_dvao", reward_keys=list(KEYS))
+    fmt = KEYS[1]
+    assert inputs.stats[f"weight/{fmt}"] == 0.0 and inputs.stats[f"frac_missing/{fmt}"] == 1.0
+    assert not {f"reward_mean/{fmt}", f"reward_std/{fmt}", f"group_std_mean/{fmt}"} & set(inputs.stats)
+    assert f"reward_mean/{KEYS[0]}" in inputs.stats
+    assert all(math.isfinite(v) for v in inputs.stats.values())

@@ -19,9 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from varpo.advantages import METHODS
-from varpo.aggregation import AGGREGATIONS
-from varpo.losses import POLICY_LOSSES
+from varpo import registry
 
 
 @dataclass(frozen=True)
@@ -135,12 +133,12 @@ def expand_grid(
     aggregations: str | Sequence[str] | None = None,
     losses: str | Sequence[str] | None = None,
 ) -> list[GridPoint]:
-    """All grid points, seed-major, validated against ``varpo.METHODS``/``AGGREGATIONS``/``POLICY_LOSSES``."""
-    ms = _choices("method(s)", split_list(methods), METHODS)
+    """All grid points, seed-major, validated against the registries (built-ins + registered + plug-ins)."""
+    ms = _choices("method(s)", split_list(methods), registry.estimators())
     if not ms:
         raise ValueError("no methods given")
     ws = parse_weights(weights)
     ss = parse_seeds(seeds)
-    aggs = _choices("aggregation(s)", split_list(aggregations), AGGREGATIONS) or [None]
-    ls = _choices("policy loss(es)", split_list(losses), tuple(POLICY_LOSSES)) or [None]
+    aggs = _choices("aggregation(s)", split_list(aggregations), registry.aggregations()) or [None]
+    ls = _choices("policy loss(es)", split_list(losses), registry.policy_losses()) or [None]
     return [GridPoint(m, w, s, a, loss) for s in ss for w in ws for a in aggs for loss in ls for m in ms]

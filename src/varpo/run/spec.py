@@ -114,7 +114,20 @@ class RunSpec:
         try:
             return varpo.tasks.get_task(self.task, **{**self.task_options, **extra})
         except (TypeError, ValueError) as err:
-            raise ValueError(f"task_options={self.task_options!r} is invalid for task {self.task!r}: {err}") from None
+            hint = _option_hint(self.task_options, varpo.tasks.TASKS[self.task])
+            raise ValueError(
+                f"task_options={self.task_options!r} is invalid for task {self.task!r}{hint}: {err}"
+            ) from None
+
+
+def _option_hint(options: dict, cls: type) -> str:
+    """`` (did you mean: max_token -> max_tokens?)`` for misspelt task options; empty when none is close."""
+    import dataclasses
+    import difflib
+
+    valid = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
+    hints = [f"{k} -> {m[0]}" for k in options if k not in valid for m in [difflib.get_close_matches(k, valid, 1)] if m]
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
 
 
 def _invalid(name: str, value: Any, allowed: str) -> typing.NoReturn:
@@ -306,10 +319,11 @@ def resolve(values: dict[str, Any], source: str | None = None, default_output: s
 
 
 def load_config(path: str | Path | None, overrides: list[str] | dict[str, Any] = ()) -> Resolved:
-    """YAML file (optional) + overrides -> :class:`Resolved`; output_dir defaults to ``runs/<file stem>``."""
+    """YAML file (optional) + overrides -> :class:`Resolved`; output_dir defaults to ``runs/train/<file stem>``
+    (under ``runs/train/`` so it can never be ``varpo demo``'s ``runs/demo/`` or a sweep's ``runs/sweeps/``)."""
     values = load_yaml(path) if path else {}
     values.update(overrides if isinstance(overrides, dict) else parse_overrides(list(overrides)))
-    default_output = f"runs/{Path(path).stem}" if path else "runs/train"
+    default_output = f"runs/train/{Path(path).stem}" if path else "runs/train/default"
     return resolve(values, str(path) if path else None, default_output)
 
 

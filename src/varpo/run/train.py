@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -96,8 +97,61 @@ def last_complete_checkpoint(out: Path) -> str | None:
     return None
 
 
-def train(resolved: Resolved, resume: bool = False) -> Path:
-    """Train and save ``<output_dir>/final``; ``resume`` continues from the last complete checkpoint."""
+def _comparable(resolved_part: dict) -> dict:
+    return json.loads(json.dumps(resolved_part, default=str))
+
+
+def changed_keys(resolved: Resolved, record: dict) -> list[str]:
+    """Config keys whose value differs between ``resolved`` and a run's ``run.json`` record (both sides' keys)."""
+    old = {**record.get("spec", {}), **record.get("train", {})}
+    new = {**_comparable(dataclasses.asdict(resolved.spec)), **_comparable(resolved.train)}
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def check_output_dir(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> str:
+    """Run safety, before anything is built. Returns what will happen: ``"new"``, ``"overwrite"`` or ``"resume"``.
+
+    * a non-empty ``output_dir`` is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace it; only
+      a varpo run directory — one with ``run.json``, ``metrics.jsonl`` or a checkpoint — is ever deleted);
+    * ``--resume`` needs the run's own ``run.json``, and a configuration that differs from it is an error naming
+      the changed keys unless ``--override`` (then the new values are used and recorded).
+    """
+    out = Path(resolved.train.get("output_dir") or "trainer_output")
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other (continue the run, or replace it)")
+    nonempty = out.is_dir() and any(out.iterdir())
+    if resume:
+        record_path = out / RUN_FILE
+        if not record_path.is_file():
+            raise ValueError(f"--resume: {record_path} not found; {out} holds no varpo run to resume")
+        try:
+            record = json.loads(record_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--resume: {record_path} is not valid JSON ({exc})") from None
+        changed = changed_keys(resolved, record)
+        if changed and not override:
+            raise ValueError(
+                f"--resume: the configuration differs from {record_path} in {', '.join(changed)}; "
+                "pass --override to resume with the new values"
+            )
+        return "resume"
+    if not nonempty:
+        return "new"
+    if not overwrite:
+        raise ValueError(
+            f"output_dir {out} is not empty; pass --resume to continue that run, --overwrite to replace it, or set "
+            "output_dir=<another directory>"
+        )
+    if not ((out / RUN_FILE).exists() or (out / "metrics.jsonl").exists() or list(out.glob("checkpoint-*"))):
+        raise ValueError(f"--overwrite: {out} does not look like a varpo run directory (no run.json); not deleting it")
+    shutil.rmtree(out)
+    return "overwrite"
+
+
+def train(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> Path:
+    """Train and save ``<output_dir>/final``; ``resume`` continues from the last complete checkpoint in ``output_dir``.
+    See :func:`check_output_dir` for what ``resume``/``overwrite``/``override`` allow."""
+    check_output_dir(resolved, resume=resume, overwrite=overwrite, override=override)
     trainer, start = build_trainer(resolved)
     args = trainer.args
     checkpoint = None
@@ -105,7 +159,7 @@ def train(resolved: Resolved, resume: bool = False) -> Path:
         out = Path(args.output_dir)
         checkpoint = last_complete_checkpoint(out) if out.is_dir() else None
         if checkpoint is None:
-            logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
+            logger.warning("--resume: no checkpoint in %s yet, starting this run from step 0", out)
     write_run_file(resolved, start, args)
     trainer.train(resume_from_checkpoint=checkpoint)
     final = Path(args.output_dir) / FINAL_DIR
@@ -167,7 +221,18 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
         texts = data.corpus(dataclasses.replace(spec, train_file=None) if "train_file" in checked.skipped else spec)
     config, note = models.inspect(spec.model, texts, sft.tiny_spec(spec))
     rows.append(("model", note))
+    rows.append(("output_dir", output_dir_plan(resolved)))
     return rows
+
+
+def output_dir_plan(resolved: Resolved) -> str:
+    """What a real run would do with ``output_dir`` (for ``--dry-run``; never raises, never deletes)."""
+    out = Path(resolved.train.get("output_dir") or "trainer_output")
+    if not (out.is_dir() and any(out.iterdir())):
+        return f"{out}: new run"
+    if (out / RUN_FILE).is_file():
+        return f"{out}: holds a varpo run; a real run needs --resume (continue it) or --overwrite (replace it)"
+    return f"{out}: not empty and not a varpo run; a real run needs another output_dir"
 
 
 def _check_data(spec: RunSpec, skipped: str | None) -> str:

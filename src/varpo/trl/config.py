@@ -18,12 +18,14 @@ from dataclasses import dataclass, field, fields
 import torch
 from trl import GRPOConfig
 
+from varpo import registry
 from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
 from varpo.losses import POLICY_LOSSES
 from varpo.schedules import parse_schedule
 from varpo.trl import replay
 from varpo.trl.dynamic_sampling import ON_CAP
+from varpo.trl.rewards import REWARD_ERROR_MODES
 
 # Options that only mean something for one advantage method: (field, method that uses it).
 _METHOD_ONLY = {
@@ -40,7 +42,7 @@ _METHOD_ONLY = {
 _TRL_SUPERSEDED = {
     "loss_type": ("dapo", "use policy_loss and loss_aggregation"),
     "multi_objective_aggregation": ("sum_then_normalize", "use advantage_method"),
-    "scale_rewards": ("group", "use advantage_method (e.g. dr_grpo for no std scaling)"),
+    "scale_rewards": ("group", "use advantage_method"),
     "delta": (None, "two-sided clipping is not part of varpo's ppo_clip"),
     "top_entropy_quantile": (1.0, "not supported by the varpo loss"),
     "off_policy_mask_threshold": (None, "not supported by the varpo loss"),
@@ -48,6 +50,48 @@ _TRL_SUPERSEDED = {
     "use_adaptive_entropy": (False, "not supported by the varpo loss"),
     "use_liger_kernel": (False, "the varpo loss needs per-token log-probs"),
 }
+
+# TRL value -> the varpo settings that reproduce it (tested: tests/engine/test_trl_parity.py; table in
+# docs/engine.md "Coming from TRL"). None: no varpo equivalent.
+TRL_EQUIVALENTS: dict[str, dict] = {
+    "loss_type": {
+        "dapo": "policy_loss='ppo_clip' loss_aggregation='token_mean'",
+        "bnpo": "policy_loss='ppo_clip' loss_aggregation='token_mean'",
+        "grpo": "policy_loss='ppo_clip' loss_aggregation='seq_mean_token_mean'",
+        "dr_grpo": "policy_loss='ppo_clip' loss_aggregation='seq_mean_token_sum_norm' (M = max_completion_length)",
+        "cispo": None,
+        "sapo": None,
+        "luspo": None,
+        "vespo": None,
+    },
+    "scale_rewards": {
+        "group": "advantage_method='grpo' eps=1e-4",
+        True: "advantage_method='grpo' eps=1e-4",
+        "none": "advantage_method='dr_grpo'",
+        False: "advantage_method='dr_grpo'",
+        "batch": None,
+    },
+    "multi_objective_aggregation": {
+        "sum_then_normalize": "advantage_method='grpo' eps=1e-4",
+        "normalize_then_sum": "advantage_method='gdpo' eps=1e-4",
+    },
+}
+
+
+def _superseded_message(name: str, value, default, why: str) -> str:
+    """One line naming the varpo values that reproduce a TRL setting (or saying there are none)."""
+    table = TRL_EQUIVALENTS.get(name)
+    if table is None:
+        return f"{default!r} with VarpoGRPOTrainer ({why})"
+    equivalent = table.get(value, None)
+    if equivalent is None:
+        how = (
+            f"TRL's {name}={value!r} has no varpo equivalent; register one with varpo.register_policy_loss or "
+            "varpo.register_estimator (docs/extending.md)"
+        )
+    else:
+        how = f"for TRL's {name}={value!r} set {equivalent}"
+    return f"{default!r} with VarpoGRPOTrainer — {how} (docs/engine.md, 'Coming from TRL')"
 
 
 @dataclass
@@ -59,7 +103,7 @@ class VarpoGRPOConfig(GRPOConfig):
     logging_steps: float = field(default=1, metadata={"help": "Log every X optimizer steps (1: every step)."})
 
     advantage_method: str = field(
-        default="dvao", metadata={"help": f"Advantage estimator, one of {', '.join(METHODS)}."}
+        default="dvao", metadata={"help": f"Advantage estimator: {', '.join(METHODS)} or a registered one."}
     )
     eps: float = field(default=1e-6, metadata={"help": "Added to every std denominator (> 0)."})
     ddof: int = field(default=1, metadata={"help": "Std degrees of freedom: 1 unbiased, 0 population."})
@@ -80,7 +124,9 @@ class VarpoGRPOConfig(GRPOConfig):
     sigma_ema_shrink: float = field(
         default=0.5, metadata={"help": "dvao + sigma_ema: weight s of the running mean in the σ denominator."}
     )
-    policy_loss: str = field(default="ppo_clip", metadata={"help": f"Policy loss, one of {', '.join(POLICY_LOSSES)}."})
+    policy_loss: str = field(
+        default="ppo_clip", metadata={"help": f"Policy loss: {', '.join(POLICY_LOSSES)} or a registered one."}
+    )
     gvpo_beta: float = field(default=0.1, metadata={"help": "gvpo only: β of the implicit reward (> 0)."})
     # gvpo off-policy groups (GVPO Thm 3.2 / Fig. 4); logic and validation in varpo.trl.replay
     gvpo_history_per_group: int = field(
@@ -107,9 +153,17 @@ class VarpoGRPOConfig(GRPOConfig):
         metadata={"help": "ppo_clip only: dual-clip cap c > 1 (loss <= -c·A for A < 0; verl's default 3.0). None: off."},
     )
     loss_aggregation: str = field(
-        default="token_mean", metadata={"help": f"Loss aggregation, one of {', '.join(AGGREGATIONS)}."}
+        default="token_mean", metadata={"help": f"Loss aggregation: {', '.join(AGGREGATIONS)} or a registered one."}
     )
     vl_norm_alpha: float = field(default=1.0, metadata={"help": "vl_norm only: length exponent α in [0, 1]."})
+    reward_errors: str = field(
+        default="isolate",
+        metadata={
+            "help": "A reward function that raises: isolate (one batch call; only if it raises, each row once alone; "
+            "a failing row's component is missing and counted in reward/<name>/errors) or raise (stop the run, "
+            "naming the function and row)."
+        },
+    )
     max_response_length: int | None = field(
         default=None,
         metadata={"help": "M for seq_mean_token_sum_norm / vl_norm (default: max_completion_length)."},
@@ -149,20 +203,22 @@ class VarpoGRPOConfig(GRPOConfig):
         super().__post_init__()
         if self.max_response_length is None:
             self.max_response_length = self.max_completion_length
-        if self.loss_aggregation in ("seq_mean_token_sum_norm", "vl_norm") and self.max_response_length is None:
+        if registry.needs_max_length(self.loss_aggregation) and self.max_response_length is None:
             _fail("max_response_length", None, f"a positive int (loss_aggregation='{self.loss_aggregation}' needs M)")
-        if self.policy_loss == "gvpo" and self.per_device_train_batch_size % self.num_generations:
+        if registry.is_per_sequence(self.policy_loss) and self.per_device_train_batch_size % self.num_generations:
             _fail(
                 "per_device_train_batch_size",
                 self.per_device_train_batch_size,
-                f"a multiple of num_generations={self.num_generations} (gvpo needs whole groups per micro-batch)",
+                f"a multiple of num_generations={self.num_generations} ({self.policy_loss} needs whole groups per micro-batch)",
             )
 
     def _validate_varpo(self) -> None:
         self._validate_trl()
-        _choice("advantage_method", self.advantage_method, METHODS)
-        _choice("policy_loss", self.policy_loss, tuple(POLICY_LOSSES))
-        _choice("loss_aggregation", self.loss_aggregation, AGGREGATIONS)
+        # The registries are read here, not at import, so methods registered later (or by plug-ins) are accepted.
+        _choice("advantage_method", self.advantage_method, registry.estimators())
+        _choice("policy_loss", self.policy_loss, registry.policy_losses())
+        _choice("loss_aggregation", self.loss_aggregation, registry.aggregations())
+        _choice("reward_errors", self.reward_errors, REWARD_ERROR_MODES)
         _choice("saw_base", self.saw_base, SAW_BASES)
         _choice("rvpo_variant", self.rvpo_variant, RVPO_VARIANTS)
         _choice("ddof", self.ddof, (0, 1))
@@ -238,7 +294,7 @@ class VarpoGRPOConfig(GRPOConfig):
                 _fail("importance_sampling_level", self.importance_sampling_level, "token with policy_loss='gvpo'")
         for name, (default, why) in _TRL_SUPERSEDED.items():
             if getattr(self, name) != default:
-                _fail(name, getattr(self, name), f"{default!r} with VarpoGRPOTrainer ({why})")
+                _fail(name, getattr(self, name), _superseded_message(name, getattr(self, name), default, why))
 
     def _validate_trl(self) -> None:
         """TRL/transformers fields whose bad values TRL accepts here and only fails on later (a ZeroDivisionError in

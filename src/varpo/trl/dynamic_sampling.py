@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 import varpo
+from varpo import registry
 
 ON_CAP = ("train_on_kept", "pad_with_filtered")
 # |A| at or below this counts as zero: a constant group's deviations are exact zeros up to float64 rounding of the
@@ -313,7 +314,7 @@ def split(trainer, batch: dict) -> list[dict]:
 
     num_chunks = trainer.args.steps_per_generation
     full = batch[WEIGHT_KEY].shape[0] == trainer.args.generation_batch_size and bool(batch[WEIGHT_KEY].all())
-    if full and trainer.args.policy_loss != "gvpo":
+    if full and not registry.is_per_sequence(trainer.args.policy_loss):
         return split_tensor_dict(shuffle_sequence_dict(batch), num_chunks)
     return split_by_groups(batch, batch["varpo_group_ids"], num_chunks)
 

@@ -3,8 +3,8 @@
 Tested against trl 1.16.x (pinned in pyproject). The override surface is deliberately small; each override calls
 ``super()`` where TRL's code can be kept:
 
-* ``__init__`` wraps callable reward functions in :class:`~varpo.trl.rewards.IsolatedReward` (a grader that raises
-  costs only that sample's component) and adds the ``metrics.jsonl`` callback.
+* ``__init__`` wraps callable reward functions in :class:`~varpo.trl.rewards.IsolatedReward` (``reward_errors``:
+  a grader that raises costs only that sample's component, or stops the run) and adds the ``metrics.jsonl`` callback.
 * ``_calculate_rewards``: ``super()`` returns the *globally gathered* ``[N, K]`` reward matrix; it is kept for the
   advantage step and the per-function error counts are logged.
 * ``_generate_and_score_completions``: ``super()`` generates and scores as usual; its advantages are then replaced by
@@ -46,7 +46,7 @@ from trl.trainer.utils import (
 )
 
 import varpo
-from varpo import reward_log
+from varpo import registry, reward_log
 from varpo.schedules import parse_schedule
 from varpo.trl import dynamic_sampling
 from varpo.trl.config import VarpoGRPOConfig
@@ -55,6 +55,9 @@ from varpo.trl.replay import REPLAY_FILE, OffPolicyGroups
 from varpo.trl.rewards import IsolatedReward
 
 STATE_FILE = "varpo_state.json"
+# TRL metrics that duplicate (or, with missing rewards, misstate) what varpo logs under one name.
+_TRL_DUPLICATES = ("reward", "reward_std", "frac_reward_zero_std")
+_REWARD_STAT_PREFIXES = ("reward_mean/", "reward_std/")
 _SCALE_KEYS = ("varpo_num_tokens", "varpo_num_seqs", "varpo_len_pow_sum")
 # Forward kwargs TRL passes to `_get_per_token_logps_and_entropies` for multimodal batches (None when absent).
 _FORWARD_KEYS = (
@@ -79,11 +82,13 @@ class Trace:
     options passed to :func:`varpo.compute_advantages` and the dvao ``SigmaEMA`` state before the call.
     With gvpo off-policy groups, ``composition`` is the :class:`~varpo.trl.replay.Composition` of the batch (row
     sources, ages, reused rewards, completion ids); otherwise None.
-    ``loss_advantages``: the advantages each loss call received.
+    ``loss_advantages``: the advantages each loss call received. ``trl_advantages``: the local advantages TRL's own
+    code computed for the same batch before varpo replaced them (the "coming from TRL" parity tests compare them).
     """
 
     rollouts: list[dict] = field(default_factory=list)
     loss_advantages: list[torch.Tensor] = field(default_factory=list)
+    trl_advantages: list[torch.Tensor] = field(default_factory=list)
 
 
 class VarpoGRPOTrainer(GRPOTrainer):
@@ -93,7 +98,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         if not isinstance(args, VarpoGRPOConfig):
             raise TypeError(f"VarpoGRPOTrainer needs args=VarpoGRPOConfig(...), got {type(args).__name__}")
         funcs = reward_funcs if isinstance(reward_funcs, list) else [] if reward_funcs is None else [reward_funcs]
-        funcs = [_isolate(f) for f in funcs]
+        funcs = [_isolate(f, args.reward_errors) for f in funcs]
         callbacks = [*(callbacks or []), MetricsJSONLCallback()]
         super().__init__(model, funcs, args, *pargs, callbacks=callbacks, **kwargs)
         self.sigma_ema = None
@@ -202,6 +207,8 @@ class VarpoGRPOTrainer(GRPOTrainer):
         result = varpo.compute_advantages(
             rewards, group_ids, self.args.advantage_method, weights=self.reward_weights.to(rewards.device), **options
         )
+        if self.trace is not None and train:
+            self.trace.trl_advantages.append(out["advantages"].detach().cpu().clone())
         b = out["advantages"].shape[0]
         local = slice(self.accelerator.process_index * b, (self.accelerator.process_index + 1) * b)
         composition = self.replay.pending if self._replay_active() else None
@@ -212,7 +219,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         out["varpo_group_ids"] = group_ids[local]
         for key, value in zip(_SCALE_KEYS, self._global_scale(out), strict=True):
             out[key] = value
-        self._log_advantage_stats(mode, result.stats)
+        self._log_advantage_stats(mode, result.present_stats)
         if train and self.args.log_reward_matrix and self.accelerator.is_main_process:
             self._append_reward_log(rewards, group_ids, out)
         if self.trace is not None and train:
@@ -246,7 +253,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
     def _global_scale(self, out) -> tuple[torch.Tensor, ...]:
         """Loss normalizers (tokens, sequences, Σ L^-α) of the whole generation batch, summed over processes."""
         mask = self._loss_mask(out)
-        if self.args.policy_loss == "gvpo":
+        if registry.is_per_sequence(self.args.policy_loss):
             mask = torch.ones(mask.shape[0], 1, device=mask.device)  # one loss "token" per sequence
         s = varpo.loss_scale(mask, alpha=self.args.vl_norm_alpha)
         local = torch.tensor([s.num_tokens, s.num_seqs, s.len_pow_sum], dtype=torch.float64, device=mask.device)
@@ -254,12 +261,25 @@ class VarpoGRPOTrainer(GRPOTrainer):
         return tuple(total.unbind())
 
     def _log_advantage_stats(self, mode: str, stats: dict[str, float]) -> None:
+        """One name per quantity (``docs/engine.md``, "Metrics"): per-component reward statistics only as
+        ``reward/<name>/mean|std``, everything else from the estimator as ``adv/<key>``. ``stats`` is
+        :attr:`varpo.AdvantageOutput.present_stats`: a key without a value this batch (a component missing from the
+        whole batch) is not there, so it is not appended and the logged record leaves it out instead of showing 0."""
         metrics = self._metrics[mode]
-        for key, value in stats.items():
-            metrics[f"adv/{key}"].append(value)
         for name in self.reward_func_names:
-            metrics[f"reward/{name}/mean"].append(stats[f"reward_mean/{name}"])
-            metrics[f"reward/{name}/std"].append(stats[f"reward_std/{name}"])
+            # TRL's duplicates of the same numbers (and its nansum-based `reward`, which scores a missing
+            # component as 0) are dropped; frac_reward_zero_std is superseded by adv/frac_zero_std_groups.
+            for key in (f"rewards/{name}/mean", f"rewards/{name}/std"):
+                metrics.pop(key, None)
+        for key in _TRL_DUPLICATES:
+            metrics.pop(key, None)
+        for key, value in stats.items():
+            if not key.startswith(_REWARD_STAT_PREFIXES):
+                metrics[f"adv/{key}"].append(value)
+        for name in self.reward_func_names:
+            for stat in ("mean", "std"):
+                if f"reward_{stat}/{name}" in stats:
+                    metrics[f"reward/{name}/{stat}"].append(stats[f"reward_{stat}/{name}"])
         if self.args.advantage_method == "rvpo":
             metrics["rvpo_k"].append(self.current_rvpo_k())
         if self.weight_schedule is not None:
@@ -272,7 +292,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
 
     def _prepare_inputs(self, generation_batch):
         ds = self.args.dynamic_sampling
-        if not self.model.training or (self.args.policy_loss != "gvpo" and not ds):
+        if not self.model.training or (not registry.is_per_sequence(self.args.policy_loss) and not ds):
             return super()._prepare_inputs(generation_batch)
         # Same as GRPOTrainer._prepare_inputs (train branch) with a group-preserving shuffle / dynamic sampling.
         generate_every = self.args.steps_per_generation * self.num_iterations
@@ -316,24 +336,25 @@ class VarpoGRPOTrainer(GRPOTrainer):
             self.trace.loss_advantages.append(advantages.detach().cpu().clone())
         scale = varpo.LossScale(*(float(inputs[k]) for k in _SCALE_KEYS), alpha=args.vl_norm_alpha)
 
-        if args.policy_loss == "gvpo":
+        if registry.is_per_sequence(args.policy_loss):  # gvpo or a registered per-sequence loss
             group_ids = inputs["varpo_group_ids"]
             group_size = self.num_generations if train else self.num_generations_eval
             _assert_whole_groups(group_ids, group_size)
+            extra = {"gvpo_beta": args.gvpo_beta} if args.policy_loss == "gvpo" else {}
             loss_matrix, metrics = varpo.policy_loss(
-                "gvpo",
+                args.policy_loss,
                 logprobs=logps,
                 old_logprobs=old,
                 advantages=advantages,
                 mask=mask,
                 group_ids=group_ids,
-                gvpo_beta=args.gvpo_beta,
                 group_size=group_size,
+                **extra,
             )
             agg_mask = torch.ones_like(loss_matrix)
         else:
             loss_matrix, metrics = varpo.policy_loss(
-                "ppo_clip",
+                args.policy_loss,
                 logprobs=logps,
                 old_logprobs=old,
                 advantages=advantages,
@@ -410,11 +431,11 @@ class VarpoGRPOTrainer(GRPOTrainer):
             self.replay.load(replay)
 
 
-def _isolate(func):
+def _isolate(func, mode: str = "isolate"):
     """Wrap plain callables; reward models (nn.Module), hub ids and async functions are passed to TRL unchanged."""
     if isinstance(func, (str, torch.nn.Module, IsolatedReward)) or is_async_callable(func):
         return func
-    return IsolatedReward(func, get_callable_name(func))
+    return IsolatedReward(func, get_callable_name(func), mode)
 
 
 def shuffle_groups(batch: dict, group_ids: torch.Tensor) -> dict:

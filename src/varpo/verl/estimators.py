@@ -101,7 +101,7 @@ def compute(
     if settings.vl_norm_alpha is not None:
         adv = adv * varpo.vl_norm_weights(lengths, settings.vl_norm_alpha)
     if inputs is not None:
-        inputs.stats.update(out.stats)
+        inputs.stats.update(out.present_stats)  # absent components are not logged (never as 0)
         if settings.reward_weight_schedule is not None:
             inputs.stats.update({f"reward_weight/{n}": w for n, w in zip(settings.names, weights, strict=True)})
     scores = adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1)
@@ -120,7 +120,25 @@ def make_estimator(method: str) -> Callable[..., tuple[torch.Tensor, torch.Tenso
     return estimator
 
 
-#: registered name -> function, one per varpo method.
-ESTIMATORS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
-    name: make_estimator(method) for name, method in METHOD_OF_ESTIMATOR.items()
-}
+class _Estimators(Mapping):
+    """Live ``varpo_<method> -> adapter`` over the core registry; one cached function object per name (verl's
+    registry accepts re-registering the same object, not a new one)."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def __getitem__(self, name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        method = METHOD_OF_ESTIMATOR[name]
+        if name not in self._made:
+            self._made[name] = make_estimator(method)
+        return self._made[name]
+
+    def __iter__(self):
+        return iter(METHOD_OF_ESTIMATOR)
+
+    def __len__(self) -> int:
+        return len(METHOD_OF_ESTIMATOR)
+
+
+#: registered name -> function, one per varpo method (built-in, registered or from a plug-in).
+ESTIMATORS: Mapping[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = _Estimators()

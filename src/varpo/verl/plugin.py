@@ -10,7 +10,9 @@ there the error stops the launch.
 
 Registered here:
 
-* ``varpo_<method>`` advantage estimators for every ``varpo.METHODS`` (:mod:`varpo.verl.estimators`);
+* ``varpo_<method>`` advantage estimators for every estimator in varpo's registry (:mod:`varpo.verl.estimators`):
+  built-ins, ``varpo.methods`` plug-ins (loaded first), and — through a registry listener — any estimator
+  registered later with :func:`varpo.register_estimator` in the same process;
 * the ``varpo_gvpo`` policy loss (:mod:`varpo.verl.losses`);
 * the legacy-trainer hook (:mod:`varpo.verl.legacy`, one wrapped function);
 * V1 trainer modes ``varpo*`` (:mod:`varpo.verl.trainer`) — only when TransferQueue, which verl's V1 trainer
@@ -29,18 +31,36 @@ def register() -> None:
     """Register everything; idempotent (verl's registries accept re-registering the same object)."""
     from verl.trainer.ppo import core_algos
 
+    from varpo import registry
     from varpo.verl import POLICY_LOSS_NAME, legacy
     from varpo.verl.estimators import ESTIMATORS
     from varpo.verl.losses import gvpo_policy_loss
 
+    registry.load_plugins()
     for name, fn in ESTIMATORS.items():
         core_algos.register_adv_est(name)(fn)
+    if _on_register not in registry.LISTENERS:
+        registry.LISTENERS.append(_on_register)
     core_algos.register_policy_loss(POLICY_LOSS_NAME)(gvpo_policy_loss)
     legacy.install()
     if importlib.util.find_spec("transfer_queue") is None:
         logger.info("varpo: transfer_queue is not installed, so verl's V1 trainer cannot run; V1 modes not registered")
     else:
         import varpo.verl.trainer  # noqa: F401  (registers the varpo* V1 trainer modes)
+
+
+def _on_register(kind: str, name: str) -> None:
+    """Registry listener: an estimator registered after verl loaded us becomes ``varpo_<name>`` in verl too."""
+    if kind != "estimator":
+        return
+    from verl.trainer.ppo import core_algos
+
+    from varpo.verl import ESTIMATOR_PREFIX
+    from varpo.verl.estimators import ESTIMATORS
+
+    key = f"{ESTIMATOR_PREFIX}{name}"
+    # One cached adapter per name, which looks the core function up at call time, so replace=True needs nothing.
+    core_algos.register_adv_est(key)(ESTIMATORS[key])
 
 
 try:

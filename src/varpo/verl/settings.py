@@ -23,13 +23,31 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import varpo
+from varpo import registry
 from varpo.schedules import WeightSchedule, parse_schedule
 from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
 
-#: registered estimator name -> varpo method, derived from the core so both stay in step.
-METHOD_OF_ESTIMATOR: dict[str, str] = {f"{ESTIMATOR_PREFIX}{m}": m for m in varpo.METHODS}
-#: methods whose point is combining several reward components (K=1 makes them degenerate).
-MULTI_REWARD_METHODS = ("ac", "gdpo", "dvao", "saw", "rvpo")
+
+class _MethodOfEstimator(Mapping):
+    """Live view ``varpo_<name> -> name`` over :func:`varpo.registry.estimators` (read at lookup time, so methods
+    registered after import or by ``varpo.methods`` plug-ins are included)."""
+
+    def __getitem__(self, key: str) -> str:
+        if isinstance(key, str) and key.startswith(ESTIMATOR_PREFIX):
+            method = key[len(ESTIMATOR_PREFIX) :]
+            if method in registry.estimators():
+                return method
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter([f"{ESTIMATOR_PREFIX}{m}" for m in registry.estimators()])
+
+    def __len__(self) -> int:
+        return len(registry.estimators())
+
+
+#: registered estimator name -> varpo method, derived from the core registry so both stay in step.
+METHOD_OF_ESTIMATOR: Mapping[str, str] = _MethodOfEstimator()
 #: the only verl aggregation under which advantage scaling by L^-α/mean L^-α is exactly VL Norm.
 VL_NORM_AGG_MODE = "seq-mean-token-sum-norm"
 
@@ -291,7 +309,7 @@ def check_config(cfg: Any) -> list[str]:
             f"reward components {list(settings.reward_keys)} do not reach advantage estimators in verl's V1 "
             f"trainer mode {mode!r} (its _compute_advantage reads only uid/rm_scores from TransferQueue): {mode_hint}"
         )
-    if method in MULTI_REWARD_METHODS and not settings.reward_keys:
+    if method in registry.multi_reward_methods() and not settings.reward_keys:
         warnings.append(
             f"varpo_{method} with a single reward (no algorithm.varpo.reward_keys): it degenerates to a "
             "single-component estimator; list the reward function's component keys to use it as intended"

@@ -65,16 +65,29 @@ def compose_config(overrides: Sequence[str], config_name: str = "ppo_trainer", c
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def validate(cfg) -> list[str]:
-    """All pre-launch checks; returns warnings, raises on errors."""
+def validate(cfg, preflight_checks: bool = True) -> list[str]:
+    """All pre-launch checks; returns warnings, raises :class:`ConfigError` (one line per problem) on errors.
+
+    ``preflight_checks=False`` skips :mod:`varpo.verl.preflight` (local files, reward keys vs the task, batch
+    arithmetic) — for composing a config on a machine that does not hold its data or model.
+    """
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    from varpo.verl.settings import check_config
+    from varpo.verl import preflight
+    from varpo.verl.settings import ConfigError, VarpoSettings, check_config
 
     warnings = check_config(cfg)
-    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    if preflight_checks:
+        keys = VarpoSettings.from_algorithm(cfg.get("algorithm")).reward_keys
+        problems = preflight.check(cfg, keys)
+        if problems:
+            raise ConfigError("verl pre-flight failed:\n- " + "\n- ".join(problems))
+    try:
+        validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    except Exception as exc:  # verl raises AssertionError/ValueError, wrapped by hydra's InstantiationException
+        raise ConfigError(f"verl's validate_config: {_innermost(exc)}") from None
     core_algos.get_adv_estimator_fn(cfg.algorithm.adv_estimator)
     core_algos.get_policy_loss_fn(cfg.actor_rollout_ref.actor.policy_loss.loss_mode)
     if cfg.trainer.use_v1:
@@ -82,6 +95,14 @@ def validate(cfg) -> list[str]:
 
         get_trainer_cls(cfg.trainer.v1.trainer_mode)
     return warnings
+
+
+def _innermost(exc: BaseException) -> str:
+    """The root cause's message on one line (hydra wraps verl's assertion in a multi-line InstantiationException)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,206 @@
+"""Public extension API: add an advantage estimator, a policy loss or a loss aggregation without forking varpo.
+
+    import varpo
+
+    def mine(batch, options):                     # batch: varpo.RewardBatch, options: varpo.AdvantageOptions
+        adv = batch.zscores(options.eps) @ batch.wbar  # [N]
+        return adv, batch.wbar                        # (advantages [N], effective weights [K])
+
+    varpo.register_estimator("mine", mine)         # now advantage_method="mine" works everywhere
+
+Every consumer reads the registries **when it validates**, not at import: ``VarpoGRPOConfig``, the ``varpo``
+CLI (``train``/``sweep``), :func:`varpo.experiments.grid.expand_grid` and the verl plug-in (which registers
+``varpo_<name>`` for every estimator known when verl loads it). So a method registered before the config is
+built is accepted, and one registered later is accepted by the next validation.
+
+Processes that do not run your code (a sweep's per-run subprocesses, verl's Ray workers) find methods through
+**plug-ins**, loaded once per process by :func:`load_plugins` before the first lookup:
+
+* the entry-point group ``varpo.methods`` (``[project.entry-points."varpo.methods"] mine = "mypkg.varpo_plugin"``
+  in your package's ``pyproject.toml``); the target is a module (importing it registers) or a callable
+  (called with no arguments);
+* the environment variable ``VARPO_PLUGINS`` — comma-separated module names to import (no packaging needed).
+
+A plug-in that fails to load raises :class:`PluginError` naming it (a silently missing method would only surface
+later as "unknown advantage_method"). See ``docs/extending.md`` for the contract of each kind and the test kit
+(:mod:`varpo.testing`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+PLUGIN_GROUP = "varpo.methods"
+PLUGIN_ENV = "VARPO_PLUGINS"
+
+
+class PluginError(RuntimeError):
+    """A ``varpo.methods`` entry point or a ``VARPO_PLUGINS`` module failed to load."""
+
+
+@dataclass(frozen=True)
+class EstimatorInfo:
+    """What the engines need to know about an estimator besides its function.
+
+    Attributes:
+        multi_reward: the method's point is combining K >= 2 reward components (verl warns when it runs with one
+            reward; docs list it among the multi-reward methods).
+        description: one line for ``--help`` texts and docs.
+    """
+
+    multi_reward: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """Policy-loss traits. ``per_sequence``: returns ``[B, 1]`` (one loss per sequence, needs ``group_ids``)."""
+
+    per_sequence: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class AggregationInfo:
+    """Aggregation traits. ``needs_max_length``: uses M (the maximum response length)."""
+
+    needs_max_length: bool = False
+    description: str = ""
+
+
+ESTIMATOR_INFO: dict[str, EstimatorInfo] = {}
+LOSS_INFO: dict[str, LossInfo] = {}
+AGGREGATION_INFO: dict[str, AggregationInfo] = {}
+
+_loaded = False
+#: callbacks ``(kind, name)`` run after every registration (the verl plug-in registers ``varpo_<name>`` with verl).
+LISTENERS: list[Callable[[str, str], None]] = []
+
+
+def _notify(kind: str, name: str) -> None:
+    for listener in list(LISTENERS):
+        listener(kind, name)
+
+
+def _check_name(kind: str, name: str, fn: Callable, table: dict, replace: bool) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{kind} name must be a Python identifier (it is used in config values), got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"{kind} {name!r}: expected a callable, got {type(fn).__name__}")
+    if name in table and table[name] is not fn and not replace:
+        raise ValueError(f"{kind} {name!r} is already registered; pass replace=True to override it")
+
+
+def register_estimator(
+    name: str, fn: Callable, *, multi_reward: bool = True, description: str = "", replace: bool = False
+) -> Callable:
+    """Register ``fn(batch: RewardBatch, options: AdvantageOptions) -> (advantages [N], effective_weights [K])``.
+
+    ``advantages`` may be any float dtype; ``compute_advantages`` zeroes unscorable rows and non-finite values and
+    returns float32. ``effective_weights`` (``[K]``, logged as ``adv/weight/<name>``) are then passed through
+    :func:`varpo.advantages.no_signal_rule` (``docs/engine.md``): 0 for components without signal, the rest
+    renormalized to sum to 1, all 0 when no component has signal. Returns ``fn``.
+    """
+    from varpo.advantages import ESTIMATORS
+
+    _check_name("estimator", name, fn, ESTIMATORS, replace)
+    ESTIMATORS[name] = fn
+    ESTIMATOR_INFO[name] = EstimatorInfo(multi_reward=multi_reward, description=description)
+    _notify("estimator", name)
+    return fn
+
+
+def register_policy_loss(
+    name: str, fn: Callable, *, per_sequence: bool = False, description: str = "", replace: bool = False
+) -> Callable:
+    """Register ``fn(*, logprobs, old_logprobs, advantages, mask, **options) -> (loss [B, T], metrics dict)``.
+
+    Engines pass ``ppo_clip``'s keywords (``ref_logprobs``, ``beta``, ``clip_low``, ``clip_high``,
+    ``importance_sampling_level``); accept ``**kwargs`` for the ones you ignore. Returns ``fn``.
+    """
+    from varpo.losses import POLICY_LOSSES
+
+    _check_name("policy loss", name, fn, POLICY_LOSSES, replace)
+    POLICY_LOSSES[name] = fn
+    LOSS_INFO[name] = LossInfo(per_sequence=per_sequence, description=description)
+    _notify("policy_loss", name)
+    return fn
+
+
+def register_aggregation(
+    name: str, fn: Callable, *, needs_max_length: bool = False, description: str = "", replace: bool = False
+) -> Callable:
+    """Register ``fn(per_token_loss [B, T], mask [B, T], scale: LossScale, max_length, alpha) -> scalar``.
+
+    Divide only by the *global* normalizers in ``scale`` (never by this call's own mask sums) so micro-batch
+    losses sum to the full-batch loss (see :mod:`varpo.aggregation`). Returns ``fn``.
+    """
+    from varpo.aggregation import AGGREGATORS
+
+    _check_name("loss aggregation", name, fn, AGGREGATORS, replace)
+    AGGREGATORS[name] = fn
+    AGGREGATION_INFO[name] = AggregationInfo(needs_max_length=needs_max_length, description=description)
+    _notify("aggregation", name)
+    return fn
+
+
+def load_plugins(force: bool = False) -> None:
+    """Import every ``varpo.methods`` entry point and ``VARPO_PLUGINS`` module once per process."""
+    global _loaded
+    if _loaded and not force:
+        return
+    _loaded = True
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            target = ep.load()
+            if callable(target):
+                target()
+        except Exception as exc:
+            raise PluginError(f"varpo plug-in entry point {ep.name!r} ({ep.value}) failed: {exc}") from exc
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise PluginError(f"{PLUGIN_ENV} module {module!r} failed to import: {exc}") from exc
+
+
+def estimators() -> tuple[str, ...]:
+    """Names of all advantage estimators (built-in + registered + plug-ins), in registration order."""
+    from varpo.advantages import ESTIMATORS
+
+    load_plugins()
+    return tuple(ESTIMATORS)
+
+
+def policy_losses() -> tuple[str, ...]:
+    from varpo.losses import POLICY_LOSSES
+
+    load_plugins()
+    return tuple(POLICY_LOSSES)
+
+
+def aggregations() -> tuple[str, ...]:
+    from varpo.aggregation import AGGREGATORS
+
+    load_plugins()
+    return tuple(AGGREGATORS)
+
+
+def multi_reward_methods() -> tuple[str, ...]:
+    """Estimators whose point is combining several components (single-reward methods: ``multi_reward=False``)."""
+    names = estimators()
+    return tuple(n for n in names if ESTIMATOR_INFO.get(n, EstimatorInfo()).multi_reward)
+
+
+def needs_max_length(aggregation: str) -> bool:
+    load_plugins()
+    return AGGREGATION_INFO.get(aggregation, AggregationInfo()).needs_max_length
+
+
+def is_per_sequence(loss: str) -> bool:
+    load_plugins()
+    return LOSS_INFO.get(loss, LossInfo()).per_sequence

@@ -1,0 +1,87 @@
+"""Run safety: a non-empty output_dir is never silently overwritten, --resume continues the run recorded in its own
+run.json (a changed config is an error naming the keys unless --override), and default directories of `varpo train`
+and `varpo demo` cannot collide. Every check runs before a model is built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from varpo.cli import app
+from varpo.run import spec as spec_mod
+from varpo.run import train as train_mod
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def _resolved(out: Path, **extra):
+    return spec_mod.load_config(REPO / "configs" / "demo.yaml", {"output_dir": str(out), **extra})
+
+
+def _fake_run(out: Path, resolved) -> None:
+    """A run directory as `varpo train` leaves it (run.json from the same writer)."""
+    args = resolved.trainer_config(**train_mod.cpu_defaults(resolved.train))
+    train_mod.write_run_file(resolved, "builtin:tiny", args)
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 0.1}\n')
+
+
+def test_non_empty_output_dir_is_refused_before_anything_is_built(tmp_path):
+    out = tmp_path / "run"
+    _fake_run(out, _resolved(out))
+    result = runner.invoke(app, ["train", str(REPO / "configs/demo.yaml"), f"output_dir={out}"])
+    assert result.exit_code == 2
+    assert "is not empty; pass --resume to continue that run, --overwrite to replace it" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (out / "metrics.jsonl").read_text() == '{"step": 1, "loss": 0.1}\n'  # untouched
+
+
+def test_overwrite_replaces_only_a_run_directory(tmp_path):
+    out = tmp_path / "run"
+    _fake_run(out, _resolved(out))
+    assert train_mod.check_output_dir(_resolved(out), overwrite=True) == "overwrite"
+    assert not out.exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="does not look like a varpo run directory"):
+        train_mod.check_output_dir(_resolved(other), overwrite=True)
+    assert (other / "thesis.tex").exists()
+    assert train_mod.check_output_dir(_resolved(tmp_path / "fresh")) == "new"
+
+
+def test_resume_reads_the_runs_own_run_json(tmp_path):
+    out = tmp_path / "run"
+    _fake_run(out, _resolved(out))
+    assert train_mod.check_output_dir(_resolved(out), resume=True) == "resume"
+    changed = _resolved(out, learning_rate=0.12345, advantage_method="gdpo")
+    with pytest.raises(
+        ValueError, match=r"differs from .*run.json in advantage_method, learning_rate; pass --override"
+    ):
+        train_mod.check_output_dir(changed, resume=True)
+    assert train_mod.check_output_dir(changed, resume=True, override=True) == "resume"
+    with pytest.raises(ValueError, match="holds no varpo run to resume"):
+        train_mod.check_output_dir(_resolved(tmp_path / "empty"), resume=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        train_mod.check_output_dir(_resolved(out), resume=True, overwrite=True)
+    record = json.loads((out / "run.json").read_text())
+    assert record["train"]["output_dir"] == str(out)
+
+
+def test_train_and_demo_default_directories_cannot_collide():
+    resolved = spec_mod.load_config(REPO / "configs" / "demo.yaml", [])
+    assert resolved.train["output_dir"] == "runs/train/demo"
+    assert not Path(resolved.train["output_dir"]).is_relative_to("runs/demo")
+
+
+def test_dry_run_says_what_a_real_run_would_do_with_output_dir(tmp_path):
+    out = tmp_path / "run"
+    assert train_mod.output_dir_plan(_resolved(out)) == f"{out}: new run"
+    _fake_run(out, _resolved(out))
+    assert "holds a varpo run; a real run needs --resume" in train_mod.output_dir_plan(_resolved(out))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.txt").write_text("x")
+    assert "not a varpo run" in train_mod.output_dir_plan(_resolved(tmp_path / "notes"))
