@@ -40,6 +40,7 @@ from varpo.stats import (
     combine,
     combined_std,
     dispersion,
+    fast_group_stats,
     group_index,
     group_stats,
     pooled_mean_std,
@@ -186,7 +187,11 @@ class SigmaEMA:
 
 
 class RewardBatch:
-    """The inputs every estimator sees. Group statistics are computed lazily and at most once."""
+    """The inputs every estimator sees. Validity masks and group statistics are computed lazily and at most once.
+
+    With every reward finite and unit scales (:func:`varpo.stats.fast_group_stats`), statistics and the default
+    combination ``Σ_k w_k dev_k`` come from one tiled pass and the [N, K] validity mask is never built.
+    """
 
     def __init__(self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int) -> None:
         self.rewards = rewards  # [N, K] as given (any float dtype)
@@ -194,14 +199,33 @@ class RewardBatch:
         self.weights = weights  # [K] float64, user weights w (finite, >= 0, finite positive sum)
         self.weight_max = max(weights.tolist()) if weights.numel() else 1.0  # host copy (no later device sync)
         self.ddof = ddof
-        self.valid = valid_mask(rewards)  # [N, K]
-        self.all_valid = bool(self.valid.all())
-        n = rewards.shape[0]
-        self.scorable = torch.ones(n, dtype=torch.bool, device=rewards.device) if self.all_valid else self.valid.any(1)
         self.cache: dict = {}
 
     @cached_property
+    def fast(self) -> tuple[GroupStats, Tensor] | None:
+        """Fast-path statistics and ``Σ_k (w_k / W) dev_k`` ``[N]``, or ``None`` (a missing reward, huge scales)."""
+        if self.rewards.shape[0] == 0:
+            return None
+        what = self.weights / pow2_scale_float(self.weight_max)
+        return fast_group_stats(self.rewards, self.index, self.ddof, what)
+
+    @cached_property
+    def valid(self) -> Tensor:
+        return valid_mask(self.rewards)  # [N, K]
+
+    @cached_property
+    def all_valid(self) -> bool:
+        return self.fast is not None or bool(self.valid.all())
+
+    @cached_property
+    def scorable(self) -> Tensor:
+        n = self.rewards.shape[0]
+        return torch.ones(n, dtype=torch.bool, device=self.rewards.device) if self.all_valid else self.valid.any(1)
+
+    @cached_property
     def stats(self) -> GroupStats:
+        if self.fast is not None:
+            return self.fast[0]
         return group_stats(self.rewards, self.index, self.ddof, valid=self.valid, all_valid=self.all_valid)
 
     @cached_property
@@ -216,18 +240,31 @@ class RewardBatch:
     def combined(self, weights: Tensor | None = None) -> Combined:
         """Σ_k w_k (r_ik - μ_gk) in scale-robust units (:func:`varpo.stats.combine`)."""
         if weights is None:
+            if self.fast is not None:  # computed in the statistics pass
+                w_scale = pow2_scale_float(self.weight_max)
+                return Combined(self.fast[1], (self.weights / w_scale).unsqueeze(0), w_scale, None)
             return combine(self.stats, self.weights, self.index, self.weight_max)
         return combine(self.stats, weights, self.index)
+
+    def _inv_std(self, eps: float) -> Tensor:
+        """``[P, K]`` 1 / (σ_gk + eps) in scaled units, 0 where that denominator is 0."""
+        st = self.stats
+        den = st.std + (eps if st.unit else eps / st.scale)
+        return safe_div(torch.ones_like(st.std), den)
 
     def zscores(self, eps: float) -> Tensor:
         """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups.
 
         In scaled units: z = dev' / (σ' + eps / s_gk), identical to the unscaled formula (s is a power of two).
         """
+        return self.stats.deviations() * broadcast(self._inv_std(eps), self.index)
+
+    def zsum(self, eps: float, v: Tensor) -> Tensor:
+        """``Σ_k v_k z_ik`` ``[N]`` (= ``zscores(eps) @ v``) without an [N, K] intermediate on the fast path."""
         st = self.stats
-        den = st.std + (eps if st.unit else eps / st.scale)
-        inv = safe_div(torch.ones_like(st.std), den)  # [P, K], cheap per-group reciprocal
-        return st.dev * broadcast(inv, self.index)
+        if st.lazy is None:
+            return self.zscores(eps) @ v
+        return st.lazy.project(self._inv_std(eps) * v)
 
 
 def _first_line(fn: Callable) -> str:
@@ -272,7 +309,7 @@ def _ac_scaled(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None) -> t
     """Σ_k (w_k / W) z_k with W the power of two of max w (exact), W, and the effective weights."""
     w = b.weights if weights is None else weights
     w_scale = pow2_scale_float(b.weight_max) if weights is None else float(pow2_scale(w.max()))
-    return b.zscores(o.eps) @ (w / w_scale), w_scale, _normalized(w)
+    return b.zsum(o.eps, w / w_scale), w_scale, _normalized(w)
 
 
 def ac(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:

@@ -58,11 +58,19 @@ class GroupIndex:
         num_groups: P, the number of distinct group ids.
         group_size: G when the layout is contiguous with equal group sizes (``ids.view(P, G)`` rows are the groups),
             else ``None``. Enables the dense fast path.
+        counts: ``[P]`` int64 samples per group when known (a by-product of building the index), else ``None``.
     """
 
     inverse: Tensor
     num_groups: int
     group_size: int | None = None
+    counts: Tensor | None = None
+
+    def sizes(self) -> Tensor:
+        """``[P]`` int64 number of samples in each group."""
+        if self.counts is not None:
+            return self.counts
+        return torch.bincount(self.inverse, minlength=self.num_groups)
 
 
 def as_group_ids(group_ids, device) -> Tensor:
@@ -85,22 +93,53 @@ def as_group_ids(group_ids, device) -> Tensor:
     return ids
 
 
+# Shuffled ids spanning at most this many values per sample are mapped with a lookup table (O(N + span), no sort).
+DENSE_SPAN_PER_SAMPLE = 4
+
+
 def group_index(group_ids: Tensor) -> GroupIndex:
-    """Map arbitrary group ids ``[N]`` to a :class:`GroupIndex` (vectorized, O(N) for contiguous layouts)."""
+    """Map arbitrary group ids ``[N]`` to a :class:`GroupIndex` (vectorized; O(N) unless the ids need a sort).
+
+    Routes: non-decreasing ids (TRL's layout) -> ``unique_consecutive``, O(N); other ids whose span max - min is
+    at most ``DENSE_SPAN_PER_SAMPLE · N`` (verl's uid -> int mapping, any order) -> a lookup table, O(N + span),
+    segments in sorted-id order as ``torch.unique``; otherwise contiguous runs with distinct ids keep run order,
+    and only ids that repeat across runs with a huge span (hashes) pay for a sort (``torch.unique``).
+    """
     ids = torch.as_tensor(group_ids)
     if ids.dim() != 1:
         raise ValueError(f"group_ids must be 1-D [N], got shape {tuple(ids.shape)}")
     n = ids.numel()
     if n == 0:
         return GroupIndex(torch.zeros(0, dtype=torch.long, device=ids.device), 0, None)
+    ids = ids.long()
+    if n == 1 or bool((ids[1:] >= ids[:-1]).all()):  # sorted: runs are the groups
+        _, run_inverse, counts = torch.unique_consecutive(ids, return_inverse=True, return_counts=True)
+        return _runs_index(run_inverse, counts, n)
+    lo, hi = (int(v) for v in torch.aminmax(ids))
+    runs, run_inverse, counts = None, None, None
+    if hi - lo + 1 <= DENSE_SPAN_PER_SAMPLE * n:
+        shifted = ids - lo
+        table = torch.zeros(hi - lo + 1, dtype=torch.long, device=ids.device)
+        table[shifted] = 1  # which ids occur
+        remap = table.cumsum_(0).sub_(1)  # rank of each occurring id among the distinct ids
+        inverse = remap[shifted]
+        p = int(remap[-1]) + 1
+        if int((inverse[1:] != inverse[:-1]).sum()) != p - 1:  # not contiguous runs: the general layout
+            return GroupIndex(inverse, p, None, torch.bincount(inverse, minlength=p))
     runs, run_inverse, counts = torch.unique_consecutive(ids, return_inverse=True, return_counts=True)
     # A run-length encoding is a valid grouping only if no id appears in two runs (sorting P run ids, not N samples).
     if torch.unique(runs).numel() == runs.numel():
-        size = int(counts[0])
-        dense = bool((counts == size).all()) and size * runs.numel() == n
-        return GroupIndex(run_inverse.long(), int(runs.numel()), size if dense else None)
+        return _runs_index(run_inverse, counts, n)
     _, inverse = torch.unique(ids, return_inverse=True)
     return GroupIndex(inverse.long(), int(inverse.max()) + 1, None)
+
+
+def _runs_index(run_inverse: Tensor, counts: Tensor, n: int) -> GroupIndex:
+    """Index for contiguous runs with distinct ids (segment = run number, in order of appearance)."""
+    p = counts.numel()
+    size = int(counts[0])
+    dense = size * p == n and bool((counts == size).all())
+    return GroupIndex(run_inverse.long(), p, size if dense else None, counts.long())
 
 
 def segment_sum(x: Tensor, index: GroupIndex) -> Tensor:
@@ -142,7 +181,8 @@ class GroupStats:
     quantities need no conversion.
 
     Attributes:
-        dev: ``[N, K]`` centered deviation ``(r - μ_group) / s`` (0 where the reward is missing).
+        dev: ``[N, K]`` centered deviation ``(r - μ_group) / s`` (0 where the reward is missing); ``None`` on the
+            fast path (:func:`fast_group_stats`), where :attr:`lazy` streams it instead.
         std: ``[P, K]`` group std / s with the requested ddof (0 for groups with ``n - ddof <= 0``).
         count: ``[P, K]`` number of valid samples of that component in the group.
         mean: ``[P, K]`` group mean μ_gk / s.
@@ -150,13 +190,24 @@ class GroupStats:
         scale: ``[P, K]`` s_gk.
     """
 
-    dev: Tensor
+    dev: Tensor | None
     std: Tensor
     count: Tensor
     mean: Tensor
     sum_sq: Tensor
     scale: Tensor
     unit: bool = False  # every scale is 1 (the fast path): scaled units are reward units
+    lazy: Deviations | None = None  # set by fast_group_stats instead of dev
+
+    def deviations(self) -> Tensor:
+        """``[N, K]`` dev, materialized from :attr:`lazy` when the fast path did not keep it."""
+        return self.dev if self.dev is not None else self.lazy.full()
+
+    def project(self, coef: Tensor) -> Tensor:
+        """``[N]`` Σ_k coef dev_ik for ``coef [K]`` (or per group ``[P, K]``, then pass it broadcast per sample)."""
+        if self.lazy is not None:
+            return self.lazy.project(coef)
+        return self.dev @ coef
 
     @property
     def real_std(self) -> Tensor:
@@ -200,6 +251,142 @@ def group_stats(
         std = torch.where(constant, 0.0, std)
         dev.mul_(broadcast((~constant).to(STAT_DTYPE), index))
     return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq, scale=scale, unit=unit)
+
+
+# Float64 elements per tile of the fast path (2 MiB): a tile is converted, centered, squared and projected while it
+# sits in cache, so the [N, K] reward matrix is read from memory once per loop and never copied whole in float64.
+TILE_ELEMENTS = 1 << 18
+# Input dtypes whose finite values all lie in [2^-149, 2^128] in magnitude: deviations of such rewards square
+# without overflow or underflow in float64, so the scale-robust units are all 1 and need no check.
+_NARROW_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+class Deviations:
+    """``dev = r - μ_g(r)`` ``[N, K]`` (float64, constant groups zeroed) of a batch with every reward finite, never
+    materialized whole: :meth:`project` streams row tiles of the float32 (or any float) rewards through cache.
+
+    Tiles hold whole groups on the contiguous layout (``[p, G, K]`` views, no index) and any rows otherwise
+    (a gather of the tile's group means). The float64 arithmetic per element is the same as the whole-matrix
+    formula ``r.double() - mean[g]``.
+    """
+
+    def __init__(self, rewards: Tensor, index: GroupIndex, mean: Tensor, keep: Tensor | None) -> None:
+        self.rewards, self.index, self.mean, self.keep = rewards, index, mean, keep  # keep: [P, K] 0/1 or None
+
+    def tiles(self):
+        """Yields ``(row slice, group slice or None, dev tile [rows, K] float64)``."""
+        n, k = self.rewards.shape
+        g = self.index.group_size
+        if g is not None:
+            step = max(1, TILE_ELEMENTS // max(g * k, 1))
+            x = self.rewards.reshape(self.index.num_groups, g, k)
+            for p0 in range(0, self.index.num_groups, step):
+                groups = slice(p0, min(p0 + step, self.index.num_groups))
+                dev = x[groups].to(STAT_DTYPE, copy=True).sub_(self.mean[groups].unsqueeze(1))  # [p, G, K]
+                if self.keep is not None:
+                    dev.mul_(self.keep[groups].unsqueeze(1))
+                yield slice(groups.start * g, groups.stop * g), groups, dev.view(-1, k)
+            return
+        step = max(1, TILE_ELEMENTS // max(k, 1))
+        for r0 in range(0, n, step):
+            rows = slice(r0, min(r0 + step, n))
+            seg = self.index.inverse[rows]
+            dev = self.rewards[rows].to(STAT_DTYPE, copy=True).sub_(self.mean.index_select(0, seg))
+            if self.keep is not None:
+                dev.mul_(self.keep.index_select(0, seg))
+            yield rows, None, dev
+
+    def project(self, coef: Tensor) -> Tensor:
+        """``[N]`` Σ_k coef_k dev_ik for ``coef [K]``, or Σ_k coef_gk dev_ik for per-group ``coef [P, K]``."""
+        out = torch.empty(self.rewards.shape[0], dtype=STAT_DTYPE, device=self.rewards.device)
+        for rows, groups, dev in self.tiles():
+            if coef.dim() == 1:
+                torch.mv(dev, coef, out=out[rows])
+            elif groups is not None:
+                g = self.index.group_size
+                torch.sum(dev.view(-1, g, dev.shape[1]).mul_(coef[groups].unsqueeze(1)), -1, out=out[rows].view(-1, g))
+            else:
+                torch.sum(dev.mul_(coef.index_select(0, self.index.inverse[rows])), -1, out=out[rows])
+        return out
+
+    def full(self) -> Tensor:
+        """``[N, K]`` the deviations materialized (only for estimators that need every entry, e.g. rvpo)."""
+        out = torch.empty(self.rewards.shape, dtype=STAT_DTYPE, device=self.rewards.device)
+        for rows, _, dev in self.tiles():
+            out[rows] = dev
+        return out
+
+
+def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Tensor) -> tuple[GroupStats, Tensor] | None:
+    """:func:`group_stats` for a batch with every reward finite and unit scales, plus ``c = dev @ weights`` ``[N]``;
+    ``None`` when that does not hold (a non-finite reward, float64 rewards needing scale-robust units, or rewards
+    that require grad), and the caller takes :func:`group_stats`.
+
+    Same formulas, same float64 arithmetic, same constant-group rule; the difference is memory traffic: row tiles
+    (:class:`Deviations`) are summed, centered, squared and projected on ``weights`` while in cache, so the
+    [N, K] rewards are read once (contiguous equal-size groups) or twice (any other layout: sums by
+    ``index_add_`` first), and no [N, K] float64 matrix is allocated. A non-finite reward makes its group's sum
+    non-finite (float32/bf16/fp16 sums cannot overflow in float64), which is how "all valid" is detected for free.
+    The returned :class:`GroupStats` has ``dev=None`` and ``lazy`` set: deviations are re-streamed on demand.
+    """
+    n, k = rewards.shape
+    p = index.num_groups
+    if rewards.requires_grad and torch.is_grad_enabled():  # out= writes are not differentiable
+        return None
+    if rewards.dtype not in _NARROW_DTYPES and (rewards.dtype != STAT_DTYPE or _needs_scaling(rewards)):
+        return None
+    mean = torch.empty((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    sum_sq = torch.empty((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    c = torch.empty(n, dtype=STAT_DTYPE, device=rewards.device)
+    g = index.group_size
+    if g is not None:  # one loop: sum, center, square, project per tile of whole groups
+        cnt = torch.full((p, k), float(g), dtype=STAT_DTYPE, device=rewards.device)
+        x = rewards.reshape(p, g, k)
+        step = max(1, TILE_ELEMENTS // max(g * k, 1))
+        keep_parts: list[tuple[slice, Tensor]] = []
+        for p0 in range(0, p, step):
+            groups = slice(p0, min(p0 + step, p))
+            t = x[groups].to(STAT_DTYPE, copy=True)  # [p, G, K], never the caller's tensor
+            m = torch.sum(t, 1, out=mean[groups]).div_(g)
+            if not bool(torch.isfinite(m).all()):
+                return None
+            dev = t.sub_(m.unsqueeze(1))
+            ss = torch.sum(dev * dev, 1, out=sum_sq[groups])
+            std = dispersion(ss, cnt[groups], ddof)
+            constant = std <= 1e-12 * m.abs()
+            if bool((constant & (std > 0)).any()):  # rounding noise of a constant group: zero its deviations
+                keep = (~constant).to(STAT_DTYPE)
+                dev.mul_(keep.unsqueeze(1))
+                keep_parts.append((groups, keep))
+            torch.mv(dev.view(-1, k), weights, out=c[groups.start * g : groups.stop * g])
+    else:  # sums by scatter, then one more loop over the rows
+        inv = index.inverse
+        cnt = index.sizes().to(STAT_DTYPE).unsqueeze(1).expand(p, k)
+        mean.zero_()
+        step = max(1, TILE_ELEMENTS // max(k, 1))
+        for r0 in range(0, n, step):
+            rows = slice(r0, min(r0 + step, n))
+            mean.index_add_(0, inv[rows], rewards[rows].to(STAT_DTYPE))
+        if not bool(torch.isfinite(mean).all()):
+            return None
+        mean.div_(cnt.clamp_min(1.0))
+        sum_sq.zero_()
+        for rows, _, dev in Deviations(rewards, index, mean, None).tiles():
+            sum_sq.index_add_(0, inv[rows], dev * dev)
+            torch.mv(dev, weights, out=c[rows])
+        keep_parts = []
+    std = dispersion(sum_sq, cnt, ddof)
+    constant = std <= 1e-12 * mean.abs()
+    keep = None
+    if bool((constant & (std > 0)).any()):
+        keep = (~constant).to(STAT_DTYPE)
+        if g is None:  # the projection above used unzeroed deviations: redo it (rare: constant non-dyadic groups)
+            c = Deviations(rewards, index, mean, keep).project(weights)
+    if bool(constant.any()):
+        std = torch.where(constant, 0.0, std)
+    scale = torch.ones((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    stats = GroupStats(None, std, cnt, mean, sum_sq, scale, unit=True, lazy=Deviations(rewards, index, mean, keep))
+    return stats, c
 
 
 _SAFE = 2.0**256
@@ -258,7 +445,7 @@ def combine(stats: GroupStats, weights: Tensor, index: GroupIndex, weight_max: f
     w_scale = pow2_scale_float(weight_max) if weight_max is not None else float(pow2_scale(weights.max()))
     what = weights / w_scale if w_scale != 1.0 else weights
     if stats.unit:  # fast path (unit scales): one matmul
-        return Combined(stats.dev @ what, what.unsqueeze(0), w_scale, None)
+        return Combined(stats.project(what), what.unsqueeze(0), w_scale, None)
     group_scale = stats.scale.amax(1)  # [P]
     coef = what * (stats.scale / group_scale.unsqueeze(1))  # [P, K]
     value = (stats.dev * broadcast(coef, index)).sum(1)  # [N]
