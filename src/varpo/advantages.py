@@ -43,10 +43,12 @@ from varpo.stats import (
     fast_group_stats,
     group_index,
     group_stats,
+    inverse_or_zero,
     pooled_mean_std,
     pow2_scale,
     pow2_scale_float,
     safe_div,
+    scale_by_group,
     valid_mask,
 )
 
@@ -293,8 +295,8 @@ def grpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> 
     """
     w = b.weights if weights is None else weights
     c = b.combined(w)
-    sigma = combined_std(c.value, b.index, b.scorable, b.ddof)  # [P]
-    return safe_div(c.value, broadcast(sigma + c.eps(o.eps), b.index)), _normalized(w)
+    sigma = combined_std(c.value, b.index, None if b.all_valid else b.scorable, b.ddof)  # [P]
+    return scale_by_group(c.value, inverse_or_zero(sigma + c.eps(o.eps)), b.index), _normalized(w)
 
 
 def dr_grpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -345,7 +347,7 @@ def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     c = b.combined()
     wsig = c.coef * std  # [P, K] w_k σ_gk / unit_g
     denom = wsig.sum(1)  # [P]
-    adv = safe_div(c.value, broadcast(denom + c.eps(o.eps), b.index))
+    adv = scale_by_group(c.value, inverse_or_zero(denom + c.eps(o.eps)), b.index)
     tilde = safe_div(wsig, denom.unsqueeze(1))  # [P, K] w̃; rows of zero-signal groups are 0
     has_signal = denom > 0
     eff = safe_div(tilde[has_signal].sum(0), torch.tensor(float(has_signal.sum()), dtype=STAT_DTYPE))
@@ -568,9 +570,30 @@ def _stats(
     :class:`AdvantageOutput`), gathered into one tensor so there is a single device->host sync."""
     k = b.rewards.shape[1]
     names = o.names or tuple(str(i) for i in range(k))
-    rows = b.scorable.to(STAT_DTYPE)
-    n = rows.sum().clamp_min(1.0)
-    a = adv * rows
+    if b.all_valid:  # every row scorable: no masking passes; sums without [N] temporaries where torch allows
+        n = max(adv.shape[0], 1)
+        total = adv.sum()
+        lo, hi = torch.aminmax(adv)
+        adv_scalars = [
+            torch.linalg.vector_norm(adv, 1) / n,
+            torch.dot(adv, adv) / n,
+            torch.maximum(hi, -lo),
+            total / n,
+            torch.linalg.vector_norm(adv - total / n).div(math.sqrt(n)),
+            adv.new_zeros(()),
+        ]
+    else:
+        rows = b.scorable.to(STAT_DTYPE)
+        n = rows.sum().clamp_min(1.0)
+        a = adv * rows
+        adv_scalars = [
+            a.abs().sum() / n,
+            (a * a).sum() / n,
+            a.abs().max(),
+            a.sum() / n,
+            (((a - a.sum() / n) * rows) ** 2).sum().div(n).sqrt(),
+            1.0 - rows.sum() / max(rows.numel(), 1),
+        ]
     std, count = b.stats.real_std, b.stats.count  # [P, K]
     present = count > 0
     signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
@@ -579,12 +602,7 @@ def _stats(
     scalars = torch.stack(
         [
             1.0 - signal.to(STAT_DTYPE).sum() / groups,
-            a.abs().sum() / n,
-            (a * a).sum() / n,
-            a.abs().max(),
-            a.sum() / n,
-            (((a - a.sum() / n) * rows) ** 2).sum().div(n).sqrt(),
-            1.0 - rows.sum() / max(rows.numel(), 1),
+            *adv_scalars,
         ]
     )
     per_k = torch.stack(

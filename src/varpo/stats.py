@@ -27,6 +27,7 @@ which turns the raw score into an advantage; we deliberately do not.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,64 +257,110 @@ def group_stats(
 # Float64 elements per tile of the fast path (2 MiB): a tile is converted, centered, squared and projected while it
 # sits in cache, so the [N, K] reward matrix is read from memory once per loop and never copied whole in float64.
 TILE_ELEMENTS = 1 << 18
+# Up to this many components a tile is stored component-major ([K, rows]): group reductions then run over
+# contiguous memory (5-7x faster than reducing a [P, G, K] view with K = 3); wider matrices stay row-major.
+COMPONENT_MAJOR_MAX_K = 4
 # Input dtypes whose finite values all lie in [2^-149, 2^128] in magnitude: deviations of such rewards square
 # without overflow or underflow in float64, so the scale-robust units are all 1 and need no check.
 _NARROW_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
+_WORKSPACE = threading.local()
+
+
+def _workspace(slot: int, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """A reusable float64 CPU buffer of ``shape`` (at most a tile), one per thread and slot.
+
+    Fresh multi-MiB allocations are returned to the OS and page-faulted back on every call (glibc trims the heap),
+    which costs more than the arithmetic on a tile; reusing two tile buffers per thread avoids that.
+    Other devices get a fresh tensor (their caching allocators already reuse memory).
+    """
+    numel = math.prod(shape)
+    if device.type != "cpu" or numel > TILE_ELEMENTS:
+        return torch.empty(shape, dtype=STAT_DTYPE, device=device)
+    buffers = getattr(_WORKSPACE, "buffers", None)
+    if buffers is None:
+        buffers = _WORKSPACE.buffers = {}
+    buf = buffers.get(slot)
+    if buf is None or buf.numel() < numel:
+        buf = buffers[slot] = torch.empty(TILE_ELEMENTS, dtype=STAT_DTYPE)
+    return buf[:numel].view(shape)
+
+
 class Deviations:
     """``dev = r - μ_g(r)`` ``[N, K]`` (float64, constant groups zeroed) of a batch with every reward finite, never
-    materialized whole: :meth:`project` streams row tiles of the float32 (or any float) rewards through cache.
+    materialized whole: row tiles of the rewards (any float dtype) are converted, centered and consumed in cache.
 
-    Tiles hold whole groups on the contiguous layout (``[p, G, K]`` views, no index) and any rows otherwise
-    (a gather of the tile's group means). The float64 arithmetic per element is the same as the whole-matrix
-    formula ``r.double() - mean[g]``.
+    Tiles hold whole groups on the contiguous equal-size layout (``[p, G]`` views, no index) and any rows
+    otherwise (a gather of the tile's group means). Per element the float64 arithmetic is the whole-matrix
+    formula ``r.double() - mean[g]``; only the memory layout of the tile differs (component-major for small K).
     """
 
     def __init__(self, rewards: Tensor, index: GroupIndex, mean: Tensor, keep: Tensor | None) -> None:
         self.rewards, self.index, self.mean, self.keep = rewards, index, mean, keep  # keep: [P, K] 0/1 or None
+        self.kmajor = rewards.shape[1] <= COMPONENT_MAJOR_MAX_K
 
-    def tiles(self):
-        """Yields ``(row slice, group slice or None, dev tile [rows, K] float64)``."""
-        n, k = self.rewards.shape
+    def load(self, rows: slice) -> Tensor:
+        """The tile's rewards in float64, in workspace 0 (never the caller's tensor): ``[K, rows]`` (component-major)
+        or ``[rows, K]``. Valid until the next tile is loaded."""
+        x = self.rewards[rows]
+        if self.kmajor:
+            return _workspace(0, (x.shape[1], x.shape[0]), x.device).copy_(x.T)
+        return _workspace(0, tuple(x.shape), x.device).copy_(x)
+
+    def per_group(self, t: Tensor, rows: slice) -> Tensor:
+        """``t [P, K]`` rows of this tile's groups, shaped to broadcast against the tile's samples."""
         g = self.index.group_size
         if g is not None:
-            step = max(1, TILE_ELEMENTS // max(g * k, 1))
-            x = self.rewards.reshape(self.index.num_groups, g, k)
-            for p0 in range(0, self.index.num_groups, step):
-                groups = slice(p0, min(p0 + step, self.index.num_groups))
-                dev = x[groups].to(STAT_DTYPE, copy=True).sub_(self.mean[groups].unsqueeze(1))  # [p, G, K]
-                if self.keep is not None:
-                    dev.mul_(self.keep[groups].unsqueeze(1))
-                yield slice(groups.start * g, groups.stop * g), groups, dev.view(-1, k)
-            return
-        step = max(1, TILE_ELEMENTS // max(k, 1))
+            part = t[rows.start // g : rows.stop // g]  # [p, K]
+            return part.T.unsqueeze(-1) if self.kmajor else part.unsqueeze(1)  # [K, p, 1] or [p, 1, K]
+        part = t.index_select(0, self.index.inverse[rows])  # [n, K]
+        return part.T if self.kmajor else part
+
+    def shaped(self, x: Tensor) -> Tensor:
+        """The tile ``[K, n]`` / ``[n, K]`` as ``[K, p, G]`` / ``[p, G, K]`` on the contiguous layout."""
+        g = self.index.group_size
+        if g is None:
+            return x
+        return x.view(x.shape[0], -1, g) if self.kmajor else x.view(-1, g, x.shape[1])
+
+    def tiles(self):
+        """Yields ``(row slice, dev tile)``; the tile is :meth:`shaped`, component-major when ``kmajor``."""
+        n, k = self.rewards.shape
+        align = self.index.group_size or 1
+        step = max(align, TILE_ELEMENTS // max(k, 1) // align * align)
         for r0 in range(0, n, step):
             rows = slice(r0, min(r0 + step, n))
-            seg = self.index.inverse[rows]
-            dev = self.rewards[rows].to(STAT_DTYPE, copy=True).sub_(self.mean.index_select(0, seg))
+            dev = self.shaped(self.load(rows)).sub_(self.per_group(self.mean, rows))
             if self.keep is not None:
-                dev.mul_(self.keep.index_select(0, seg))
-            yield rows, None, dev
+                dev.mul_(self.per_group(self.keep, rows))
+            yield rows, dev
+
+    def project_tile(self, dev: Tensor, coef: Tensor, rows: slice, out: Tensor) -> None:
+        """``out [n] = Σ_k coef dev`` for one tile; ``coef [K]`` or per group ``[P, K]``."""
+        k = self.rewards.shape[1]
+        if coef.dim() == 1:
+            if self.kmajor:
+                torch.mv(dev.reshape(k, -1).T, coef, out=out)
+            else:
+                torch.mv(dev.reshape(-1, k), coef, out=out)
+            return
+        prod = dev.mul_(self.per_group(coef, rows))  # the tile is not needed afterwards
+        torch.sum(prod, 0 if self.kmajor else -1, out=out.view(prod.shape[1:] if self.kmajor else prod.shape[:-1]))
 
     def project(self, coef: Tensor) -> Tensor:
         """``[N]`` Σ_k coef_k dev_ik for ``coef [K]``, or Σ_k coef_gk dev_ik for per-group ``coef [P, K]``."""
         out = torch.empty(self.rewards.shape[0], dtype=STAT_DTYPE, device=self.rewards.device)
-        for rows, groups, dev in self.tiles():
-            if coef.dim() == 1:
-                torch.mv(dev, coef, out=out[rows])
-            elif groups is not None:
-                g = self.index.group_size
-                torch.sum(dev.view(-1, g, dev.shape[1]).mul_(coef[groups].unsqueeze(1)), -1, out=out[rows].view(-1, g))
-            else:
-                torch.sum(dev.mul_(coef.index_select(0, self.index.inverse[rows])), -1, out=out[rows])
+        for rows, dev in self.tiles():
+            self.project_tile(dev, coef, rows, out[rows])
         return out
 
     def full(self) -> Tensor:
         """``[N, K]`` the deviations materialized (only for estimators that need every entry, e.g. rvpo)."""
-        out = torch.empty(self.rewards.shape, dtype=STAT_DTYPE, device=self.rewards.device)
-        for rows, _, dev in self.tiles():
-            out[rows] = dev
+        n, k = self.rewards.shape
+        out = torch.empty((n, k), dtype=STAT_DTYPE, device=self.rewards.device)
+        for rows, dev in self.tiles():
+            out[rows] = dev.reshape(k, -1).T if self.kmajor else dev.reshape(-1, k)
         return out
 
 
@@ -329,56 +376,58 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
     non-finite (float32/bf16/fp16 sums cannot overflow in float64), which is how "all valid" is detected for free.
     The returned :class:`GroupStats` has ``dev=None`` and ``lazy`` set: deviations are re-streamed on demand.
     """
-    n, k = rewards.shape
-    p = index.num_groups
     if rewards.requires_grad and torch.is_grad_enabled():  # out= writes are not differentiable
         return None
     if rewards.dtype not in _NARROW_DTYPES and (rewards.dtype != STAT_DTYPE or _needs_scaling(rewards)):
         return None
-    mean = torch.empty((p, k), dtype=STAT_DTYPE, device=rewards.device)
-    sum_sq = torch.empty((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    n, k = rewards.shape
+    p, g = index.num_groups, index.group_size
+    dev_stream = Deviations(rewards, index, torch.empty(0), None)
+    kmajor = dev_stream.kmajor
+    mean = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    sum_sq = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
     c = torch.empty(n, dtype=STAT_DTYPE, device=rewards.device)
-    g = index.group_size
+    keep = None
     if g is not None:  # one loop: sum, center, square, project per tile of whole groups
         cnt = torch.full((p, k), float(g), dtype=STAT_DTYPE, device=rewards.device)
-        x = rewards.reshape(p, g, k)
-        step = max(1, TILE_ELEMENTS // max(g * k, 1))
-        keep_parts: list[tuple[slice, Tensor]] = []
-        for p0 in range(0, p, step):
-            groups = slice(p0, min(p0 + step, p))
-            t = x[groups].to(STAT_DTYPE, copy=True)  # [p, G, K], never the caller's tensor
-            m = torch.sum(t, 1, out=mean[groups]).div_(g)
+        step = max(g, TILE_ELEMENTS // max(k, 1) // g * g)
+        for r0 in range(0, n, step):
+            rows = slice(r0, min(r0 + step, n))
+            groups = slice(rows.start // g, rows.stop // g)
+            t = dev_stream.shaped(dev_stream.load(rows))  # [K, p, G] or [p, G, K]
+            m = t.sum(-1 if kmajor else 1).div_(g)  # [K, p] or [p, K]
             if not bool(torch.isfinite(m).all()):
                 return None
-            dev = t.sub_(m.unsqueeze(1))
-            ss = torch.sum(dev * dev, 1, out=sum_sq[groups])
+            dev = t.sub_(m.unsqueeze(-1 if kmajor else 1))
+            ss = torch.mul(dev, dev, out=_workspace(1, tuple(dev.shape), dev.device)).sum(-1 if kmajor else 1)
+            m, ss = (m.T, ss.T) if kmajor else (m, ss)
+            mean[groups], sum_sq[groups] = m, ss
             std = dispersion(ss, cnt[groups], ddof)
             constant = std <= 1e-12 * m.abs()
             if bool((constant & (std > 0)).any()):  # rounding noise of a constant group: zero its deviations
                 keep = (~constant).to(STAT_DTYPE)
-                dev.mul_(keep.unsqueeze(1))
-                keep_parts.append((groups, keep))
-            torch.mv(dev.view(-1, k), weights, out=c[groups.start * g : groups.stop * g])
+                dev.mul_(keep.T.unsqueeze(-1) if kmajor else keep.unsqueeze(1))
+                keep = True
+            dev_stream.project_tile(dev, weights, rows, c[rows])
     else:  # sums by scatter, then one more loop over the rows
         inv = index.inverse
         cnt = index.sizes().to(STAT_DTYPE).unsqueeze(1).expand(p, k)
-        mean.zero_()
         step = max(1, TILE_ELEMENTS // max(k, 1))
+        sums = mean.T if kmajor else mean  # [K, P] view or [P, K]
         for r0 in range(0, n, step):
             rows = slice(r0, min(r0 + step, n))
-            mean.index_add_(0, inv[rows], rewards[rows].to(STAT_DTYPE))
+            sums.index_add_(1 if kmajor else 0, inv[rows], dev_stream.load(rows))
         if not bool(torch.isfinite(mean).all()):
             return None
         mean.div_(cnt.clamp_min(1.0))
-        sum_sq.zero_()
-        for rows, _, dev in Deviations(rewards, index, mean, None).tiles():
-            sum_sq.index_add_(0, inv[rows], dev * dev)
-            torch.mv(dev, weights, out=c[rows])
-        keep_parts = []
+        dev_stream.mean = mean
+        squares = sum_sq.T if kmajor else sum_sq
+        for rows, dev in dev_stream.tiles():
+            squares.index_add_(1 if kmajor else 0, inv[rows], torch.mul(dev, dev, out=_workspace(1, tuple(dev.shape), dev.device)))
+            dev_stream.project_tile(dev, weights, rows, c[rows])
     std = dispersion(sum_sq, cnt, ddof)
     constant = std <= 1e-12 * mean.abs()
-    keep = None
-    if bool((constant & (std > 0)).any()):
+    if keep is not None or (g is None and bool((constant & (std > 0)).any())):
         keep = (~constant).to(STAT_DTYPE)
         if g is None:  # the projection above used unzeroed deviations: redo it (rare: constant non-dyadic groups)
             c = Deviations(rewards, index, mean, keep).project(weights)
@@ -452,15 +501,27 @@ def combine(stats: GroupStats, weights: Tensor, index: GroupIndex, weight_max: f
     return Combined(value, coef, w_scale, group_scale)
 
 
-def combined_std(c: Tensor, index: GroupIndex, scorable: Tensor, ddof: int = 1) -> Tensor:
+def combined_std(c: Tensor, index: GroupIndex, scorable: Tensor | None, ddof: int = 1) -> Tensor:
     """Group std of a combined deviation ``c [N]`` (any units), ``[P]``.
 
     The combined deviation ``c_i = Σ_k w_k (r_ik - μ_gk)`` has group mean exactly 0 (each component's deviations
     sum to 0 over its valid samples, missing entries contribute 0), so σ_g = sqrt(Σ_{i∈g} c_i² / (n_g - ddof)) where
-    n_g counts *scorable* samples (at least one component present).
+    n_g counts *scorable* samples (at least one component present); ``scorable=None`` means every sample is.
     """
-    cnt = segment_sum(scorable.to(c.dtype), index)  # [P]
+    cnt = index.sizes().to(c.dtype) if scorable is None else segment_sum(scorable.to(c.dtype), index)  # [P]
     return dispersion(segment_sum(c * c, index), cnt, ddof)
+
+
+def scale_by_group(x: Tensor, per_group: Tensor, index: GroupIndex) -> Tensor:
+    """``x_i · f_g(i)`` for ``x [N]`` and ``per_group [P]``, without materializing the broadcast on the dense path."""
+    if index.group_size is not None:
+        return (x.view(index.num_groups, index.group_size) * per_group.unsqueeze(1)).view(-1)
+    return x * per_group.index_select(0, index.inverse)
+
+
+def inverse_or_zero(den: Tensor) -> Tensor:
+    """``1 / den`` with 0 where ``den == 0`` (so ``x · inverse_or_zero(d)`` is :func:`safe_div` up to one rounding)."""
+    return safe_div(torch.ones_like(den), den)
 
 
 def batch_whiten(x: Tensor, include: Tensor, eps: float, ddof: int = 1) -> Tensor:
