@@ -201,9 +201,7 @@ def bench_losses(b: int, t: int, group_size: int, repeats: int, clock) -> dict[s
             )
         )
     contenders["varpo/gvpo/token_mean"] = step(
-        lambda lp: (
-            lambda loss: varpo.aggregate_loss(loss, torch.ones_like(loss), "token_mean")
-        )(
+        lambda lp: (lambda loss: varpo.aggregate_loss(loss, torch.ones_like(loss), "token_mean"))(
             varpo.policy_loss("gvpo", logprobs=lp, old_logprobs=old, advantages=adv, mask=mask, group_ids=ids)[0]
         )
     )
@@ -264,13 +262,28 @@ def memory_rows(ns: list[int], ks: list[int], g: int, methods: list[str]) -> lis
         for shuffle in ("0", "1"):
             for k in ks:
                 for n in ns:
-                    out = subprocess.run([sys.executable, "-c", code, str(n), str(k), str(g), m, shuffle],
-                                         capture_output=True, text=True, check=True)
+                    out = subprocess.run(
+                        [sys.executable, "-c", code, str(n), str(k), str(g), m, shuffle],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
                     peak = int(out.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is KiB on Linux
-                    rows.append({"method": m, "shuffled": shuffle == "1", "n": n, "k": k, "g": g,
-                                 "peak_rss_bytes": peak, "per_reward_matrix": peak / (n * k * 4)})
-                    print(f"  memory {m:8s} shuffled={shuffle} N={n:8d} K={k:3d}  peak +{peak / 2**20:8.1f} MiB"
-                          f"  = {peak / (n * k * 4):5.2f} x float32 reward matrix")
+                    rows.append(
+                        {
+                            "method": m,
+                            "shuffled": shuffle == "1",
+                            "n": n,
+                            "k": k,
+                            "g": g,
+                            "peak_rss_bytes": peak,
+                            "per_reward_matrix": peak / (n * k * 4),
+                        }
+                    )
+                    print(
+                        f"  memory {m:8s} shuffled={shuffle} N={n:8d} K={k:3d}  peak +{peak / 2**20:8.1f} MiB"
+                        f"  = {peak / (n * k * 4):5.2f} x float32 reward matrix"
+                    )
     return rows
 
 
@@ -296,12 +309,18 @@ def main() -> None:
     ap.add_argument("--loss-b", type=int, default=256)
     ap.add_argument("--loss-t", type=int, default=1024)
     ap.add_argument("--memory", action="store_true", help="peak-RSS rows (subprocess per call) instead of timings")
-    ap.add_argument("--out", default=None, help="results JSON path (default: runs/bench/advantages/<time>/results.json)")
+    ap.add_argument(
+        "--out", default=None, help="results JSON path (default: runs/bench/advantages/<time>/results.json)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     clock = _clock(args.clock)
     stamp = dt.datetime.now(dt.timezone.utc)
-    out_path = Path(args.out) if args.out else Path("runs/bench/advantages") / stamp.strftime("%Y%m%dT%H%M%SZ") / "results.json"
+    out_path = (
+        Path(args.out)
+        if args.out
+        else Path("runs/bench/advantages") / stamp.strftime("%Y%m%dT%H%M%SZ") / "results.json"
+    )
     payload: dict = {}
     if args.memory:
         payload["memory"] = memory_rows(args.n, args.k, args.g[0], args.methods)

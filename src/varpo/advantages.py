@@ -241,7 +241,7 @@ class RewardBatch:
 
     def combined(self, weights: Tensor | None = None) -> Combined:
         """Σ_k w_k (r_ik - μ_gk) in scale-robust units (:func:`varpo.stats.combine`)."""
-        if weights is None:
+        if weights is None or weights is self.weights:
             if self.fast is not None:  # computed in the statistics pass
                 w_scale = pow2_scale_float(self.weight_max)
                 return Combined(self.fast[1], (self.weights / w_scale).unsqueeze(0), w_scale, None)
@@ -328,7 +328,7 @@ def gdpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> 
     x = W·x' equals whitening x' with eps / W (W a power of two), so huge weights cannot overflow.
     """
     x, w_scale, eff = _ac_scaled(b, o, weights)
-    return batch_whiten(x, b.scorable, o.eps / w_scale, b.ddof), eff
+    return batch_whiten(x, None if b.all_valid else b.scorable, o.eps / w_scale, b.ddof), eff
 
 
 def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -366,20 +366,23 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     """
     if "saw" in b.cache:
         return b.cache["saw"]
-    x = b.rewards.to(STAT_DTYPE)
+    valid = None if b.all_valid else b.valid  # None: every entry present, no masking passes
+    x = b.rewards.to(STAT_DTYPE, copy=True)  # [N, K], ours to modify in place
     if o.saw_offsets is not None:
-        x = x + torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=x.device)
-    x = torch.where(b.valid, x, 0.0)  # [N, K]
-    top = pow2_scale(x.abs().amax(0))  # [K]
-    x = x / top
-    n = b.valid.sum(0).to(STAT_DTYPE)  # [K]
+        x.add_(torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=x.device))
+    if valid is not None:
+        x = torch.where(valid, x, 0.0)
+    lo, hi = torch.aminmax(x, dim=0)
+    top = pow2_scale(torch.maximum(hi, -lo))  # [K], power of two of max |x|
+    x.div_(top)
+    n = torch.full_like(top, float(x.shape[0])) if valid is None else valid.sum(0).to(STAT_DTYPE)  # [K]
     total = x.sum(0)  # [K]
     # Rounding of this sum is <= N·2^-53·Σ|x|. Where that could exceed 1e-10·|Σ x| (large rewards cancelling),
     # redo it exactly; otherwise the float sum is already order-independent to 1e-10 relative.
-    if bool((x.shape[0] * 2.0**-53 * x.abs().sum(0) > 1e-10 * total.abs()).any()):
+    if bool((x.shape[0] * 2.0**-53 * torch.linalg.vector_norm(x, 1, dim=0) > 1e-10 * total.abs()).any()):
         total = torch.tensor([math.fsum(col) for col in x.T.tolist()], dtype=STAT_DTYPE, device=x.device)
     mean = total / n.clamp_min(1.0)  # [K] in units of top
-    dev = torch.where(b.valid, x - mean, 0.0)
+    dev = x.sub_(mean) if valid is None else torch.where(valid, x - mean, 0.0)
     std = dispersion((dev * dev).sum(0), n, b.ddof)
     den = mean.abs() + SAW_CV_EPS / top
     cv = torch.where(den > 0, std / den.clamp_min(1e-300), torch.where(std > 0, math.inf, 0.0))
@@ -431,6 +434,8 @@ def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
         mu = z @ b.wbar
         x = mu - o.rvpo_beta * ((z - mu.unsqueeze(1)) ** 2 @ b.wbar)
         eff = b.wbar
+    if b.all_valid:
+        return batch_whiten(x, None, o.eps, b.ddof), eff
     return batch_whiten(torch.where(rows, x, 0.0), rows, o.eps, b.ddof), eff
 
 

@@ -389,7 +389,7 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
     c = torch.empty(n, dtype=STAT_DTYPE, device=rewards.device)
     keep = None
     if g is not None:  # one loop: sum, center, square, project per tile of whole groups
-        cnt = torch.full((p, k), float(g), dtype=STAT_DTYPE, device=rewards.device)
+        cnt = torch.full((), float(g), dtype=STAT_DTYPE, device=rewards.device).expand(p, k)  # no [P, K] memory
         step = max(g, TILE_ELEMENTS // max(k, 1) // g * g)
         for r0 in range(0, n, step):
             rows = slice(r0, min(r0 + step, n))
@@ -402,13 +402,8 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
             ss = torch.mul(dev, dev, out=_workspace(1, tuple(dev.shape), dev.device)).sum(-1 if kmajor else 1)
             m, ss = (m.T, ss.T) if kmajor else (m, ss)
             mean[groups], sum_sq[groups] = m, ss
-            std = dispersion(ss, cnt[groups], ddof)
-            constant = std <= 1e-12 * m.abs()
-            if bool((constant & (std > 0)).any()):  # rounding noise of a constant group: zero its deviations
-                keep = (~constant).to(STAT_DTYPE)
-                dev.mul_(keep.T.unsqueeze(-1) if kmajor else keep.unsqueeze(1))
-                keep = True
             dev_stream.project_tile(dev, weights, rows, c[rows])
+        std = sum_sq.div(g - ddof).sqrt_() if g > ddof else torch.zeros_like(sum_sq)
     else:  # sums by scatter, then one more loop over the rows
         inv = index.inverse
         cnt = index.sizes().to(STAT_DTYPE).unsqueeze(1).expand(p, k)
@@ -423,17 +418,21 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
         dev_stream.mean = mean
         squares = sum_sq.T if kmajor else sum_sq
         for rows, dev in dev_stream.tiles():
-            squares.index_add_(1 if kmajor else 0, inv[rows], torch.mul(dev, dev, out=_workspace(1, tuple(dev.shape), dev.device)))
+            squares.index_add_(
+                1 if kmajor else 0, inv[rows], torch.mul(dev, dev, out=_workspace(1, tuple(dev.shape), dev.device))
+            )
             dev_stream.project_tile(dev, weights, rows, c[rows])
-    std = dispersion(sum_sq, cnt, ddof)
+        std = dispersion(sum_sq, cnt, ddof)
+    # Constant groups (σ <= 1e-12·|μ|, group_stats' rule): σ = 0 and deviations 0. Only rounding noise of a constant
+    # non-dyadic group (σ > 0) makes the projection above differ; then it is redone with those deviations zeroed.
     constant = std <= 1e-12 * mean.abs()
-    if keep is not None or (g is None and bool((constant & (std > 0)).any())):
-        keep = (~constant).to(STAT_DTYPE)
-        if g is None:  # the projection above used unzeroed deviations: redo it (rare: constant non-dyadic groups)
-            c = Deviations(rewards, index, mean, keep).project(weights)
+    keep = None
     if bool(constant.any()):
+        if bool((constant & (std > 0)).any()):
+            keep = (~constant).to(STAT_DTYPE)
+            c = Deviations(rewards, index, mean, keep).project(weights)
         std = torch.where(constant, 0.0, std)
-    scale = torch.ones((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    scale = torch.ones((), dtype=STAT_DTYPE, device=rewards.device).expand(p, k)  # unit scales, no [P, K] memory
     stats = GroupStats(None, std, cnt, mean, sum_sq, scale, unit=True, lazy=Deviations(rewards, index, mean, keep))
     return stats, c
 
@@ -524,12 +523,18 @@ def inverse_or_zero(den: Tensor) -> Tensor:
     return safe_div(torch.ones_like(den), den)
 
 
-def batch_whiten(x: Tensor, include: Tensor, eps: float, ddof: int = 1) -> Tensor:
+def batch_whiten(x: Tensor, include: Tensor | None, eps: float, ddof: int = 1) -> Tensor:
     """Sample-level batch normalization ``(x - mean) / (std + eps)`` over the rows in ``include`` ``[N]`` bool.
 
-    Rows outside ``include`` (unscorable samples) get 0 and do not enter the statistics. This is the GDPO batch
-    step as in NVlabs' TRL implementation (per *sample*), not verl's ``masked_whiten`` (per *token*).
+    Rows outside ``include`` (unscorable samples) get 0 and do not enter the statistics; ``include=None`` means
+    every row (no masking passes). This is the GDPO batch step as in NVlabs' TRL implementation (per *sample*),
+    not verl's ``masked_whiten`` (per *token*).
     """
+    if include is None:
+        n = max(x.shape[0], 1)
+        centered = x - x.sum() / n
+        std = dispersion(torch.dot(centered, centered), torch.tensor(float(x.shape[0]), dtype=x.dtype), ddof)
+        return centered.mul_(inverse_or_zero(std + eps))
     w = include.to(x.dtype)
     n = w.sum()
     mean = (x * w).sum() / n.clamp_min(1.0)
