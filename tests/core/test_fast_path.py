@@ -2,7 +2,7 @@
 
 Same float64 formulas, different memory traffic: statistics must agree to float64 rounding and advantages to
 float32 rounding, on both layouts (dense tiles of whole groups, scatter tiles), both tile layouts (component-major
-for small K, row-major otherwise), several tiles per call, and with constant non-dyadic groups (0.1 × G), whose
+for K <= 8, row-major otherwise), several tiles per call, and with constant non-dyadic groups (0.1 × G), whose
 rounding-noise deviations the fast path must zero like the slow one.
 """
 
@@ -29,7 +29,7 @@ def _batch(n_groups: int, g: int, k: int, dtype, shuffle: bool, seed: int = 0):
     return rewards, ids
 
 
-@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("k", [1, 3, 12])
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_fast_statistics_equal_the_whole_matrix_path(monkeypatch, k, shuffle, dtype):
