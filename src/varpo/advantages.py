@@ -40,6 +40,7 @@ from varpo.stats import (
     combine,
     combined_std,
     dispersion,
+    exact_column_sums,
     fast_group_stats,
     group_index,
     group_stats,
@@ -359,7 +360,7 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
 
     Statistics over the whole batch (not per group), recomputed every call, no smoothing (official code:
     Zhaolutuan/SAW ray_trainer.py, branches grpo-h / gdpo-h, which hard-code K=2 and +3 offset on correctness).
-    The CV's eps is the official 1e-8 (:data:`SAW_CV_EPS`), not ``eps``. μ_batch is an *exact* sum (``math.fsum``
+    The CV's eps is the official 1e-8 (:data:`SAW_CV_EPS`), not ``eps``. μ_batch is an *exact* sum (``math.fsum``'s value
     on power-of-two-scaled values): CV = σ/|μ| amplifies rounding in μ without bound when large rewards cancel, and
     an exact sum makes the weights independent of sample order. A CV that is infinite (μ = 0 beyond eps's reach)
     takes all the weight. Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
@@ -380,7 +381,7 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     # Rounding of this sum is <= N·2^-53·Σ|x|. Where that could exceed 1e-10·|Σ x| (large rewards cancelling),
     # redo it exactly; otherwise the float sum is already order-independent to 1e-10 relative.
     if bool((x.shape[0] * 2.0**-53 * torch.linalg.vector_norm(x, 1, dim=0) > 1e-10 * total.abs()).any()):
-        total = torch.tensor([math.fsum(col) for col in x.T.tolist()], dtype=STAT_DTYPE, device=x.device)
+        total = torch.tensor(exact_column_sums(x), dtype=STAT_DTYPE, device=x.device)  # = math.fsum per column
     mean = total / n.clamp_min(1.0)  # [K] in units of top
     dev = x.sub_(mean) if valid is None else torch.where(valid, x - mean, 0.0)
     std = dispersion((dev * dev).sum(0), n, b.ddof)

@@ -105,3 +105,17 @@ def test_mask_check_is_redone_after_an_in_place_change():
         check_mask(mask)
     with pytest.raises(ValueError, match="binary"):
         check_mask(torch.tensor([[1.0, float("nan")]]))
+
+
+def test_exact_column_sums_equal_fsum():
+    import math
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        n = int(torch.randint(1, 2000, (1,), generator=gen))
+        x = torch.rand(n, 3, generator=gen, dtype=torch.float64) * 4 - 2
+        if trial % 2:  # magnitudes from 2^-1070 to 1, and cancelling pairs
+            x = x * torch.pow(2.0, -torch.randint(0, 1070, (n, 3), generator=gen).double())
+            x = torch.cat([x, -x[: n // 2]]).clamp(-1.999, 1.999)
+        assert S.exact_column_sums(x) == [math.fsum(col) for col in x.T.tolist()]
+    assert S.exact_column_sums(torch.zeros(5, 2, dtype=torch.float64)) == [0.0, 0.0]
