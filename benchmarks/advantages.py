@@ -245,17 +245,23 @@ def ratios(med: dict[str, float]) -> dict[str, float]:
 
 
 def memory_rows(ns: list[int], ks: list[int], g: int, methods: list[str]) -> list[dict]:
-    """Peak RSS of one compute_advantages call (fresh subprocess each), minus the process's RSS before it."""
+    """Peak RSS of one compute_advantages call (fresh subprocess each, Linux): the peak mark is reset right before
+    the call (``/proc/self/clear_refs``), so the row is what the call itself adds on top of its inputs."""
     code = (
-        "import resource, sys, torch, varpo\n"
+        "import sys, torch, varpo\n"
+        "def status(key):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(key):\n"
+        "            return int(line.split()[1]) * 1024\n"
         "torch.set_num_threads(1)\n"
         "n, k, g, m, shuffle = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == '1'\n"
         "r = torch.randint(0, 2, (n, k)).float(); ids = torch.arange(n // g).repeat_interleave(g)\n"
-        "if shuffle:\n    p = torch.randperm(n); r, ids = r[p].contiguous(), ids[p].contiguous()\n"
+        "if shuffle:\n    p = torch.randperm(n); r, ids = r[p].contiguous(), ids[p].contiguous(); del p\n"
         "varpo.compute_advantages(r[:64], ids[:64] * 0, method=m)\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "open('/proc/self/clear_refs', 'w').write('5')  # reset the peak-RSS mark (VmHWM) to the current RSS\n"
+        "before = status('VmRSS:')\n"
         "varpo.compute_advantages(r, ids, method=m)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+        "print(status('VmHWM:') - before)\n"
     )
     rows = []
     for m in methods:
@@ -268,7 +274,7 @@ def memory_rows(ns: list[int], ks: list[int], g: int, methods: list[str]) -> lis
                         text=True,
                         check=True,
                     )
-                    peak = int(out.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is KiB on Linux
+                    peak = int(out.stdout.strip().splitlines()[-1])  # bytes above the RSS before the call
                     rows.append(
                         {
                             "method": m,
