@@ -265,7 +265,7 @@ class RewardBatch:
     def zsum(self, eps: float, v: Tensor) -> Tensor:
         """``Σ_k v_k z_ik`` ``[N]`` (= ``zscores(eps) @ v``) without an [N, K] intermediate on the fast path."""
         st = self.stats
-        if st.lazy is None:
+        if st.dense_dev is not None:
             return self.zscores(eps) @ v
         return st.lazy.project(self._inv_std(eps) * v)
 
@@ -588,6 +588,7 @@ def _stats(
             torch.linalg.vector_norm(adv - total / n).div(math.sqrt(n)),
             adv.new_zeros(()),
         ]
+        any_row = adv.new_ones(1)  # N >= 1 here (empty batches return before the estimator)
     else:
         rows = b.scorable.to(STAT_DTYPE)
         n = rows.sum().clamp_min(1.0)
@@ -600,6 +601,7 @@ def _stats(
             (((a - a.sum() / n) * rows) ** 2).sum().div(n).sqrt(),
             1.0 - rows.sum() / max(rows.numel(), 1),
         ]
+        any_row = rows.sum().clamp_max(1.0)[None]
     std, count = b.stats.real_std, b.stats.count  # [P, K]
     present = count > 0
     signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
@@ -627,7 +629,7 @@ def _stats(
     # Absent is not zero: statistics of a component missing from the whole batch (and advantage statistics of a
     # batch with no scorable sample) stay finite here (placeholder 0) but are named in `absent`, so a logger leaves
     # them out instead of plotting a fake 0. One extra row in the same sync: the per-component presence.
-    values = torch.cat([scalars, per_k.flatten(), (r_count > 0).to(STAT_DTYPE), rows.sum().clamp_max(1.0)[None]])
+    values = torch.cat([scalars, per_k.flatten(), (r_count > 0).to(STAT_DTYPE), any_row])
     values = torch.nan_to_num(values, nan=0.0, posinf=F64_MAX, neginf=-F64_MAX).tolist()
     no_rows = values.pop() == 0.0
     present_k = [bool(v) for v in values[-k:]]

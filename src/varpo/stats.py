@@ -182,8 +182,9 @@ class GroupStats:
     quantities need no conversion.
 
     Attributes:
-        dev: ``[N, K]`` centered deviation ``(r - μ_group) / s`` (0 where the reward is missing); ``None`` on the
-            fast path (:func:`fast_group_stats`), where :attr:`lazy` streams it instead.
+        dev: ``[N, K]`` centered deviation ``(r - μ_group) / s`` (0 where the reward is missing), a property: on
+            the fast path (:func:`fast_group_stats`) :attr:`lazy` streams it in tiles and ``dev`` materializes it
+            only when asked (registered estimators may use it; built-ins project instead).
         std: ``[P, K]`` group std / s with the requested ddof (0 for groups with ``n - ddof <= 0``).
         count: ``[P, K]`` number of valid samples of that component in the group.
         mean: ``[P, K]`` group mean μ_gk / s.
@@ -191,24 +192,31 @@ class GroupStats:
         scale: ``[P, K]`` s_gk.
     """
 
-    dev: Tensor | None
+    dense_dev: Tensor | None  # [N, K] as computed; None on the fast path (see dev)
     std: Tensor
     count: Tensor
     mean: Tensor
     sum_sq: Tensor
     scale: Tensor
     unit: bool = False  # every scale is 1 (the fast path): scaled units are reward units
-    lazy: Deviations | None = None  # set by fast_group_stats instead of dev
+    lazy: Deviations | None = None  # set by fast_group_stats instead of dense_dev
+
+    @property
+    def dev(self) -> Tensor:
+        """``[N, K]`` deviations; on the fast path materialized from :attr:`lazy` on first use, then kept."""
+        if self.dense_dev is None:
+            object.__setattr__(self, "dense_dev", self.lazy.full())  # frozen dataclass: a one-time cache
+        return self.dense_dev
 
     def deviations(self) -> Tensor:
-        """``[N, K]`` dev, materialized from :attr:`lazy` when the fast path did not keep it."""
-        return self.dev if self.dev is not None else self.lazy.full()
+        """``[N, K]`` dev (built-ins call this only when they need every entry, e.g. rvpo)."""
+        return self.dev
 
     def project(self, coef: Tensor) -> Tensor:
         """``[N]`` Σ_k coef dev_ik for ``coef [K]`` (or per group ``[P, K]``, then pass it broadcast per sample)."""
-        if self.lazy is not None:
+        if self.dense_dev is None:
             return self.lazy.project(coef)
-        return self.dev @ coef
+        return self.dense_dev @ coef
 
     @property
     def real_std(self) -> Tensor:
@@ -251,7 +259,7 @@ def group_stats(
     if bool(constant.any()):
         std = torch.where(constant, 0.0, std)
         dev.mul_(broadcast((~constant).to(STAT_DTYPE), index))
-    return GroupStats(dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq, scale=scale, unit=unit)
+    return GroupStats(dense_dev=dev, std=std, count=cnt, mean=mean, sum_sq=sum_sq, scale=scale, unit=unit)
 
 
 # Float64 elements per tile of the fast path (2 MiB): a tile is converted, centered, squared and projected while it

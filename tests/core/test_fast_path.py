@@ -41,6 +41,7 @@ def test_fast_statistics_equal_the_whole_matrix_path(monkeypatch, k, shuffle, dt
     fast = S.fast_group_stats(rewards, index, 1, weights)
     assert fast is not None
     got, c = fast
+    assert got.dense_dev is None  # nothing [N, K] materialized until asked
     want = S.group_stats(rewards, index, 1)
     assert want.unit and got.unit
     for name in ("mean", "sum_sq", "std", "count"):
