@@ -7,8 +7,9 @@ Usage::
     python benchmarks/advantages.py --losses-only --out benchmarks/results/losses.json
     python benchmarks/advantages.py --memory                   # peak RSS per call, one subprocess each
 
-Without ``--out`` results go to a run directory ``runs/bench/advantages/<UTC time>/results.json`` (untracked);
-``--out`` names the file to write (committed results use ``--out benchmarks/results/...``).
+Without ``--out`` results go to the run directory, ``runs/bench/advantages/advantages.json`` (untracked, see
+:mod:`varpo.experiments.outdir`); ``--out`` names the file to write (committed results use
+``--out benchmarks/results/...``).
 
 All contenders of one case run in ONE process on the SAME tensors, interleaved (repeat r times: each contender
 once), and we report the median. The clock is the process CPU time by default (``--clock cpu``): on a shared
@@ -48,12 +49,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import varpo
+from varpo.experiments.outdir import add_out_option, out_path, write_result
 
 
 def _clock(kind: str):
@@ -315,18 +316,12 @@ def main() -> None:
     ap.add_argument("--loss-b", type=int, default=256)
     ap.add_argument("--loss-t", type=int, default=1024)
     ap.add_argument("--memory", action="store_true", help="peak-RSS rows (subprocess per call) instead of timings")
-    ap.add_argument(
-        "--out", default=None, help="results JSON path (default: runs/bench/advantages/<time>/results.json)"
-    )
+    add_out_option(ap, "advantages", "advantages.json", publish="benchmarks/results/advantages_64k.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     clock = _clock(args.clock)
     stamp = dt.datetime.now(dt.timezone.utc)
-    out_path = (
-        Path(args.out)
-        if args.out
-        else Path("runs/bench/advantages") / stamp.strftime("%Y%m%dT%H%M%SZ") / "results.json"
-    )
+    path = out_path(args.out, "advantages", "advantages.json")
     payload: dict = {}
     if args.memory:
         payload["memory"] = memory_rows(args.n, args.k, args.g[0], args.methods)
@@ -369,9 +364,7 @@ def main() -> None:
         "numpy": np.__version__,
         "peak_rss_process_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(payload, indent=1))
-    print(f"wrote {out_path}")
+    write_result(path, json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":
