@@ -40,12 +40,16 @@ from varpo.stats import (
     combine,
     combined_std,
     dispersion,
+    exact_column_sums,
+    fast_group_stats,
     group_index,
     group_stats,
+    inverse_or_zero,
     pooled_mean_std,
     pow2_scale,
     pow2_scale_float,
     safe_div,
+    scale_by_group,
     valid_mask,
 )
 
@@ -186,7 +190,11 @@ class SigmaEMA:
 
 
 class RewardBatch:
-    """The inputs every estimator sees. Group statistics are computed lazily and at most once."""
+    """The inputs every estimator sees. Validity masks and group statistics are computed lazily and at most once.
+
+    With every reward finite and unit scales (:func:`varpo.stats.fast_group_stats`), statistics and the default
+    combination ``Σ_k w_k dev_k`` come from one tiled pass and the [N, K] validity mask is never built.
+    """
 
     def __init__(self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int) -> None:
         self.rewards = rewards  # [N, K] as given (any float dtype)
@@ -194,14 +202,33 @@ class RewardBatch:
         self.weights = weights  # [K] float64, user weights w (finite, >= 0, finite positive sum)
         self.weight_max = max(weights.tolist()) if weights.numel() else 1.0  # host copy (no later device sync)
         self.ddof = ddof
-        self.valid = valid_mask(rewards)  # [N, K]
-        self.all_valid = bool(self.valid.all())
-        n = rewards.shape[0]
-        self.scorable = torch.ones(n, dtype=torch.bool, device=rewards.device) if self.all_valid else self.valid.any(1)
         self.cache: dict = {}
 
     @cached_property
+    def fast(self) -> tuple[GroupStats, Tensor] | None:
+        """Fast-path statistics and ``Σ_k (w_k / W) dev_k`` ``[N]``, or ``None`` (a missing reward, huge scales)."""
+        if self.rewards.shape[0] == 0:
+            return None
+        what = self.weights / pow2_scale_float(self.weight_max)
+        return fast_group_stats(self.rewards, self.index, self.ddof, what)
+
+    @cached_property
+    def valid(self) -> Tensor:
+        return valid_mask(self.rewards)  # [N, K]
+
+    @cached_property
+    def all_valid(self) -> bool:
+        return self.fast is not None or bool(self.valid.all())
+
+    @cached_property
+    def scorable(self) -> Tensor:
+        n = self.rewards.shape[0]
+        return torch.ones(n, dtype=torch.bool, device=self.rewards.device) if self.all_valid else self.valid.any(1)
+
+    @cached_property
     def stats(self) -> GroupStats:
+        if self.fast is not None:
+            return self.fast[0]
         return group_stats(self.rewards, self.index, self.ddof, valid=self.valid, all_valid=self.all_valid)
 
     @cached_property
@@ -215,19 +242,32 @@ class RewardBatch:
 
     def combined(self, weights: Tensor | None = None) -> Combined:
         """Σ_k w_k (r_ik - μ_gk) in scale-robust units (:func:`varpo.stats.combine`)."""
-        if weights is None:
+        if weights is None or weights is self.weights:
+            if self.fast is not None:  # computed in the statistics pass
+                w_scale = pow2_scale_float(self.weight_max)
+                return Combined(self.fast[1], (self.weights / w_scale).unsqueeze(0), w_scale, None)
             return combine(self.stats, self.weights, self.index, self.weight_max)
         return combine(self.stats, weights, self.index)
+
+    def _inv_std(self, eps: float) -> Tensor:
+        """``[P, K]`` 1 / (σ_gk + eps) in scaled units, 0 where that denominator is 0."""
+        st = self.stats
+        den = st.std + (eps if st.unit else eps / st.scale)
+        return safe_div(torch.ones_like(st.std), den)
 
     def zscores(self, eps: float) -> Tensor:
         """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups.
 
         In scaled units: z = dev' / (σ' + eps / s_gk), identical to the unscaled formula (s is a power of two).
         """
+        return self.stats.deviations() * broadcast(self._inv_std(eps), self.index)
+
+    def zsum(self, eps: float, v: Tensor) -> Tensor:
+        """``Σ_k v_k z_ik`` ``[N]`` (= ``zscores(eps) @ v``) without an [N, K] intermediate on the fast path."""
         st = self.stats
-        den = st.std + (eps if st.unit else eps / st.scale)
-        inv = safe_div(torch.ones_like(st.std), den)  # [P, K], cheap per-group reciprocal
-        return st.dev * broadcast(inv, self.index)
+        if st.dense_dev is not None:
+            return self.zscores(eps) @ v
+        return st.lazy.project(self._inv_std(eps) * v)
 
 
 def _first_line(fn: Callable) -> str:
@@ -256,8 +296,8 @@ def grpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> 
     """
     w = b.weights if weights is None else weights
     c = b.combined(w)
-    sigma = combined_std(c.value, b.index, b.scorable, b.ddof)  # [P]
-    return safe_div(c.value, broadcast(sigma + c.eps(o.eps), b.index)), _normalized(w)
+    sigma = combined_std(c.value, b.index, None if b.all_valid else b.scorable, b.ddof)  # [P]
+    return scale_by_group(c.value, inverse_or_zero(sigma + c.eps(o.eps)), b.index), _normalized(w)
 
 
 def dr_grpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -272,7 +312,7 @@ def _ac_scaled(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None) -> t
     """Σ_k (w_k / W) z_k with W the power of two of max w (exact), W, and the effective weights."""
     w = b.weights if weights is None else weights
     w_scale = pow2_scale_float(b.weight_max) if weights is None else float(pow2_scale(w.max()))
-    return b.zscores(o.eps) @ (w / w_scale), w_scale, _normalized(w)
+    return b.zsum(o.eps, w / w_scale), w_scale, _normalized(w)
 
 
 def ac(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> Estimate:
@@ -289,7 +329,7 @@ def gdpo(b: RewardBatch, o: AdvantageOptions, weights: Tensor | None = None) -> 
     x = W·x' equals whitening x' with eps / W (W a power of two), so huge weights cannot overflow.
     """
     x, w_scale, eff = _ac_scaled(b, o, weights)
-    return batch_whiten(x, b.scorable, o.eps / w_scale, b.ddof), eff
+    return batch_whiten(x, None if b.all_valid else b.scorable, o.eps / w_scale, b.ddof), eff
 
 
 def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -308,7 +348,7 @@ def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     c = b.combined()
     wsig = c.coef * std  # [P, K] w_k σ_gk / unit_g
     denom = wsig.sum(1)  # [P]
-    adv = safe_div(c.value, broadcast(denom + c.eps(o.eps), b.index))
+    adv = scale_by_group(c.value, inverse_or_zero(denom + c.eps(o.eps)), b.index)
     tilde = safe_div(wsig, denom.unsqueeze(1))  # [P, K] w̃; rows of zero-signal groups are 0
     has_signal = denom > 0
     eff = safe_div(tilde[has_signal].sum(0), torch.tensor(float(has_signal.sum()), dtype=STAT_DTYPE))
@@ -320,27 +360,30 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
 
     Statistics over the whole batch (not per group), recomputed every call, no smoothing (official code:
     Zhaolutuan/SAW ray_trainer.py, branches grpo-h / gdpo-h, which hard-code K=2 and +3 offset on correctness).
-    The CV's eps is the official 1e-8 (:data:`SAW_CV_EPS`), not ``eps``. μ_batch is an *exact* sum (``math.fsum``
+    The CV's eps is the official 1e-8 (:data:`SAW_CV_EPS`), not ``eps``. μ_batch is an *exact* sum (``math.fsum``'s value
     on power-of-two-scaled values): CV = σ/|μ| amplifies rounding in μ without bound when large rewards cancel, and
     an exact sum makes the weights independent of sample order. A CV that is infinite (μ = 0 beyond eps's reach)
     takes all the weight. Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
     """
     if "saw" in b.cache:
         return b.cache["saw"]
-    x = b.rewards.to(STAT_DTYPE)
+    valid = None if b.all_valid else b.valid  # None: every entry present, no masking passes
+    x = b.rewards.to(STAT_DTYPE, copy=True)  # [N, K], ours to modify in place
     if o.saw_offsets is not None:
-        x = x + torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=x.device)
-    x = torch.where(b.valid, x, 0.0)  # [N, K]
-    top = pow2_scale(x.abs().amax(0))  # [K]
-    x = x / top
-    n = b.valid.sum(0).to(STAT_DTYPE)  # [K]
+        x.add_(torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=x.device))
+    if valid is not None:
+        x = torch.where(valid, x, 0.0)
+    lo, hi = torch.aminmax(x, dim=0)
+    top = pow2_scale(torch.maximum(hi, -lo))  # [K], power of two of max |x|
+    x.div_(top)
+    n = torch.full_like(top, float(x.shape[0])) if valid is None else valid.sum(0).to(STAT_DTYPE)  # [K]
     total = x.sum(0)  # [K]
     # Rounding of this sum is <= N·2^-53·Σ|x|. Where that could exceed 1e-10·|Σ x| (large rewards cancelling),
     # redo it exactly; otherwise the float sum is already order-independent to 1e-10 relative.
-    if bool((x.shape[0] * 2.0**-53 * x.abs().sum(0) > 1e-10 * total.abs()).any()):
-        total = torch.tensor([math.fsum(col) for col in x.T.tolist()], dtype=STAT_DTYPE, device=x.device)
+    if bool((x.shape[0] * 2.0**-53 * torch.linalg.vector_norm(x, 1, dim=0) > 1e-10 * total.abs()).any()):
+        total = torch.tensor(exact_column_sums(x), dtype=STAT_DTYPE, device=x.device)  # = math.fsum per column
     mean = total / n.clamp_min(1.0)  # [K] in units of top
-    dev = torch.where(b.valid, x - mean, 0.0)
+    dev = x.sub_(mean) if valid is None else torch.where(valid, x - mean, 0.0)
     std = dispersion((dev * dev).sum(0), n, b.ddof)
     den = mean.abs() + SAW_CV_EPS / top
     cv = torch.where(den > 0, std / den.clamp_min(1e-300), torch.where(std > 0, math.inf, 0.0))
@@ -392,6 +435,8 @@ def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
         mu = z @ b.wbar
         x = mu - o.rvpo_beta * ((z - mu.unsqueeze(1)) ** 2 @ b.wbar)
         eff = b.wbar
+    if b.all_valid:
+        return batch_whiten(x, None, o.eps, b.ddof), eff
     return batch_whiten(torch.where(rows, x, 0.0), rows, o.eps, b.ddof), eff
 
 
@@ -531,9 +576,32 @@ def _stats(
     :class:`AdvantageOutput`), gathered into one tensor so there is a single device->host sync."""
     k = b.rewards.shape[1]
     names = o.names or tuple(str(i) for i in range(k))
-    rows = b.scorable.to(STAT_DTYPE)
-    n = rows.sum().clamp_min(1.0)
-    a = adv * rows
+    if b.all_valid:  # every row scorable: no masking passes; sums without [N] temporaries where torch allows
+        n = max(adv.shape[0], 1)
+        total = adv.sum()
+        lo, hi = torch.aminmax(adv)
+        adv_scalars = [
+            torch.linalg.vector_norm(adv, 1) / n,
+            torch.dot(adv, adv) / n,
+            torch.maximum(hi, -lo),
+            total / n,
+            torch.linalg.vector_norm(adv - total / n).div(math.sqrt(n)),
+            adv.new_zeros(()),
+        ]
+        any_row = adv.new_ones(1)  # N >= 1 here (empty batches return before the estimator)
+    else:
+        rows = b.scorable.to(STAT_DTYPE)
+        n = rows.sum().clamp_min(1.0)
+        a = adv * rows
+        adv_scalars = [
+            a.abs().sum() / n,
+            (a * a).sum() / n,
+            a.abs().max(),
+            a.sum() / n,
+            (((a - a.sum() / n) * rows) ** 2).sum().div(n).sqrt(),
+            1.0 - rows.sum() / max(rows.numel(), 1),
+        ]
+        any_row = rows.sum().clamp_max(1.0)[None]
     std, count = b.stats.real_std, b.stats.count  # [P, K]
     present = count > 0
     signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
@@ -542,12 +610,7 @@ def _stats(
     scalars = torch.stack(
         [
             1.0 - signal.to(STAT_DTYPE).sum() / groups,
-            a.abs().sum() / n,
-            (a * a).sum() / n,
-            a.abs().max(),
-            a.sum() / n,
-            (((a - a.sum() / n) * rows) ** 2).sum().div(n).sqrt(),
-            1.0 - rows.sum() / max(rows.numel(), 1),
+            *adv_scalars,
         ]
     )
     per_k = torch.stack(
@@ -566,7 +629,7 @@ def _stats(
     # Absent is not zero: statistics of a component missing from the whole batch (and advantage statistics of a
     # batch with no scorable sample) stay finite here (placeholder 0) but are named in `absent`, so a logger leaves
     # them out instead of plotting a fake 0. One extra row in the same sync: the per-component presence.
-    values = torch.cat([scalars, per_k.flatten(), (r_count > 0).to(STAT_DTYPE), rows.sum().clamp_max(1.0)[None]])
+    values = torch.cat([scalars, per_k.flatten(), (r_count > 0).to(STAT_DTYPE), any_row])
     values = torch.nan_to_num(values, nan=0.0, posinf=F64_MAX, neginf=-F64_MAX).tolist()
     no_rows = values.pop() == 0.0
     present_k = [bool(v) for v in values[-k:]]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -62,7 +63,7 @@ class LossScale:
 
 
 def _lengths(mask: Tensor) -> Tensor:
-    return mask.to(torch.float64).sum(-1)  # [B]
+    return mask.sum(-1, dtype=torch.float64)  # [B], exact (no float64 copy of the mask)
 
 
 def _len_pow(lengths: Tensor, alpha: float) -> Tensor:
@@ -70,17 +71,34 @@ def _len_pow(lengths: Tensor, alpha: float) -> Tensor:
     return torch.where(lengths > 0, lengths.clamp_min(1.0).pow(-alpha), torch.zeros_like(lengths))
 
 
+# The last float mask checked: (weak reference, version counter, bool mask). policy_loss, loss_scale and
+# aggregate_loss check the same mask in one training step; an unmodified tensor (same object, same version) is
+# not re-scanned three times.
+_LAST_MASK: tuple | None = None
+
+
 def check_mask(mask: Tensor, name: str = "mask") -> Tensor:
     """``mask`` as a bool tensor; a one-line ``ValueError`` unless every entry is 0/1 (or it is bool)."""
+    global _LAST_MASK
     if not isinstance(mask, Tensor):
         raise ValueError(f"{name} must be a tensor of 0/1 or bool, got {type(mask).__name__}")
     if mask.dtype == torch.bool:
         return mask
-    binary = (mask == 0) | (mask == 1)
-    if not bool(binary.all()):
+    try:
+        version = mask._version
+    except RuntimeError:  # inference tensors have no version counter: no caching
+        version = None
+    last = _LAST_MASK
+    if version is not None and last is not None and last[0]() is mask and last[1] == version:
+        return last[2]
+    out = mask != 0
+    if not bool(torch.equal(out.to(mask.dtype), mask)):  # entries other than 0/1 (NaN included)
+        binary = (mask == 0) | (mask == 1)
         bad = mask[~binary].flatten()[0].item()
         raise ValueError(f"{name} must be binary (0/1 or bool), got a value {bad!r}; use advantages for weighting")
-    return mask != 0
+    if version is not None:
+        _LAST_MASK = (weakref.ref(mask), version, out)
+    return out
 
 
 def loss_scale(mask: Tensor, *, alpha: float = 1.0) -> LossScale:

@@ -114,21 +114,28 @@ def ppo_clip(
         dual = (adv < 0) & (loss > cap)
         loss = torch.where(adv < 0, torch.minimum(loss, cap), loss)
     big = torch.finfo(logprobs.dtype).max
-    loss = loss.expand_as(logprobs).clamp(-big, big)
+    loss = loss.expand_as(logprobs)
+    # |loss| <= |A|·max(e^20, c) (ratios are clamped); skip the saturating clamp (a pass forward and backward)
+    # when that bound is finite in the loss dtype, i.e. when it cannot change anything.
+    bound = max(math.exp(LOG_RATIO_CLAMP), 1.0 + clip_high, clip_ratio_c or 0.0)
+    if importance_sampling_level == "sequence":
+        bound = max(bound, math.exp(GSPO_LOG_RATIO_MAX))
+    if adv.numel() and not float(adv.detach().abs().max()) * bound * 2.0 < big:  # x2: rounding headroom
+        loss = loss.clamp(-big, big)
     with torch.no_grad():
         r = ratio.expand_as(logprobs)
         a = adv.expand_as(logprobs)
-        low = (r < 1.0 - clip_low) & (a < 0)
-        high = (r > 1.0 + clip_high) & (a > 0)
-        any_valid = bool(valid.any())
-        metrics = [
-            _masked_mean(low.to(r.dtype), valid),
-            _masked_mean(high.to(r.dtype), valid),
-            _masked_mean((low | high).to(r.dtype), valid),
-            _masked_mean(r, valid),
-            torch.where(valid, r, big).min() if any_valid else r.new_tensor(1.0),
-            torch.where(valid, r, -big).max() if any_valid else r.new_tensor(1.0),
-        ]
+        # low and high are disjoint (r < 1 - ε_low <= 1 <= 1 + ε_high < r), so clip_frac = their sum.
+        low = ((r < 1.0 - clip_low) & (a < 0)).logical_and_(valid)
+        high = ((r > 1.0 + clip_high) & (a > 0)).logical_and_(valid)
+        count = valid.sum().clamp_min(1).to(r.dtype)
+        n_low, n_high = low.sum().to(r.dtype), high.sum().to(r.dtype)
+        picked = r[valid]  # [n valid]
+        if picked.numel():
+            r_min, r_max = torch.aminmax(picked)
+        else:
+            r_min = r_max = r.new_tensor(1.0)
+        metrics = [n_low / count, n_high / count, (n_low + n_high) / count, picked.sum() / count, r_min, r_max]
         names = ["clip_frac_low", "clip_frac_high", "clip_frac", "ratio_mean", "ratio_min", "ratio_max"]
         if clip_ratio_c is not None:
             metrics.append(_masked_mean(dual.expand_as(logprobs).to(r.dtype), valid))

@@ -1,0 +1,122 @@
+"""The tiled fast path (:func:`varpo.stats.fast_group_stats`) against the whole-matrix path it replaces.
+
+Same float64 formulas, different memory traffic: statistics must agree to float64 rounding and advantages to
+float32 rounding, on both layouts (dense tiles of whole groups, scatter tiles), both tile layouts (component-major
+for K <= 8, row-major otherwise), several tiles per call, and with constant non-dyadic groups (0.1 × G), whose
+rounding-noise deviations the fast path must zero like the slow one.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import varpo
+from varpo import stats as S
+from varpo.aggregation import check_mask
+
+
+def _batch(n_groups: int, g: int, k: int, dtype, shuffle: bool, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    rewards = torch.rand(n_groups * g, k, generator=gen, dtype=torch.float64) * 4 - 2
+    rewards[:g] = 0.1  # a constant non-dyadic group: its mean is not exactly 0.1
+    rewards[g : 2 * g, 0] = 1e30  # a huge constant component next to O(1) ones
+    rewards = rewards.to(dtype)
+    ids = torch.arange(n_groups).repeat_interleave(g) * 7 + 3  # sparse ids: lookup table on the shuffled route
+    if shuffle:
+        perm = torch.randperm(n_groups * g, generator=gen)
+        rewards, ids = rewards[perm].contiguous(), ids[perm].contiguous()
+    return rewards, ids
+
+
+@pytest.mark.parametrize("k", [1, 3, 12])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fast_statistics_equal_the_whole_matrix_path(monkeypatch, k, shuffle, dtype):
+    monkeypatch.setattr(S, "TILE_ELEMENTS", 64)  # many tiles per call
+    rewards, ids = _batch(12, 5, k, dtype, shuffle)
+    index = S.group_index(ids)
+    assert (index.group_size is None) == shuffle
+    weights = torch.rand(k, dtype=torch.float64) + 0.1
+    fast = S.fast_group_stats(rewards, index, 1, weights)
+    assert fast is not None
+    got, c = fast
+    assert got.dense_dev is None  # nothing [N, K] materialized until asked
+    want = S.group_stats(rewards, index, 1)
+    assert want.unit and got.unit
+    for name in ("mean", "sum_sq", "std", "count"):
+        torch.testing.assert_close(
+            getattr(got, name), getattr(want, name).expand_as(getattr(got, name)), rtol=1e-12, atol=0
+        )
+    torch.testing.assert_close(c, want.dev @ weights, rtol=1e-12, atol=1e-300)
+    torch.testing.assert_close(got.deviations(), want.dev, rtol=1e-12, atol=1e-300)
+    per_group = torch.rand(index.num_groups, k, dtype=torch.float64)
+    torch.testing.assert_close(
+        got.lazy.project(per_group), (want.dev * per_group[index.inverse]).sum(1), rtol=1e-12, atol=1e-300
+    )
+    assert torch.equal(got.deviations()[ids == 3], torch.zeros(5, k, dtype=torch.float64))  # the 0.1 group
+
+
+@pytest.mark.parametrize("method", varpo.METHODS)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fast_advantages_equal_the_whole_matrix_path(monkeypatch, method, shuffle):
+    monkeypatch.setattr(S, "TILE_ELEMENTS", 96)
+    rewards, ids = _batch(10, 6, 3, torch.float32, shuffle, seed=3)
+    fast = varpo.compute_advantages(rewards, ids, method, [0.5, 0.3, 0.2], eps=0.0)
+    slow = varpo.compute_advantages(rewards.clone().requires_grad_(True), ids, method, [0.5, 0.3, 0.2], eps=0.0)
+    torch.testing.assert_close(fast.advantages, slow.advantages.detach(), rtol=1e-6, atol=1e-6)
+    assert fast.stats.keys() == slow.stats.keys()
+    for key, value in fast.stats.items():
+        assert value == pytest.approx(slow.stats[key], rel=1e-9, abs=1e-12), key
+
+
+def test_fast_path_declines_missing_rewards_and_huge_float64():
+    rewards, ids = _batch(4, 4, 2, torch.float32, False)
+    index = S.group_index(ids)
+    w = torch.ones(2, dtype=torch.float64)
+    assert S.fast_group_stats(rewards, index, 1, w) is not None
+    rewards[5, 1] = float("nan")
+    assert S.fast_group_stats(rewards, index, 1, w) is None
+    huge = torch.full((16, 2), 1e300, dtype=torch.float64)
+    assert S.fast_group_stats(huge, index, 1, w) is None  # needs scale-robust units
+
+
+def test_fast_path_never_modifies_float64_input():
+    rewards, ids = _batch(4, 4, 3, torch.float64, True)
+    before = rewards.clone()
+    for method in varpo.METHODS:
+        varpo.compute_advantages(rewards, ids, method)
+    assert torch.equal(rewards, before)
+
+
+def test_group_index_lookup_table_matches_unique():
+    gen = torch.Generator().manual_seed(5)
+    ids = torch.randint(-50, 50, (300,), generator=gen)
+    index = S.group_index(ids)
+    values, inverse = torch.unique(ids, return_inverse=True)
+    assert index.num_groups == values.numel() and torch.equal(index.inverse, inverse)
+    assert torch.equal(index.sizes(), torch.bincount(inverse))
+
+
+def test_mask_check_is_redone_after_an_in_place_change():
+    mask = torch.ones(2, 3)
+    assert check_mask(mask).all()
+    mask[0, 1] = 0.5  # bumps the version counter: the cached result must not be reused
+    with pytest.raises(ValueError, match="binary"):
+        check_mask(mask)
+    with pytest.raises(ValueError, match="binary"):
+        check_mask(torch.tensor([[1.0, float("nan")]]))
+
+
+def test_exact_column_sums_equal_fsum():
+    import math
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        n = int(torch.randint(1, 2000, (1,), generator=gen))
+        x = torch.rand(n, 3, generator=gen, dtype=torch.float64) * 4 - 2
+        if trial % 2:  # magnitudes from 2^-1070 to 1, and cancelling pairs
+            x = x * torch.pow(2.0, -torch.randint(0, 1070, (n, 3), generator=gen).double())
+            x = torch.cat([x, -x[: n // 2]]).clamp(-1.999, 1.999)
+        assert S.exact_column_sums(x) == [math.fsum(col) for col in x.T.tolist()]
+    assert S.exact_column_sums(torch.zeros(5, 2, dtype=torch.float64)) == [0.0, 0.0]
