@@ -423,6 +423,32 @@ def soft_min(z: Tensor, wbar: Tensor, k: float, with_grad: bool = True) -> tuple
     return value, (e / total if with_grad else None)
 
 
+def _soft_min_tiled(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor | None]:
+    """:func:`soft_min` of the z-scores on the fast path, tile by tile from the streamed deviations: the same
+    elementwise float64 formula (z = dev·1/(σ + eps), logits = log w̄ - k z, max-shifted exp), without
+    materializing the [N, K] deviations, z-scores, logits and exps. Returns ``(value [N], Σ_i grad_i [K] or None)``.
+    Component-major tiles (K <= 8) reduce over K as elementwise operations between K slabs.
+    """
+    lazy = b.stats.lazy
+    n, k = b.rewards.shape
+    inv = b._inv_std(o.eps)  # [P, K]
+    kd = 0 if lazy.kmajor else -1
+    out = torch.empty(n, dtype=STAT_DTYPE, device=b.rewards.device)
+    grad_sum = torch.zeros(k, dtype=STAT_DTYPE, device=b.rewards.device) if b.diagnostics else None
+    log_w = torch.log(b.wbar)
+    for rows, dev in lazy.tiles():
+        lw = log_w.view(k, *([1] * (dev.dim() - 1))) if lazy.kmajor else log_w
+        logits = dev.mul_(lazy.per_group(inv, rows)).mul_(-o.rvpo_k).add_(lw)  # log w̄ - k z, in place
+        top = logits.amax(kd, keepdim=True)
+        e = logits.sub_(top).exp_()
+        total = e.sum(kd, keepdim=True)
+        out[rows] = (torch.log(total).add_(top).squeeze(kd) / -o.rvpo_k).reshape(-1)
+        if grad_sum is not None:
+            part = e.div_(total)
+            grad_sum += part.reshape(k, -1).sum(1) if lazy.kmajor else part.reshape(-1, k).sum(0)
+    return out, grad_sum
+
+
 def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     """RVPO (Montero et al. 2026): A = batch_whiten(-(1/k) log Σ_k w̄_k exp(-k z_k)) (soft-min of z-scores).
 
@@ -431,6 +457,10 @@ def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     z = 0. Effective weights: mean over samples of the soft-min's gradient ∂A/∂z_k = softmax(log w̄ - k z)_k.
     Differs from the paper: no official code; batch whitening after aggregation and eps/ddof follow GDPO.
     """
+    if o.rvpo_variant == "softmin" and b.stats.dense_dev is None and b.stats.lazy is not None:  # fast path
+        x, grad_sum = _soft_min_tiled(b, o)  # every row scorable here
+        eff = None if grad_sum is None else grad_sum / x.shape[0]
+        return batch_whiten(x, None, o.eps, b.ddof), eff
     z = b.zscores(o.eps)  # [N, K]
     if o.rvpo_variant == "softmin":
         x, grad = soft_min(z, b.wbar, o.rvpo_k, with_grad=b.diagnostics)  # [N], [N, K] = ∂x/∂z_k
