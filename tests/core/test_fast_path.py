@@ -139,7 +139,7 @@ def test_rvpo_tiled_soft_min_equals_the_materialized_route(monkeypatch, k, shuff
     adv, eff = A.rvpo(tiled, options)
     assert tiled.stats.dense_dev is None  # nothing [N, K] was materialized
     dense = A.RewardBatch(rewards, index, weights, 1)
-    dense.stats.dev  # materialize: rvpo then takes the whole-matrix soft-min
+    assert dense.stats.dev.shape == rewards.shape  # materialized: rvpo then takes the whole-matrix soft-min
     want, want_eff = A.rvpo(dense, options)
     torch.testing.assert_close(adv, want, rtol=1e-12, atol=1e-12)
     if diagnostics:
