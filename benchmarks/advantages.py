@@ -21,7 +21,8 @@ for verl since verl groups by uid and reorders samples):
 * ``floor``: one ``torch.sum`` over the [N, K] reward matrix; ``index_add``: one segment sum of the shuffled
   [N, K] matrix into [P, K] (the stretch reference for dvao).
 * ``varpo/<method>``: :func:`varpo.compute_advantages` incl. all its diagnostics (stats), contiguous layout;
-  ``varpo/<method>@shuffled``: same with shuffled group ids (the scatter path).
+  ``varpo/<method>@shuffled``: same with shuffled group ids (the scatter path); ``... stats=False``: the same
+  calls without diagnostics (``compute_advantages(stats=False)``), i.e. the advantages alone.
 * ``verl/grpo_vectorized``: ``compute_grpo_vectorized_outcome_advantage`` on the pre-summed reward Σ_k w_k r_k
   (as in verl, where the reward function combines components before the estimator); ``verl/grpo_vectorized+sum``
   includes that weighted sum of the [N, K] matrix in the timed call (what varpo's input requires).
@@ -124,7 +125,9 @@ def _interleaved(contenders: dict, repeats: int, clock) -> dict[str, float]:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def bench_case(n: int, k: int, group_size: int, repeats: int, methods: list[str], clock, loops: bool) -> dict:
+def bench_case(
+    n: int, k: int, group_size: int, repeats: int, methods: list[str], clock, loops: bool, stats_false: bool = True
+) -> dict:
     gen = torch.Generator().manual_seed(0)
     p = n // group_size
     rewards = torch.randint(0, 2, (p * group_size, k), generator=gen).float()
@@ -139,6 +142,13 @@ def bench_case(n: int, k: int, group_size: int, repeats: int, methods: list[str]
     for m in methods:
         contenders[f"varpo/{m}"] = lambda m=m: varpo.compute_advantages(rewards, ids, method=m)
         contenders[f"varpo/{m}@shuffled"] = lambda m=m: varpo.compute_advantages(rewards_s, ids_s, method=m)
+        if stats_false:
+            contenders[f"varpo/{m} stats=False"] = lambda m=m: varpo.compute_advantages(
+                rewards, ids, method=m, stats=False
+            )
+            contenders[f"varpo/{m}@shuffled stats=False"] = lambda m=m: varpo.compute_advantages(
+                rewards_s, ids_s, method=m, stats=False
+            )
     contenders.update(_verl_contenders(rewards_s, ids_s, weights, loops))
     contenders.update(_trl_contenders(rewards, group_size, weights))
     return _interleaved(contenders, repeats, clock)
@@ -233,12 +243,12 @@ def ratios(med: dict[str, float]) -> dict[str, float]:
     for name, t in med.items():
         if not name.startswith("varpo/"):
             continue
-        if name.endswith("@shuffled"):
+        if "@shuffled" in name:
             if verl:
                 out[f"{name} / verl"] = t / verl
             if verl_sum:
                 out[f"{name} / verl+sum"] = t / verl_sum
-            if name == "varpo/dvao@shuffled":
+            if name.startswith("varpo/dvao@shuffled"):
                 out[f"{name} / index_add"] = t / med["index_add"]
         elif trl:
             out[f"{name} / trl"] = t / trl
@@ -311,6 +321,7 @@ def main() -> None:
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     ap.add_argument("--methods", nargs="+", default=list(varpo.METHODS))
     ap.add_argument("--verl-loops-max-n", type=int, default=16384, help="verl grpo/gdpo Python loops only up to N")
+    ap.add_argument("--no-stats-false", action="store_true", help="leave out the `<method> stats=False` rows")
     ap.add_argument("--losses", action="store_true", help="also the loss rows (B=--loss-b, T=--loss-t)")
     ap.add_argument("--losses-only", action="store_true")
     ap.add_argument("--loss-b", type=int, default=256)
@@ -330,7 +341,8 @@ def main() -> None:
         for k in args.k:
             for g in args.g:
                 for n in args.n:
-                    med = bench_case(n, k, g, args.repeats, args.methods, clock, n <= args.verl_loops_max_n)
+                    loops = n <= args.verl_loops_max_n
+                    med = bench_case(n, k, g, args.repeats, args.methods, clock, loops, not args.no_stats_false)
                     rat = ratios(med)
                     results.append({"n": n, "k": k, "g": g, "median_s": med, "ratios": rat})
                     print(f"\nN={n} K={k} G={g}  (median of {args.repeats}, {args.clock} clock)")

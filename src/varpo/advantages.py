@@ -196,8 +196,11 @@ class RewardBatch:
     combination ``Σ_k w_k dev_k`` come from one tiled pass and the [N, K] validity mask is never built.
     """
 
-    def __init__(self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int) -> None:
+    def __init__(self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int, diagnostics: bool = True) -> None:
         self.rewards = rewards  # [N, K] as given (any float dtype)
+        # False: the caller discards the effective weights (compute_advantages(stats=False)); built-in estimators
+        # then skip computing them and return None in their place. Registered estimators may ignore this.
+        self.diagnostics = diagnostics
         self.index = index
         self.weights = weights  # [K] float64, user weights w (finite, >= 0, finite positive sum)
         self.weight_max = max(weights.tolist()) if weights.numel() else 1.0  # host copy (no later device sync)
@@ -349,6 +352,8 @@ def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     wsig = c.coef * std  # [P, K] w_k σ_gk / unit_g
     denom = wsig.sum(1)  # [P]
     adv = scale_by_group(c.value, inverse_or_zero(denom + c.eps(o.eps)), b.index)
+    if not b.diagnostics:
+        return adv, None
     tilde = safe_div(wsig, denom.unsqueeze(1))  # [P, K] w̃; rows of zero-signal groups are 0
     has_signal = denom > 0
     eff = safe_div(tilde[has_signal].sum(0), torch.tensor(float(has_signal.sum()), dtype=STAT_DTYPE))
@@ -403,11 +408,11 @@ def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     return (grpo if o.saw_base == "grpo" else gdpo)(b, o, weights=w)
 
 
-def soft_min(z: Tensor, wbar: Tensor, k: float) -> tuple[Tensor, Tensor]:
+def soft_min(z: Tensor, wbar: Tensor, k: float, with_grad: bool = True) -> tuple[Tensor, Tensor | None]:
     """Weighted soft-min ``-(1/k) log Σ_j w̄_j exp(-k z_j)`` over the last dim (RVPO's aggregator).
 
     Returns ``(value [...], grad [..., K])`` where ``grad = ∂value/∂z = softmax(log w̄ - k z)``; one ``exp`` with the
-    max-shift (logsumexp) trick. Properties (tested): k -> 0 gives Σ w̄ z; k -> inf gives min_j z_j; for
+    max-shift (logsumexp) trick; ``with_grad=False`` skips the gradient (returned as None). Properties (tested): k -> 0 gives Σ w̄ z; k -> inf gives min_j z_j; for
     z = μ + δ with small δ it is μ + Σ w̄ δ - (k/2) Var_w̄(δ) + O(δ³).
     """
     logits = torch.log(wbar) - k * z  # [..., K]
@@ -415,7 +420,33 @@ def soft_min(z: Tensor, wbar: Tensor, k: float) -> tuple[Tensor, Tensor]:
     e = torch.exp(logits - top)
     total = e.sum(-1, keepdim=True)
     value = -(torch.log(total) + top).squeeze(-1) / k
-    return value, e / total
+    return value, (e / total if with_grad else None)
+
+
+def _soft_min_tiled(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor | None]:
+    """:func:`soft_min` of the z-scores on the fast path, tile by tile from the streamed deviations: the same
+    elementwise float64 formula (z = dev·1/(σ + eps), logits = log w̄ - k z, max-shifted exp), without
+    materializing the [N, K] deviations, z-scores, logits and exps. Returns ``(value [N], Σ_i grad_i [K] or None)``.
+    Component-major tiles (K <= 8) reduce over K as elementwise operations between K slabs.
+    """
+    lazy = b.stats.lazy
+    n, k = b.rewards.shape
+    inv = b._inv_std(o.eps)  # [P, K]
+    kd = 0 if lazy.kmajor else -1
+    out = torch.empty(n, dtype=STAT_DTYPE, device=b.rewards.device)
+    grad_sum = torch.zeros(k, dtype=STAT_DTYPE, device=b.rewards.device) if b.diagnostics else None
+    log_w = torch.log(b.wbar)
+    for rows, dev in lazy.tiles():
+        lw = log_w.view(k, *([1] * (dev.dim() - 1))) if lazy.kmajor else log_w
+        logits = dev.mul_(lazy.per_group(inv, rows)).mul_(-o.rvpo_k).add_(lw)  # log w̄ - k z, in place
+        top = logits.amax(kd, keepdim=True)
+        e = logits.sub_(top).exp_()
+        total = e.sum(kd, keepdim=True)
+        out[rows] = (torch.log(total).add_(top).squeeze(kd) / -o.rvpo_k).reshape(-1)
+        if grad_sum is not None:
+            part = e.div_(total)
+            grad_sum += part.reshape(k, -1).sum(1) if lazy.kmajor else part.reshape(-1, k).sum(0)
+    return out, grad_sum
 
 
 def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -426,18 +457,26 @@ def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     z = 0. Effective weights: mean over samples of the soft-min's gradient ∂A/∂z_k = softmax(log w̄ - k z)_k.
     Differs from the paper: no official code; batch whitening after aggregation and eps/ddof follow GDPO.
     """
+    if o.rvpo_variant == "softmin" and b.stats.dense_dev is None and b.stats.lazy is not None:  # fast path
+        x, grad_sum = _soft_min_tiled(b, o)  # every row scorable here
+        eff = None if grad_sum is None else grad_sum / x.shape[0]
+        return batch_whiten(x, None, o.eps, b.ddof), eff
     z = b.zscores(o.eps)  # [N, K]
-    rows = b.scorable
     if o.rvpo_variant == "softmin":
-        x, grad = soft_min(z, b.wbar, o.rvpo_k)  # [N], [N, K] = ∂x/∂z_k
-        eff = safe_div(grad[rows].sum(0), rows.sum().to(STAT_DTYPE))
+        x, grad = soft_min(z, b.wbar, o.rvpo_k, with_grad=b.diagnostics)  # [N], [N, K] = ∂x/∂z_k
+        if grad is None:  # stats=False: the effective weights are not wanted
+            eff = None
+        elif b.all_valid:
+            eff = grad.sum(0) / grad.shape[0]
+        else:
+            eff = safe_div(grad[b.scorable].sum(0), b.scorable.sum().to(STAT_DTYPE))
     else:
         mu = z @ b.wbar
         x = mu - o.rvpo_beta * ((z - mu.unsqueeze(1)) ** 2 @ b.wbar)
         eff = b.wbar
     if b.all_valid:
         return batch_whiten(x, None, o.eps, b.ddof), eff
-    return batch_whiten(torch.where(rows, x, 0.0), rows, o.eps, b.ddof), eff
+    return batch_whiten(torch.where(b.scorable, x, 0.0), b.scorable, o.eps, b.ddof), eff
 
 
 ESTIMATORS: dict[str, Estimator] = {
@@ -469,6 +508,8 @@ def compute_advantages(
     group_ids: Tensor,
     method: str = "dvao",
     weights: Sequence[float] | Tensor | None = None,
+    *,
+    stats: bool = True,
     **options,
 ) -> AdvantageOutput:
     """Sequence-level advantages from a multi-component reward matrix.
@@ -478,6 +519,9 @@ def compute_advantages(
         group_ids: ``[N]`` int; samples of one prompt share an id; any order and group sizes.
         method: one of :data:`METHODS` or a name registered with :func:`varpo.register_estimator`.
         weights: ``[K]`` non-negative component weights, default uniform 1/K.
+        stats: compute the diagnostics below (default). ``False`` skips every diagnostic-only computation (the
+            ``stats`` dict, the effective weights and what only they need) and returns ``stats == {}``; the
+            advantages are bit-identical either way, and dvao's ``sigma_ema`` is updated either way.
         **options: fields of :class:`AdvantageOptions` (eps, ddof, names, sigma_ema, saw_base, saw_offsets,
             rvpo_k, rvpo_variant, rvpo_beta).
 
@@ -514,7 +558,9 @@ def compute_advantages(
         raise ValueError(f"group_ids must have shape [N]=({n},), got {tuple(group_ids.shape)}")
     opts = _options(options, k)
     w = _weights(weights, k, rewards.device)
-    batch = RewardBatch(rewards, group_index(group_ids), w, opts.ddof)
+    if not isinstance(stats, bool):
+        raise ValueError(f"stats must be True or False, got {stats!r}")
+    batch = RewardBatch(rewards, group_index(group_ids), w, opts.ddof, diagnostics=stats)
     if n == 0:
         return AdvantageOutput(torch.zeros(0, dtype=torch.float32, device=rewards.device), {})
     adv, eff = ESTIMATORS[method](batch, opts)
@@ -523,6 +569,8 @@ def compute_advantages(
     adv = torch.nan_to_num(adv, nan=0.0).clamp_(-F32_MAX, F32_MAX)
     if not batch.all_valid:
         adv = torch.where(batch.scorable, adv, 0.0)
+    if not stats:
+        return AdvantageOutput(adv.to(torch.float32))
     eff = no_signal_rule(batch, eff)
     return AdvantageOutput(adv.to(torch.float32), *_stats(batch, opts, method, adv, eff))
 

@@ -175,9 +175,22 @@ def aggregate_loss(
 
 
 # Each aggregator: (per_token_loss [B, T] with masked positions 0, mask [B, T] bool, scale, max_length, alpha) ->
-# scalar, dividing only by the global normalizers in ``scale`` (micro-batch invariance). Sums run in float64.
+# scalar, dividing only by the global normalizers in ``scale`` (micro-batch invariance). Sums across sequences
+# run in float64.
 def _seq_sums(per_token_loss: Tensor, mask: Tensor) -> Tensor:
-    return per_token_loss.sum(-1, dtype=torch.float64)  # [B]
+    """``[B]`` float64 Σ_t l_it (masked positions are already 0).
+
+    Within a row in float32 for float32/bf16/fp16 losses (torch's pairwise sum: relative error ~1e-7 of Σ_t |l_it|,
+    the size of the float32 rounding each l_it already carries), then float64: a float64 copy of the whole [B, T]
+    matrix (and its float64 gradient) costs a pass forward and backward. If a row's float32 sum is not finite (an
+    overflow: |l| near 3.4e38), every row is summed in float64 instead, as before; float64 losses stay float64.
+    """
+    if per_token_loss.dtype == torch.float64:
+        return per_token_loss.sum(-1)
+    rows = per_token_loss.sum(-1, dtype=torch.float32)  # [B]
+    if not bool(torch.isfinite(rows.detach()).all()):
+        return per_token_loss.sum(-1, dtype=torch.float64)
+    return rows.double()
 
 
 def token_mean(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, alpha: float) -> Tensor:

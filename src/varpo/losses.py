@@ -98,17 +98,34 @@ def ppo_clip(
     if beta > 0 and ref_logprobs is None:
         raise ValueError("ppo_clip with beta > 0 needs ref_logprobs")
     log_ratio = logprobs - old_logprobs  # [B, T]
-    if importance_sampling_level == "sequence":
+    adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages  # [B, 1] or [B, T]
+    adv = adv.to(logprobs.dtype)
+    # One host sync for both range checks below: max |A|, and (token level) the log-ratio range.
+    checks = [adv.detach().abs().max()] if adv.numel() else []
+    token_level = importance_sampling_level == "token"
+    if token_level and log_ratio.numel():
+        checks.extend(torch.aminmax(log_ratio.detach()))
+    checks = torch.stack(checks).tolist() if checks else []
+    adv_max = checks[0] if adv.numel() else 0.0
+    if not token_level:
         lengths = valid.sum(-1, keepdim=True).clamp_min(1).to(logprobs.dtype)
         log_ratio = torch.where(valid, log_ratio, 0.0).sum(-1, keepdim=True) / lengths  # [B, 1]
         ratio = torch.exp(log_ratio.clamp(max=GSPO_LOG_RATIO_MAX))
+    elif len(checks) == 3 and -LOG_RATIO_CLAMP <= checks[1] and checks[2] <= LOG_RATIO_CLAMP:
+        # The ±20 clamp cannot bind (NaN fails the test): skipping it changes no value and no gradient (clamp
+        # passes the gradient at its bounds) and saves a pass forward and one backward.
+        ratio = torch.exp(log_ratio)
     else:
         ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
-    adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages  # [B, 1] or [B, T]
-    adv = adv.to(logprobs.dtype)
-    unclipped = ratio * adv
-    clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
-    loss = -torch.minimum(unclipped, clipped)  # [B, T] (broadcast)
+    if adv.shape[-1] == 1:
+        # One advantage per row: -min(ρA, clip(ρ)A) = -A·min(ρ, 1+ε_high) for A > 0 and -A·max(ρ, 1-ε_low) for
+        # A < 0 (the same products: multiplying by A is monotone), i.e. one clamp with per-row one-sided bounds and
+        # one multiply instead of two multiplies, a clamp, a minimum and a negation over [B, T].
+        lower = torch.where(adv < 0, 1.0 - clip_low, -math.inf).to(adv.dtype)  # [B, 1]
+        upper = torch.where(adv > 0, 1.0 + clip_high, math.inf).to(adv.dtype)
+        loss = ratio.clamp(lower, upper) * (-adv)  # [B, T] (broadcast)
+    else:
+        loss = -torch.minimum(ratio * adv, ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv)  # [B, T]
     if clip_ratio_c is not None:
         cap = -clip_ratio_c * adv
         dual = (adv < 0) & (loss > cap)
@@ -120,22 +137,29 @@ def ppo_clip(
     bound = max(math.exp(LOG_RATIO_CLAMP), 1.0 + clip_high, clip_ratio_c or 0.0)
     if importance_sampling_level == "sequence":
         bound = max(bound, math.exp(GSPO_LOG_RATIO_MAX))
-    if adv.numel() and not float(adv.detach().abs().max()) * bound * 2.0 < big:  # x2: rounding headroom
+    if adv.numel() and not adv_max * bound * 2.0 < big:  # x2: rounding headroom
         loss = loss.clamp(-big, big)
     with torch.no_grad():
         r = ratio.expand_as(logprobs)
-        a = adv.expand_as(logprobs)
+        # Ratios are >= 0 (exps), so masked positions set to 0 can never exceed the max of the valid ones nor
+        # 1 + ε_high, and set to +inf never undercut the min nor 1 - ε_low: no gather of the valid ratios.
+        r0 = torch.where(valid, r, 0.0)
+        rinf = torch.where(valid, r, math.inf)
+        n = valid.sum()
+        count = n.clamp_min(1).to(r.dtype)
         # low and high are disjoint (r < 1 - ε_low <= 1 <= 1 + ε_high < r), so clip_frac = their sum.
-        low = ((r < 1.0 - clip_low) & (a < 0)).logical_and_(valid)
-        high = ((r > 1.0 + clip_high) & (a > 0)).logical_and_(valid)
-        count = valid.sum().clamp_min(1).to(r.dtype)
-        n_low, n_high = low.sum().to(r.dtype), high.sum().to(r.dtype)
-        picked = r[valid]  # [n valid]
-        if picked.numel():
-            r_min, r_max = torch.aminmax(picked)
+        if adv.shape[-1] == 1:  # one advantage per row: count per row, then pick the rows by its sign
+            n_low = ((rinf < 1.0 - clip_low).sum(-1) * (adv[:, 0] < 0)).sum().to(r.dtype)
+            n_high = ((r0 > 1.0 + clip_high).sum(-1) * (adv[:, 0] > 0)).sum().to(r.dtype)
+        else:
+            n_low = ((rinf < 1.0 - clip_low) & (adv < 0)).sum().to(r.dtype)
+            n_high = ((r0 > 1.0 + clip_high) & (adv > 0)).sum().to(r.dtype)
+        if r.numel():
+            one = r.new_ones(())
+            r_min, r_max = torch.where(n > 0, rinf.amin(), one), torch.where(n > 0, r0.amax(), one)
         else:
             r_min = r_max = r.new_tensor(1.0)
-        metrics = [n_low / count, n_high / count, (n_low + n_high) / count, picked.sum() / count, r_min, r_max]
+        metrics = [n_low / count, n_high / count, (n_low + n_high) / count, r0.sum() / count, r_min, r_max]
         names = ["clip_frac_low", "clip_frac_high", "clip_frac", "ratio_mean", "ratio_min", "ratio_max"]
         if clip_ratio_c is not None:
             metrics.append(_masked_mean(dual.expand_as(logprobs).to(r.dtype), valid))

@@ -120,3 +120,29 @@ def test_exact_column_sums_equal_fsum():
             x = torch.cat([x, -x[: n // 2]]).clamp(-1.999, 1.999)
         assert S.exact_column_sums(x) == [math.fsum(col) for col in x.T.tolist()]
     assert S.exact_column_sums(torch.zeros(5, 2, dtype=torch.float64)) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("k", [3, 12])  # component-major and row-major tiles
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("diagnostics", [True, False])
+def test_rvpo_tiled_soft_min_equals_the_materialized_route(monkeypatch, k, shuffle, diagnostics):
+    """rvpo on the fast path streams the soft-min per tile and never materializes the [N, K] deviations; its float64
+    advantages and effective weights equal the route through the materialized z-scores to float64 rounding."""
+    from varpo import advantages as A
+
+    monkeypatch.setattr(S, "TILE_ELEMENTS", 96)
+    rewards, ids = _batch(10, 6, k, torch.float32, shuffle, seed=5)
+    index = S.group_index(ids)
+    weights = torch.rand(k, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) + 0.1
+    options = A.AdvantageOptions(rvpo_k=3.0)
+    tiled = A.RewardBatch(rewards, index, weights, 1, diagnostics=diagnostics)
+    adv, eff = A.rvpo(tiled, options)
+    assert tiled.stats.dense_dev is None  # nothing [N, K] was materialized
+    dense = A.RewardBatch(rewards, index, weights, 1)
+    assert dense.stats.dev.shape == rewards.shape  # materialized: rvpo then takes the whole-matrix soft-min
+    want, want_eff = A.rvpo(dense, options)
+    torch.testing.assert_close(adv, want, rtol=1e-12, atol=1e-12)
+    if diagnostics:
+        torch.testing.assert_close(eff, want_eff, rtol=1e-12, atol=1e-15)
+    else:
+        assert eff is None

@@ -93,7 +93,7 @@ def group_signal(
     ids = torch.zeros(group_size, dtype=torch.long, device=rewards.device)
     for g in (~zero_std.all(1)).nonzero().flatten().tolist():
         block = rewards[g * group_size : (g + 1) * group_size]
-        adv = varpo.compute_advantages(block, ids, method, weights=weights, **opts).advantages
+        adv = varpo.compute_advantages(block, ids, method, weights=weights, stats=False, **opts).advantages
         keep[g] = bool((adv.abs() > ZERO_ATOL).any())
     return GroupSignal(keep=keep, zero_std=zero_std.cpu())
 

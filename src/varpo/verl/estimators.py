@@ -96,7 +96,9 @@ def compute(
         options["sigma_ema"] = _SIGMA_EMA.setdefault(ema_key, varpo.SigmaEMA(*ema_key))
     inputs = current_advantage_inputs()
     weights = settings.weights_at(None if inputs is None else inputs.step)
-    out = varpo.compute_advantages(rewards, torch.from_numpy(group_index(index)), method, weights, **options)
+    # Diagnostics only when varpo's trainer is there to log them (stock verl discards them).
+    ids = torch.from_numpy(group_index(index))
+    out = varpo.compute_advantages(rewards, ids, method, weights, stats=inputs is not None, **options)
     adv = out.advantages.to(torch.float64)
     if settings.vl_norm_alpha is not None:
         adv = adv * varpo.vl_norm_weights(lengths, settings.vl_norm_alpha)
