@@ -372,6 +372,13 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     """
     if "saw" in b.cache:
         return b.cache["saw"]
+    moments = _saw_moments_pooled(b, o) if b.fast is not None else None
+    if moments is not None:
+        mean, std = moments  # [K] reward units: μ_batch(r + off), σ_batch(r)
+        den = mean.abs() + SAW_CV_EPS
+        cv = torch.where(den > 0, std / den.clamp_min(1e-300), torch.where(std > 0, math.inf, 0.0))
+        b.cache["saw"] = _saw_from_cv(b, cv)
+        return b.cache["saw"]
     valid = None if b.all_valid else b.valid  # None: every entry present, no masking passes
     x = b.rewards.to(STAT_DTYPE, copy=True)  # [N, K], ours to modify in place
     if o.saw_offsets is not None:
@@ -392,12 +399,43 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     std = dispersion((dev * dev).sum(0), n, b.ddof)
     den = mean.abs() + SAW_CV_EPS / top
     cv = torch.where(den > 0, std / den.clamp_min(1e-300), torch.where(std > 0, math.inf, 0.0))
+    b.cache["saw"] = _saw_from_cv(b, cv)
+    return b.cache["saw"]
+
+
+def _saw_from_cv(b: RewardBatch, cv: Tensor) -> tuple[Tensor, Tensor]:
+    """(w' [K], CV [K]) from the CVs: w' ∝ w_k CV_k, rescaled to sum to Σ w; an infinite CV takes all the weight."""
     what = b.weights / b.weights.max()
     infinite = torch.isinf(cv) & (what > 0)
     u = what * infinite if bool(infinite.any()) else what * torch.where(torch.isinf(cv), 0.0, cv)
     u = safe_div(u, u.max())  # in [0, 1]: no overflow in the sum below
-    b.cache["saw"] = (b.weights.sum() * safe_div(u, u.sum()), cv)
-    return b.cache["saw"]
+    return b.weights.sum() * safe_div(u, u.sum()), cv
+
+
+def _saw_moments_pooled(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor] | None:
+    """SAW's batch μ(r + off) and σ(r) ``[K]`` from the fast path's group statistics (O(P·K), no pass over [N, K]),
+    or ``None`` when the pooled mean cannot be shown accurate to 1e-10 relative (then :func:`saw_weights` takes the
+    exact-sum route over the rewards).
+
+    σ: the parallel variance formula Σ_g [SS_g + n_g (μ_g - μ)²] (:func:`varpo.stats.pooled_mean_std`), float64-
+    grade; a shift by off does not change it. μ: Σ_g n_g μ_g / N, whose rounding error is below 4·N·2^-53·Σ|r|
+    (two float64 summation levels, N terms in all). Σ|r| is bounded without reading the rewards:
+    Σ_{i∈g} |r_i| <= n_g |μ_g| + sqrt(n_g · SS_g) (Cauchy-Schwarz on the deviations). When that error bound is at
+    most 1e-10·|μ + off| — the same test the float-sum route uses before it falls back to an exact sum — the CV is
+    accurate to ~1e-10 relative and, like the exact-sum route, independent of sample order to that precision.
+    Large rewards that cancel (|μ| << Σ|r| / N) fail the test and get the exact sum.
+    """
+    st = b.stats
+    mean, std, n = b.pooled  # [K]
+    bound = (st.count * st.mean.abs() + (st.count * st.sum_sq).sqrt()).sum(0)  # [K] >= Σ_i |r_ik|
+    if o.saw_offsets is not None:
+        off = torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=mean.device)
+        mean = mean + off
+        bound = bound + n * off.abs()
+    err = 4.0 * n * 2.0**-53 * bound / n.clamp_min(1.0)  # bound on |error of mean|
+    if not bool(torch.isfinite(bound).all()) or bool((err > 1e-10 * mean.abs()).any()):
+        return None
+    return mean, std
 
 
 def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
