@@ -235,6 +235,13 @@ class RewardBatch:
         return group_stats(self.rewards, self.index, self.ddof, valid=self.valid, all_valid=self.all_valid)
 
     @cached_property
+    def signal(self) -> Tensor:
+        """``[P, K]`` float64 σ_gk where the component is present, else 0: ``> 0`` iff the component varies in the
+        group (a float, so that any-reductions are ``amax``, much cheaper than bool ``any`` on CPU)."""
+        st = self.stats
+        return st.std if self.fast is not None else st.std * (st.count > 0)
+
+    @cached_property
     def pooled(self) -> tuple[Tensor, Tensor, Tensor]:
         """Batch-level (pooled over groups) per-component mean, std, count ``[K]`` (reward units)."""
         return pooled_mean_std(self.stats, self.ddof)
@@ -354,9 +361,10 @@ def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     adv = scale_by_group(c.value, inverse_or_zero(denom + c.eps(o.eps)), b.index)
     if not b.diagnostics:
         return adv, None
-    tilde = safe_div(wsig, denom.unsqueeze(1))  # [P, K] w̃; rows of zero-signal groups are 0
-    has_signal = denom > 0
-    eff = safe_div(tilde[has_signal].sum(0), torch.tensor(float(has_signal.sum()), dtype=STAT_DTYPE))
+    # [P, K] w̃; rows of zero-signal groups are 0 (there every w σ is 0, and 0 / inf = 0): no [P, K] masks
+    tilde = wsig / torch.where(denom > 0, denom, math.inf).unsqueeze(1)
+    has_signal = (denom > 0).to(STAT_DTYPE).sum()
+    eff = safe_div(tilde.sum(0), has_signal)  # zero rows add nothing
     return adv, eff
 
 
@@ -621,7 +629,7 @@ def no_signal_rule(b: RewardBatch, eff: Tensor) -> Tensor:
     advantage, so their effective weight is 0 and the others are renormalized to sum to 1. With no signal at all
     every weight is 0 (and every advantage is 0). ``[K]`` float64.
     """
-    signal = ((b.stats.std > 0) & (b.stats.count > 0)).any(0)  # [K]
+    signal = b.signal.amax(0) > 0  # [K]
     w = torch.nan_to_num(eff.to(STAT_DTYPE).clamp_min(0.0)) * signal.to(STAT_DTYPE)
     return safe_div(w, w.sum())
 
@@ -689,9 +697,13 @@ def _stats(
         ]
         any_row = rows.sum().clamp_max(1.0)[None]
     std, count = b.stats.real_std, b.stats.count  # [P, K]
-    present = count > 0
-    signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
+    signal = b.signal.amax(1) > 0  # [P] some component varies in the group
     groups = max(b.index.num_groups, 1)
+    if b.fast is not None:  # every component present in every group: no [P, K] masks
+        group_std_mean = std.sum(0) / groups
+    else:
+        present = count > 0
+        group_std_mean = safe_div((std * present).sum(0), present.sum(0).to(STAT_DTYPE))
     r_mean, r_std, r_count = b.pooled
     scalars = torch.stack(
         [
@@ -704,7 +716,7 @@ def _stats(
             eff.to(STAT_DTYPE),
             r_mean,
             r_std,
-            safe_div((std * present).sum(0), present.sum(0).to(STAT_DTYPE)),
+            group_std_mean,
             1.0 - r_count / max(b.rewards.shape[0], 1),
         ]
     )
