@@ -262,8 +262,8 @@ class RewardBatch:
     def _inv_std(self, eps: float) -> Tensor:
         """``[P, K]`` 1 / (σ_gk + eps) in scaled units, 0 where that denominator is 0."""
         st = self.stats
-        den = st.std + (eps if st.unit else eps / st.scale)
-        return safe_div(torch.ones_like(st.std), den)
+        den = st.std + (eps if st.unit else eps / st.scale)  # >= 0
+        return torch.where(den > 0, den, math.inf).reciprocal_()  # 1 / 0 -> 1 / inf = 0, one [P, K] select
 
     def zscores(self, eps: float) -> Tensor:
         """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups.
