@@ -377,6 +377,9 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     on power-of-two-scaled values): CV = σ/|μ| amplifies rounding in μ without bound when large rewards cancel, and
     an exact sum makes the weights independent of sample order. A CV that is infinite (μ = 0 beyond eps's reach)
     takes all the weight. Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
+
+    On the fast path μ and σ come from the group statistics (:func:`_saw_moments_pooled`, no pass over [N, K]),
+    equal to this exact-sum route to ~1e-10 relative (a proven bound; otherwise this route is taken).
     """
     if "saw" in b.cache:
         return b.cache["saw"]
