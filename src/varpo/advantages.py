@@ -235,6 +235,13 @@ class RewardBatch:
         return group_stats(self.rewards, self.index, self.ddof, valid=self.valid, all_valid=self.all_valid)
 
     @cached_property
+    def signal(self) -> Tensor:
+        """``[P, K]`` float64 σ_gk where the component is present, else 0: ``> 0`` iff the component varies in the
+        group (a float, so that any-reductions are ``amax``, much cheaper than bool ``any`` on CPU)."""
+        st = self.stats
+        return st.std if self.fast is not None else st.std * (st.count > 0)
+
+    @cached_property
     def pooled(self) -> tuple[Tensor, Tensor, Tensor]:
         """Batch-level (pooled over groups) per-component mean, std, count ``[K]`` (reward units)."""
         return pooled_mean_std(self.stats, self.ddof)
@@ -255,8 +262,8 @@ class RewardBatch:
     def _inv_std(self, eps: float) -> Tensor:
         """``[P, K]`` 1 / (σ_gk + eps) in scaled units, 0 where that denominator is 0."""
         st = self.stats
-        den = st.std + (eps if st.unit else eps / st.scale)
-        return safe_div(torch.ones_like(st.std), den)
+        den = st.std + (eps if st.unit else eps / st.scale)  # >= 0
+        return torch.where(den > 0, den, math.inf).reciprocal_()  # 1 / 0 -> 1 / inf = 0, one [P, K] select
 
     def zscores(self, eps: float) -> Tensor:
         """``z_ik = dev_ik / (σ_gk + eps)`` ``[N, K]``; 0 for missing entries and zero-variance groups.
@@ -354,9 +361,10 @@ def dvao(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     adv = scale_by_group(c.value, inverse_or_zero(denom + c.eps(o.eps)), b.index)
     if not b.diagnostics:
         return adv, None
-    tilde = safe_div(wsig, denom.unsqueeze(1))  # [P, K] w̃; rows of zero-signal groups are 0
-    has_signal = denom > 0
-    eff = safe_div(tilde[has_signal].sum(0), torch.tensor(float(has_signal.sum()), dtype=STAT_DTYPE))
+    # [P, K] w̃; rows of zero-signal groups are 0 (there every w σ is 0, and 0 / inf = 0): no [P, K] masks
+    tilde = wsig / torch.where(denom > 0, denom, math.inf).unsqueeze(1)
+    has_signal = (denom > 0).to(STAT_DTYPE).sum()
+    eff = safe_div(tilde.sum(0), has_signal)  # zero rows add nothing
     return adv, eff
 
 
@@ -369,8 +377,18 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     on power-of-two-scaled values): CV = σ/|μ| amplifies rounding in μ without bound when large rewards cancel, and
     an exact sum makes the weights independent of sample order. A CV that is infinite (μ = 0 beyond eps's reach)
     takes all the weight. Returns (w' [K], CV [K]); all CV = 0 gives w' = 0.
+
+    On the fast path μ and σ come from the group statistics (:func:`_saw_moments_pooled`, no pass over [N, K]),
+    equal to this exact-sum route to ~1e-10 relative (a proven bound; otherwise this route is taken).
     """
     if "saw" in b.cache:
+        return b.cache["saw"]
+    moments = _saw_moments_pooled(b, o) if b.fast is not None else None
+    if moments is not None:
+        mean, std = moments  # [K] reward units: μ_batch(r + off), σ_batch(r)
+        den = mean.abs() + SAW_CV_EPS
+        cv = torch.where(den > 0, std / den.clamp_min(1e-300), torch.where(std > 0, math.inf, 0.0))
+        b.cache["saw"] = _saw_from_cv(b, cv)
         return b.cache["saw"]
     valid = None if b.all_valid else b.valid  # None: every entry present, no masking passes
     x = b.rewards.to(STAT_DTYPE, copy=True)  # [N, K], ours to modify in place
@@ -392,12 +410,43 @@ def saw_weights(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor]:
     std = dispersion((dev * dev).sum(0), n, b.ddof)
     den = mean.abs() + SAW_CV_EPS / top
     cv = torch.where(den > 0, std / den.clamp_min(1e-300), torch.where(std > 0, math.inf, 0.0))
+    b.cache["saw"] = _saw_from_cv(b, cv)
+    return b.cache["saw"]
+
+
+def _saw_from_cv(b: RewardBatch, cv: Tensor) -> tuple[Tensor, Tensor]:
+    """(w' [K], CV [K]) from the CVs: w' ∝ w_k CV_k, rescaled to sum to Σ w; an infinite CV takes all the weight."""
     what = b.weights / b.weights.max()
     infinite = torch.isinf(cv) & (what > 0)
     u = what * infinite if bool(infinite.any()) else what * torch.where(torch.isinf(cv), 0.0, cv)
     u = safe_div(u, u.max())  # in [0, 1]: no overflow in the sum below
-    b.cache["saw"] = (b.weights.sum() * safe_div(u, u.sum()), cv)
-    return b.cache["saw"]
+    return b.weights.sum() * safe_div(u, u.sum()), cv
+
+
+def _saw_moments_pooled(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Tensor] | None:
+    """SAW's batch μ(r + off) and σ(r) ``[K]`` from the fast path's group statistics (O(P·K), no pass over [N, K]),
+    or ``None`` when the pooled mean cannot be shown accurate to 1e-10 relative (then :func:`saw_weights` takes the
+    exact-sum route over the rewards).
+
+    σ: the parallel variance formula Σ_g [SS_g + n_g (μ_g - μ)²] (:func:`varpo.stats.pooled_mean_std`), float64-
+    grade; a shift by off does not change it. μ: Σ_g n_g μ_g / N, whose rounding error is below 4·N·2^-53·Σ|r|
+    (two float64 summation levels, N terms in all). Σ|r| is bounded without reading the rewards:
+    Σ_{i∈g} |r_i| <= n_g |μ_g| + sqrt(n_g · SS_g) (Cauchy-Schwarz on the deviations). When that error bound is at
+    most 1e-10·|μ + off| — the same test the float-sum route uses before it falls back to an exact sum — the CV is
+    accurate to ~1e-10 relative and, like the exact-sum route, independent of sample order to that precision.
+    Large rewards that cancel (|μ| << Σ|r| / N) fail the test and get the exact sum.
+    """
+    st = b.stats
+    mean, std, n = b.pooled  # [K]
+    bound = (st.count * st.mean.abs() + (st.count * st.sum_sq).sqrt()).sum(0)  # [K] >= Σ_i |r_ik|
+    if o.saw_offsets is not None:
+        off = torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=mean.device)
+        mean = mean + off
+        bound = bound + n * off.abs()
+    err = 4.0 * n * 2.0**-53 * bound / n.clamp_min(1.0)  # bound on |error of mean|
+    if not bool(torch.isfinite(bound).all()) or bool((err > 1e-10 * mean.abs()).any()):
+        return None
+    return mean, std
 
 
 def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
@@ -583,7 +632,7 @@ def no_signal_rule(b: RewardBatch, eff: Tensor) -> Tensor:
     advantage, so their effective weight is 0 and the others are renormalized to sum to 1. With no signal at all
     every weight is 0 (and every advantage is 0). ``[K]`` float64.
     """
-    signal = ((b.stats.std > 0) & (b.stats.count > 0)).any(0)  # [K]
+    signal = b.signal.amax(0) > 0  # [K]
     w = torch.nan_to_num(eff.to(STAT_DTYPE).clamp_min(0.0)) * signal.to(STAT_DTYPE)
     return safe_div(w, w.sum())
 
@@ -651,9 +700,13 @@ def _stats(
         ]
         any_row = rows.sum().clamp_max(1.0)[None]
     std, count = b.stats.real_std, b.stats.count  # [P, K]
-    present = count > 0
-    signal = ((std > 0) & present).any(1)  # [P] some component varies in the group
+    signal = b.signal.amax(1) > 0  # [P] some component varies in the group
     groups = max(b.index.num_groups, 1)
+    if b.fast is not None:  # every component present in every group: no [P, K] masks
+        group_std_mean = std.sum(0) / groups
+    else:
+        present = count > 0
+        group_std_mean = safe_div((std * present).sum(0), present.sum(0).to(STAT_DTYPE))
     r_mean, r_std, r_count = b.pooled
     scalars = torch.stack(
         [
@@ -666,7 +719,7 @@ def _stats(
             eff.to(STAT_DTYPE),
             r_mean,
             r_std,
-            safe_div((std * present).sum(0), present.sum(0).to(STAT_DTYPE)),
+            group_std_mean,
             1.0 - r_count / max(b.rewards.shape[0], 1),
         ]
     )

@@ -394,8 +394,9 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
     kmajor = dev_stream.kmajor
     mean = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
     sum_sq = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    std = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
     c = torch.empty(n, dtype=STAT_DTYPE, device=rewards.device)
-    keep = None
+    noisy = False  # some constant group had rounding-noise σ > 0 (its deviations were zeroed before projecting)
     if g is not None:  # one loop: sum, center, square, project per tile of whole groups
         cnt = torch.full((), float(g), dtype=STAT_DTYPE, device=rewards.device).expand(p, k)  # no [P, K] memory
         step = max(g, TILE_ELEMENTS // max(k, 1) // g * g)
@@ -404,14 +405,18 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
             groups = slice(rows.start // g, rows.stop // g)
             t = dev_stream.shaped(dev_stream.load(rows))  # [K, p, G] or [p, G, K]
             m = t.sum(-1 if kmajor else 1).div_(g)  # [K, p] or [p, K]
-            if not bool(torch.isfinite(m).all()):
+            if not math.isfinite(float(m.sum())):  # a non-finite entry (the sum of finite ones cannot overflow)
                 return None
             dev = t.sub_(m.unsqueeze(-1 if kmajor else 1))
             ss = torch.mul(dev, dev, out=_workspace(1, tuple(dev.shape), dev.device)).sum(-1 if kmajor else 1)
-            m, ss = (m.T, ss.T) if kmajor else (m, ss)
-            mean[groups], sum_sq[groups] = m, ss
+            sd = ss.div(g - ddof).sqrt_() if g > ddof else torch.zeros_like(ss)
+            keep_t = _drop_constant(sd, m)  # the constant rule on the tile, while it is in cache
+            if keep_t is not None:
+                dev.mul_(keep_t.unsqueeze(-1 if kmajor else 1))
+                noisy = True
+            m, ss, sd = (m.T, ss.T, sd.T) if kmajor else (m, ss, sd)
+            mean[groups], sum_sq[groups], std[groups] = m, ss, sd
             dev_stream.project_tile(dev, weights, rows, c[rows])
-        std = sum_sq.div(g - ddof).sqrt_() if g > ddof else torch.zeros_like(sum_sq)
     else:  # sums by scatter, then one more loop over the rows
         inv = index.inverse
         cnt = index.sizes().to(STAT_DTYPE).unsqueeze(1).expand(p, k)
@@ -420,7 +425,7 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
         for r0 in range(0, n, step):
             rows = slice(r0, min(r0 + step, n))
             sums.index_add_(1 if kmajor else 0, inv[rows], dev_stream.load(rows))
-        if not bool(torch.isfinite(mean).all()):
+        if not math.isfinite(float(mean.sum())):  # a non-finite entry (the sum of finite ones cannot overflow)
             return None
         mean.div_(cnt.clamp_min(1.0))
         dev_stream.mean = mean
@@ -430,19 +435,37 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
                 1 if kmajor else 0, inv[rows], torch.mul(dev, dev, out=_workspace(1, tuple(dev.shape), dev.device))
             )
             dev_stream.project_tile(dev, weights, rows, c[rows])
-        std = dispersion(sum_sq, cnt, ddof)
-    # Constant groups (σ <= 1e-12·|μ|, group_stats' rule): σ = 0 and deviations 0. Only rounding noise of a constant
-    # non-dyadic group (σ > 0) makes the projection above differ; then it is redone with those deviations zeroed.
-    constant = std <= 1e-12 * mean.abs()
-    keep = None
-    if bool(constant.any()):
-        if bool((constant & (std > 0)).any()):
-            keep = (~constant).to(STAT_DTYPE)
-            c = Deviations(rewards, index, mean, keep).project(weights)
-        std = torch.where(constant, 0.0, std)
+        # dispersion(sum_sq, cnt, ddof) without [P, K] masks: n - ddof <= 0 divides by inf (σ = 0, as there)
+        denom = index.sizes().to(STAT_DTYPE) - ddof  # [P]
+        std = sum_sq.div(torch.where(denom > 0, denom, math.inf).unsqueeze(1)).sqrt_()
+        # Constant groups (group_stats' rule). Only rounding noise of a constant non-dyadic group (σ > 0) makes the
+        # projection above differ; then it is redone with those deviations zeroed.
+        if _drop_constant(std, mean) is not None:
+            noisy = True
+            c = Deviations(rewards, index, mean, (std > 0).to(STAT_DTYPE)).project(weights)
+    # After the constant rule σ = 0 exactly on constant groups (whose deviations are 0 or zeroed) and σ > 0 elsewhere,
+    # so `std > 0` is group_stats' keep mask; it is needed only when some deviations had to be zeroed.
+    keep = (std > 0).to(STAT_DTYPE) if noisy else None
     scale = torch.ones((), dtype=STAT_DTYPE, device=rewards.device).expand(p, k)  # unit scales, no [P, K] memory
     stats = GroupStats(None, std, cnt, mean, sum_sq, scale, unit=True, lazy=Deviations(rewards, index, mean, keep))
     return stats, c
+
+
+def _drop_constant(std: Tensor, mean: Tensor) -> Tensor | None:
+    """group_stats' constant rule in place: ``std = 0`` where σ <= 1e-12·|μ| (any matching shapes).
+
+    Returns the 0/1 keep mask (float64) when some such group had σ > 0 (rounding noise of a constant non-dyadic
+    group, whose deviations must be zeroed too), else ``None``: every constant group then has σ = 0 exactly, its
+    deviations are exactly 0 already and ``std`` is unchanged. Float reductions only (bool ``any`` is slow on CPU).
+    """
+    if std.numel() == 0:
+        return None
+    constant = std <= mean.abs().mul_(1e-12)
+    if not bool(std.mul(constant).amax() > 0):  # σ >= 0, finite: > 0 iff some constant group has σ > 0
+        return None
+    keep = (~constant).to(STAT_DTYPE)
+    std.mul_(keep)
+    return keep
 
 
 _SAFE = 2.0**256
