@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -346,20 +346,29 @@ class VarianceCheck:
         }
 
 
+def run_variance(metrics: Sequence[dict], objective: str, keys: MetricKeys = MetricKeys()) -> str:
+    """One run's verdict for ``objective`` ("varied", "constant" or "unknown"), by the rule of :class:`VarianceCheck`."""
+    _, group_std = series(metrics, keys.group_std, objective)
+    if len(group_std):
+        return "varied" if (np.abs(group_std) > ZERO_STD).any() else "constant"
+    _, batch_std = series(metrics, keys.reward_std, objective)
+    return "constant" if len(batch_std) and not (np.abs(batch_std) > ZERO_STD).any() else "unknown"
+
+
+def variance_checks(
+    runs: Iterable[tuple[str, Sequence[dict]]], objectives: Sequence[str], keys: MetricKeys = MetricKeys()
+) -> dict[str, VarianceCheck]:
+    """``{objective: VarianceCheck}`` over ``runs`` (``(name, metrics records)`` pairs)."""
+    out = {o: VarianceCheck(o) for o in objectives}
+    for name, metrics in runs:
+        for o in objectives:
+            getattr(out[o], f"runs_{run_variance(metrics, o, keys)}").append(name)
+    return out
+
+
 def no_variance(sweep: Sweep, objectives: Sequence[str], keys: MetricKeys = MetricKeys()) -> dict[str, VarianceCheck]:
     """``{objective: VarianceCheck}`` over every finished run of the sweep (all variants, weights, seeds)."""
-    out = {o: VarianceCheck(o) for o in objectives}
-    for run in sweep.finished:
-        for o in objectives:
-            _, group_std = series(run.metrics, keys.group_std, o)
-            if len(group_std):
-                bucket = out[o].runs_varied if (np.abs(group_std) > ZERO_STD).any() else out[o].runs_constant
-            else:
-                _, batch_std = series(run.metrics, keys.reward_std, o)
-                constant = len(batch_std) and not (np.abs(batch_std) > ZERO_STD).any()
-                bucket = out[o].runs_constant if constant else out[o].runs_unknown
-            bucket.append(run.point.name)
-    return out
+    return variance_checks(((run.point.name, run.metrics) for run in sweep.finished), objectives, keys)
 
 
 NEVER_VARIED_NOTE = "never varied within a group in training: no method could learn it"

@@ -24,19 +24,13 @@ def _weight_key(record: dict, objective: str) -> str | None:
 
 
 def never_varied(metrics: list[list[dict]], objectives: list[str]) -> list[str]:
-    """Objectives whose logged within-group reward std was 0 at every step of every run (``metrics``: one record list
-    per run). An objective no run logged is not flagged: the picture claims only what the logs show."""
-    import numpy as np
+    """Objectives that never varied within a group in any run (``metrics``: one record list per run), by the
+    report's rule (:class:`varpo.experiments.analysis.VarianceCheck`): constant in every run that logged it, and
+    logged by at least one. The picture claims only what the logs show."""
+    from varpo.experiments.analysis import variance_checks
 
-    from varpo.experiments.analysis import ZERO_STD
-    from varpo.experiments.results import MetricKeys, series
-
-    out = []
-    for o in objectives:
-        stds = [series(records, MetricKeys.group_std, o)[1] for records in metrics]
-        if any(len(s) for s in stds) and not any((np.abs(s) > ZERO_STD).any() for s in stds):
-            out.append(o)
-    return out
+    checks = variance_checks(((str(i), records) for i, records in enumerate(metrics)), objectives)
+    return [o for o in objectives if checks[o].never_varied]
 
 
 def plot(runs: dict[str, dict[int, dict]], run_dirs: dict[str, dict[int, Path]], objectives: list[str], path: Path):
