@@ -452,7 +452,7 @@ def _saw_moments_pooled(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Te
 def saw(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     """SAW (He, Bi et al. 2026): :func:`saw_weights`, then ``saw_base`` = grpo (combine rewards) or gdpo."""
     w, _ = saw_weights(b, o)
-    if float(w.sum()) == 0.0:  # constant batch: no informative component
+    if float(w.detach().sum()) == 0.0:  # constant batch: no informative component
         return torch.zeros(b.rewards.shape[0], dtype=STAT_DTYPE, device=b.rewards.device), w
     return (grpo if o.saw_base == "grpo" else gdpo)(b, o, weights=w)
 
@@ -614,14 +614,32 @@ def compute_advantages(
         return AdvantageOutput(torch.zeros(0, dtype=torch.float32, device=rewards.device), {})
     adv, eff = ESTIMATORS[method](batch, opts)
     # No NaN can arise above; the guard keeps the documented contract. ±inf (reward-unit methods beyond float64)
-    # and finite values beyond float32 saturate at the float32 range.
-    adv = torch.nan_to_num(adv, nan=0.0).clamp_(-F32_MAX, F32_MAX)
+    # and finite values beyond float32 saturate at the float32 range. One min/max pass decides whether the guard
+    # has anything to do (NaN fails the range test); the diagnostics reuse it.
+    bounds = torch.aminmax(adv.detach())
+    lo, hi = (float(v) for v in bounds)
+    if not (-F32_MAX <= lo and hi <= F32_MAX):
+        adv = torch.nan_to_num(adv, nan=0.0).clamp_(-F32_MAX, F32_MAX)
+        bounds = torch.aminmax(adv.detach())
     if not batch.all_valid:
         adv = torch.where(batch.scorable, adv, 0.0)
     if not stats:
         return AdvantageOutput(adv.to(torch.float32))
     eff = no_signal_rule(batch, eff)
-    return AdvantageOutput(adv.to(torch.float32), *_stats(batch, opts, method, adv, eff))
+    return AdvantageOutput(adv.to(torch.float32), *_stats(batch, opts, method, adv, eff, bounds))
+
+
+def _std_from_sums(x: Tensor, total: Tensor, sq: Tensor, n: int) -> Tensor:
+    """Population std of ``x [N]`` from Σx and Σx² when that is accurate, else two-pass.
+
+    var = Σx²/n - (Σx/n)² loses log2(Σx²/(n·var)) bits to cancellation: at most 1 bit when mean² <= Σx²/(2n).
+    Every built-in estimator centres its advantages (per group or over the batch), so the mean is rounding noise
+    and the one-pass value is float64-accurate; an uncentred output (a registered estimator) takes two passes.
+    """
+    mean, mean_sq = total / n, sq / n
+    if bool(mean * mean <= mean_sq * 0.5):
+        return (mean_sq - mean * mean).clamp_min(0.0).sqrt()
+    return torch.linalg.vector_norm(x - mean).div(math.sqrt(n))
 
 
 def no_signal_rule(b: RewardBatch, eff: Tensor) -> Tensor:
@@ -667,22 +685,24 @@ def _weights(weights, k: int, device) -> Tensor:
 
 
 def _stats(
-    b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: Tensor
+    b: RewardBatch, o: AdvantageOptions, method: str, adv: Tensor, eff: Tensor, bounds: tuple[Tensor, Tensor]
 ) -> tuple[dict[str, float], frozenset[str]]:
     """Diagnostics (all finite) and the keys among them that are absent in this batch (see
-    :class:`AdvantageOutput`), gathered into one tensor so there is a single device->host sync."""
+    :class:`AdvantageOutput`), gathered into one tensor so there is a single device->host sync.
+    ``bounds``: ``torch.aminmax(adv)``, already computed by the caller."""
     k = b.rewards.shape[1]
     names = o.names or tuple(str(i) for i in range(k))
     if b.all_valid:  # every row scorable: no masking passes; sums without [N] temporaries where torch allows
         n = max(adv.shape[0], 1)
         total = adv.sum()
-        lo, hi = torch.aminmax(adv)
+        lo, hi = bounds
+        sq = torch.dot(adv, adv)
         adv_scalars = [
             torch.linalg.vector_norm(adv, 1) / n,
-            torch.dot(adv, adv) / n,
+            sq / n,
             torch.maximum(hi, -lo),
             total / n,
-            torch.linalg.vector_norm(adv - total / n).div(math.sqrt(n)),
+            _std_from_sums(adv, total, sq, n),
             adv.new_zeros(()),
         ]
         any_row = adv.new_ones(1)  # N >= 1 here (empty batches return before the estimator)

@@ -50,28 +50,50 @@ def pow2_scale(maxabs: Tensor) -> Tensor:
     return torch.where(maxabs > 0, scale, torch.ones_like(maxabs))
 
 
-@dataclass(frozen=True)
 class GroupIndex:
     """Dense segment index for a batch of group ids.
 
     Attributes:
-        inverse: ``[N]`` int64, segment index of each sample in ``0..num_groups-1``.
+        inverse: ``[N]`` int64, segment index of each sample in ``0..num_groups-1``. On the contiguous equal-size
+            layout it is built on first use (``arange(P).repeat_interleave(G)``): the dense paths never read it.
         num_groups: P, the number of distinct group ids.
         group_size: G when the layout is contiguous with equal group sizes (``ids.view(P, G)`` rows are the groups),
             else ``None``. Enables the dense fast path.
         counts: ``[P]`` int64 samples per group when known (a by-product of building the index), else ``None``.
     """
 
-    inverse: Tensor
-    num_groups: int
-    group_size: int | None = None
-    counts: Tensor | None = None
+    __slots__ = ("_inverse", "num_groups", "group_size", "counts", "_device")
+
+    def __init__(
+        self,
+        inverse: Tensor | None,
+        num_groups: int,
+        group_size: int | None = None,
+        counts: Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        if inverse is None and group_size is None:
+            raise ValueError("GroupIndex needs inverse unless the layout is dense (group_size set)")
+        self._inverse, self.num_groups, self.group_size, self.counts = inverse, num_groups, group_size, counts
+        self._device = inverse.device if inverse is not None else device
+
+    @property
+    def inverse(self) -> Tensor:
+        if self._inverse is None:
+            self._inverse = torch.arange(self.num_groups, device=self._device).repeat_interleave(self.group_size)
+        return self._inverse
 
     def sizes(self) -> Tensor:
         """``[P]`` int64 number of samples in each group."""
         if self.counts is not None:
             return self.counts
+        if self._inverse is None:
+            self.counts = torch.full((self.num_groups,), self.group_size, dtype=torch.long, device=self._device)
+            return self.counts
         return torch.bincount(self.inverse, minlength=self.num_groups)
+
+    def __repr__(self) -> str:
+        return f"GroupIndex(num_groups={self.num_groups}, group_size={self.group_size})"
 
 
 def as_group_ids(group_ids, device) -> Tensor:
@@ -113,6 +135,9 @@ def group_index(group_ids: Tensor) -> GroupIndex:
     if n == 0:
         return GroupIndex(torch.zeros(0, dtype=torch.long, device=ids.device), 0, None)
     ids = ids.long()
+    size = _equal_sorted_runs(ids)
+    if size is not None:  # TRL's layout: no inverse, no counts to build
+        return GroupIndex(None, n // size, size, device=ids.device)
     if n == 1 or bool((ids[1:] >= ids[:-1]).all()):  # sorted: runs are the groups
         _, run_inverse, counts = torch.unique_consecutive(ids, return_inverse=True, return_counts=True)
         return _runs_index(run_inverse, counts, n)
@@ -133,6 +158,38 @@ def group_index(group_ids: Tensor) -> GroupIndex:
         return _runs_index(run_inverse, counts, n)
     _, inverse = torch.unique(ids, return_inverse=True)
     return GroupIndex(inverse.long(), int(inverse.max()) + 1, None)
+
+
+# The first group is looked for among this many leading ids; a longer first run takes the general routes.
+_FIRST_RUN_MAX = 1 << 16
+
+
+def _equal_sorted_runs(ids: Tensor) -> int | None:
+    """G when ``ids [N]`` (int64, N >= 1) is P runs of G equal ids with strictly increasing run ids, else ``None``.
+
+    Two comparisons over [N] (each row of ``view(P, G)`` constant; first column increasing) instead of
+    ``unique_consecutive`` with its inverse and counts, which the dense path never reads.
+    """
+    n = ids.numel()
+    size = None
+    for limit in (1 << 10, _FIRST_RUN_MAX):  # a short look first: groups are rarely longer than 1024
+        head = ids[:limit]
+        changes = (head != head[0]).to(torch.uint8)
+        if bool(changes.any()):
+            size = int(changes.argmax())
+            break
+        if head.numel() == n:
+            size = n  # one group
+            break
+    if size is None or n % size:
+        return None
+    rows = ids.view(n // size, size)
+    firsts = rows[:, 0]
+    if not bool((firsts[1:] > firsts[:-1]).all()):
+        return None
+    if not torch.equal(rows, firsts.unsqueeze(1).expand_as(rows)):
+        return None
+    return size
 
 
 def _runs_index(run_inverse: Tensor, counts: Tensor, n: int) -> GroupIndex:
@@ -322,7 +379,10 @@ class Deviations:
         if g is not None:
             part = t[rows.start // g : rows.stop // g]  # [p, K]
             return part.T.unsqueeze(-1) if self.kmajor else part.unsqueeze(1)  # [K, p, 1] or [p, 1, K]
-        part = t.index_select(0, self.index.inverse[rows])  # [n, K]
+        inv = self.index.inverse[rows]
+        if self.kmajor and t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1:  # stored [K, P]: gather rows
+            return t.T.index_select(1, inv)  # [K, n]
+        part = t.index_select(0, inv)  # [n, K]
         return part.T if self.kmajor else part
 
     def shaped(self, x: Tensor) -> Tensor:
@@ -392,9 +452,14 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
     p, g = index.num_groups, index.group_size
     dev_stream = Deviations(rewards, index, torch.empty(0), None)
     kmajor = dev_stream.kmajor
-    mean = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
-    sum_sq = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
-    std = torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
+    # [P, K] statistics; component-major tiles store them as [K, P] in memory (transposed views): tile results
+    # and segment sums then land in contiguous rows, and per-component reductions over groups read contiguously.
+    def stat() -> Tensor:
+        if kmajor:
+            return torch.zeros((k, p), dtype=STAT_DTYPE, device=rewards.device).T
+        return torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
+
+    mean, sum_sq, std = stat(), stat(), stat()
     c = torch.empty(n, dtype=STAT_DTYPE, device=rewards.device)
     noisy = False  # some constant group had rounding-noise σ > 0 (its deviations were zeroed before projecting)
     if g is not None:  # one loop: sum, center, square, project per tile of whole groups
@@ -538,6 +603,10 @@ def combined_std(c: Tensor, index: GroupIndex, scorable: Tensor | None, ddof: in
     sum to 0 over its valid samples, missing entries contribute 0), so σ_g = sqrt(Σ_{i∈g} c_i² / (n_g - ddof)) where
     n_g counts *scorable* samples (at least one component present); ``scorable=None`` means every sample is.
     """
+    g = index.group_size
+    if scorable is None and g is not None:  # dense: row norms, no [N] temporary (a fresh one costs page faults)
+        norm = torch.linalg.vector_norm(c.view(index.num_groups, g), dim=1)  # [P] sqrt(Σ c²)
+        return norm.mul_(1.0 / math.sqrt(g - ddof)) if g > ddof else norm.zero_()
     cnt = index.sizes().to(c.dtype) if scorable is None else segment_sum(scorable.to(c.dtype), index)  # [P]
     return dispersion(segment_sum(c * c, index), cnt, ddof)
 
@@ -581,9 +650,18 @@ def pooled_mean_std(stats: GroupStats, ddof: int = 1) -> tuple[Tensor, Tensor, T
     [N, K] rewards. Diagnostics only: the std saturates at the float64 maximum.
     """
     if stats.unit:
+        if stats.count.dim() == 2 and stats.count.stride() == (0, 0) and stats.count.shape[0] > 0:
+            # one size G for every group and component (the dense fast path): n_g = G drops out of the means
+            p = stats.count.shape[0]
+            n = stats.count[0] * p  # [K]
+            mean = stats.mean.sum(0) / p
+            spread = stats.mean - mean
+            ss = stats.sum_sq.sum(0) + torch.linalg.vecdot(spread, spread, dim=0) * stats.count[0]
+            return mean, dispersion(ss, n, ddof), n
         n = stats.count.sum(0)
         mean = (stats.count * stats.mean).sum(0) / n.clamp_min(1.0)
-        ss = stats.sum_sq.sum(0) + (stats.count * (stats.mean - mean) ** 2).sum(0)
+        spread = stats.mean - mean
+        ss = stats.sum_sq.sum(0) + (stats.count * spread * spread).sum(0)
         return mean, dispersion(ss, n, ddof), n
     top = stats.scale.amax(0)  # [K]
     f = stats.scale / top  # [P, K], powers of two <= 1
