@@ -6,6 +6,7 @@ Usage::
     python benchmarks/advantages.py --n 65536 --out benchmarks/results/advantages_64k.json
     python benchmarks/advantages.py --losses-only --out benchmarks/results/losses.json
     python benchmarks/advantages.py --memory                   # peak RSS per call, one subprocess each
+    python benchmarks/advantages.py --table benchmarks/results/advantages_64k_r4.json ...   # the README table
 
 Without ``--out`` results go to the run directory, ``runs/bench/advantages/advantages.json`` (untracked, see
 :mod:`varpo.experiments.outdir`); ``--out`` names the file to write (committed results use
@@ -20,6 +21,10 @@ Contenders (N = P·G samples, K components, binary rewards; groups contiguous as
 for verl since verl groups by uid and reorders samples):
 * ``floor``: one ``torch.sum`` over the [N, K] reward matrix; ``index_add``: one segment sum of the shuffled
   [N, K] matrix into [P, K] (the stretch reference for dvao).
+* ``floor/f64_group_sums`` (contiguous) and ``floor/f64_segment_sums@shuffled``: per-group, per-component sums
+  of the [N, K] rewards accumulated in float64, one torch call each — the least work any estimator with
+  float64-grade statistics and per-component diagnostics must do (read every reward once, reduce once). Where
+  this floor alone exceeds the reference, no float64 implementation in eager PyTorch meets the <= 1.0 target.
 * ``varpo/<method>``: :func:`varpo.compute_advantages` incl. all its diagnostics (stats), contiguous layout;
   ``varpo/<method>@shuffled``: same with shuffled group ids (the scatter path); ``... stats=False``: the same
   calls without diagnostics (``compute_advantages(stats=False)``), i.e. the advantages alone.
@@ -138,6 +143,12 @@ def bench_case(
     contenders = {
         "floor": lambda: rewards.sum(),
         "index_add": lambda: torch.zeros(p, k).index_add_(0, ids_s, rewards_s),
+        # The float64 floor: per-group, per-component sums accumulated in float64 (the least work any estimator with
+        # float64-grade statistics and per-component diagnostics does: one read of every reward, one reduction).
+        "floor/f64_group_sums": lambda: rewards.view(p, group_size, k).sum(1, dtype=torch.float64),
+        "floor/f64_segment_sums@shuffled": lambda: torch.zeros(p, k, dtype=torch.float64).index_add_(
+            0, ids_s, rewards_s.double()
+        ),
     }
     for m in methods:
         contenders[f"varpo/{m}"] = lambda m=m: varpo.compute_advantages(rewards, ids, method=m)
@@ -241,7 +252,7 @@ def ratios(med: dict[str, float]) -> dict[str, float]:
     verl = med.get("verl/grpo_vectorized")
     verl_sum = med.get("verl/grpo_vectorized+sum")
     for name, t in med.items():
-        if not name.startswith("varpo/"):
+        if not name.startswith(("varpo/", "floor/")):
             continue
         if "@shuffled" in name:
             if verl:
@@ -311,7 +322,37 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def markdown_table(paths: list[str]) -> str:
+    """The benchmarks/README.md table from committed result files: per cell, each method's ``÷ TRL · ÷ verl``
+    (both <= 1.0 is issue 17's target), the float64 floor's same two ratios, and dvao@shuffled ÷ index_add."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            rows += json.load(f).get("results", [])
+    methods = [m for m in varpo.METHODS if any(f"varpo/{m} / trl" in r["ratios"] for r in rows)]
+    head = ["N", "K", "G", "TRL / verl ms", *[f"`{m}`" for m in methods], "f64 floor", "`dvao@shuffled` ÷ index_add"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(rows, key=lambda r: (r["n"], r["k"], r["g"])):
+        rat, med = r["ratios"], r["median_s"]
+        n = f"{r['n'] // 1024}k" if r["n"] < 1 << 20 else f"{r['n'] // (1 << 20)}M"
+        ref = f"{med.get('trl/sum_then_normalize', float('nan')) * 1e3:.1f} / {med.get('verl/grpo_vectorized', float('nan')) * 1e3:.1f}"
+        cells = [f"{_fmt(rat.get(f'varpo/{m} / trl'))} · {_fmt(rat.get(f'varpo/{m}@shuffled / verl'))}" for m in methods]
+        floor = f"{_fmt(rat.get('floor/f64_group_sums / trl'))} · {_fmt(rat.get('floor/f64_segment_sums@shuffled / verl'))}"
+        lines.append(
+            f"| {n} | {r['k']} | {r['g']} | {ref} | " + " | ".join(cells) + f" | {floor} | "
+            f"{_fmt(rat.get('varpo/dvao@shuffled / index_add'))} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--table":  # python benchmarks/advantages.py --table a.json b.json
+        print(markdown_table(sys.argv[2:]))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[65536])
     ap.add_argument("--k", type=int, nargs="+", default=[2, 3, 8, 32])
@@ -348,7 +389,11 @@ def main() -> None:
                     print(f"\nN={n} K={k} G={g}  (median of {args.repeats}, {args.clock} clock)")
                     for name, t in med.items():
                         print(f"  {name:32s} {t * 1e3:10.3f} ms")
-                    worst = max((v, key) for key, v in rat.items() if "index_add" not in key and "verl+sum" not in key)
+                    worst = max(
+                        (v, key)
+                        for key, v in rat.items()
+                        if "index_add" not in key and "verl+sum" not in key and not key.startswith("floor/")
+                    )
                     print(f"  worst ratio: {worst[1]} = {worst[0]:.2f}")
         payload["results"] = results
         payload["scaling"] = scaling_table(results)
