@@ -340,8 +340,12 @@ def markdown_table(paths: list[str]) -> str:
         rat, med = r["ratios"], r["median_s"]
         n = f"{r['n'] // 1024}k" if r["n"] < 1 << 20 else f"{r['n'] // (1 << 20)}M"
         ref = f"{med.get('trl/sum_then_normalize', float('nan')) * 1e3:.1f} / {med.get('verl/grpo_vectorized', float('nan')) * 1e3:.1f}"
-        cells = [f"{_fmt(rat.get(f'varpo/{m} / trl'))} · {_fmt(rat.get(f'varpo/{m}@shuffled / verl'))}" for m in methods]
-        floor = f"{_fmt(rat.get('floor/f64_group_sums / trl'))} · {_fmt(rat.get('floor/f64_segment_sums@shuffled / verl'))}"
+        cells = [
+            f"{_fmt(rat.get(f'varpo/{m} / trl'))} · {_fmt(rat.get(f'varpo/{m}@shuffled / verl'))}" for m in methods
+        ]
+        floor = (
+            f"{_fmt(rat.get('floor/f64_group_sums / trl'))} · {_fmt(rat.get('floor/f64_segment_sums@shuffled / verl'))}"
+        )
         lines.append(
             f"| {n} | {r['k']} | {r['g']} | {ref} | " + " | ".join(cells) + f" | {floor} | "
             f"{_fmt(rat.get('varpo/dvao@shuffled / index_add'))} |"

@@ -80,7 +80,10 @@ def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int) -> list[f
     timer = step_timer()
     with tempfile.TemporaryDirectory() as out:
         if kind == "trl":
-            cls, args = trl.GRPOTrainer, trl.GRPOConfig(**common_args(out, steps), loss_type="dapo", scale_rewards="group")
+            cls, args = (
+                trl.GRPOTrainer,
+                trl.GRPOConfig(**common_args(out, steps), loss_type="dapo", scale_rewards="group"),
+            )
         else:
             cls = VarpoGRPOTrainer
             args = VarpoGRPOConfig(**common_args(out, steps), advantage_method="grpo", loss_aggregation="token_mean")

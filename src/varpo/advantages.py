@@ -168,12 +168,18 @@ class SigmaEMA:
         return self.value
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "shrink": self.shrink, "value": None if self.value is None else self.value.tolist()}
+        return {
+            "decay": self.decay,
+            "shrink": self.shrink,
+            "value": None if self.value is None else self.value.tolist(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` output; a one-line ``ValueError`` names a missing or invalid key."""
         if not isinstance(state, dict):
-            raise ValueError(f"SigmaEMA state must be a dict with keys decay, shrink, value; got {type(state).__name__}")
+            raise ValueError(
+                f"SigmaEMA state must be a dict with keys decay, shrink, value; got {type(state).__name__}"
+            )
         missing = [key for key in ("decay", "shrink", "value") if key not in state]
         if missing:
             raise ValueError(f"SigmaEMA state is missing key(s) {missing} (expected decay, shrink, value)")
@@ -196,7 +202,9 @@ class RewardBatch:
     combination ``Σ_k w_k dev_k`` come from one tiled pass and the [N, K] validity mask is never built.
     """
 
-    def __init__(self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int, diagnostics: bool = True) -> None:
+    def __init__(
+        self, rewards: Tensor, index: GroupIndex, weights: Tensor, ddof: int, diagnostics: bool = True
+    ) -> None:
         self.rewards = rewards  # [N, K] as given (any float dtype)
         # False: the caller discards the effective weights (compute_advantages(stats=False)); built-in estimators
         # then skip computing them and return None in their place. Registered estimators may ignore this.
@@ -757,7 +765,15 @@ def _stats(
     del values[-k:]
     out = dict(
         zip(
-            ["frac_zero_std_groups", "adv_abs_mean", "adv_sq_mean", "adv_max_abs", "adv_mean", "adv_std", "frac_unscorable"],
+            [
+                "frac_zero_std_groups",
+                "adv_abs_mean",
+                "adv_sq_mean",
+                "adv_max_abs",
+                "adv_mean",
+                "adv_std",
+                "frac_unscorable",
+            ],
             values[:7],
         )
     )

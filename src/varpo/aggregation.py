@@ -160,7 +160,9 @@ def aggregate_loss(
     if needs_max_length(mode) and not (
         isinstance(max_length, numbers.Real) and not isinstance(max_length, bool) and 0 < max_length < math.inf
     ):
-        raise ValueError(f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0, got {max_length!r}")
+        raise ValueError(
+            f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0, got {max_length!r}"
+        )
     _check_alpha(alpha)
     mask = check_mask(mask)
     if scale is None:
@@ -223,9 +225,7 @@ AGGREGATORS: dict = {
     "seq_mean_token_sum_norm": seq_mean_token_sum_norm,
     "vl_norm": vl_norm,
 }
-AGGREGATION_INFO.update(
-    {name: AggregationInfo(needs_max_length=name in _NEEDS_MAX_LENGTH) for name in AGGREGATIONS}
-)
+AGGREGATION_INFO.update({name: AggregationInfo(needs_max_length=name in _NEEDS_MAX_LENGTH) for name in AGGREGATIONS})
 
 
 def _check_alpha(alpha: float) -> None:

@@ -51,7 +51,9 @@ def _check_inputs(logprobs, old_logprobs, advantages, mask) -> Tensor:
         shapes = [tuple(getattr(x, "shape", ())) for x in (logprobs, old_logprobs, mask)]
         raise ValueError(f"logprobs, old_logprobs and mask must share one shape [B, T], got {shapes}")
     if advantages.shape not in (logprobs.shape[:1], logprobs.shape):
-        raise ValueError(f"advantages must be [B] or [B, T] for logprobs {tuple(logprobs.shape)}, got {tuple(advantages.shape)}")
+        raise ValueError(
+            f"advantages must be [B] or [B, T] for logprobs {tuple(logprobs.shape)}, got {tuple(advantages.shape)}"
+        )
     return check_mask(mask)
 
 

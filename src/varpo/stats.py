@@ -432,7 +432,9 @@ class Deviations:
         return out
 
 
-def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Tensor) -> tuple[GroupStats, Tensor] | None:
+def fast_group_stats(
+    rewards: Tensor, index: GroupIndex, ddof: int, weights: Tensor
+) -> tuple[GroupStats, Tensor] | None:
     """:func:`group_stats` for a batch with every reward finite and unit scales, plus ``c = dev @ weights`` ``[N]``;
     ``None`` when that does not hold (a non-finite reward, float64 rewards needing scale-robust units, or rewards
     that require grad), and the caller takes :func:`group_stats`.
@@ -452,6 +454,7 @@ def fast_group_stats(rewards: Tensor, index: GroupIndex, ddof: int, weights: Ten
     p, g = index.num_groups, index.group_size
     dev_stream = Deviations(rewards, index, torch.empty(0), None)
     kmajor = dev_stream.kmajor
+
     # [P, K] statistics; component-major tiles store them as [K, P] in memory (transposed views): tile results
     # and segment sums then land in contiguous rows, and per-component reductions over groups read contiguously.
     def stat() -> Tensor:

@@ -32,8 +32,19 @@ def _whiten(x: list[float], rows: list[bool], eps: float, ddof: int) -> list[flo
     return [_div(v - mu, sd + eps) if ok else 0.0 for v, ok in zip(x, rows)]
 
 
-def oracle_advantages(rewards, group_ids, method, weights=None, eps=1e-6, ddof=1, saw_base="grpo",
-                      saw_offsets=None, rvpo_k=1.0, rvpo_variant="softmin", rvpo_beta=0.5):
+def oracle_advantages(
+    rewards,
+    group_ids,
+    method,
+    weights=None,
+    eps=1e-6,
+    ddof=1,
+    saw_base="grpo",
+    saw_offsets=None,
+    rvpo_k=1.0,
+    rvpo_variant="softmin",
+    rvpo_beta=0.5,
+):
     n, k = len(rewards), len(rewards[0])
     w = [1.0 / k] * k if weights is None else [float(x) for x in weights]
     valid = [[math.isfinite(rewards[i][j]) for j in range(k)] for i in range(n)]

@@ -38,7 +38,14 @@ _zA = 0.5 / S  # .866025: |z| of every entry in group 7
 _zB = 0.5 / math.sqrt(0.5)  # .707107: |z_acc| in group 3
 HAND = {
     # c = .5(dev_acc + dev_fmt): group 7 -> [.5, 0, 0, -.5], σ_c = sqrt(.5/3); group 3 -> ±.25, σ_c = sqrt(.125)
-    "grpo": [0.5 / math.sqrt(0.5 / 3), 0.25 / math.sqrt(0.125), 0.0, 0.0, -0.25 / math.sqrt(0.125), -0.5 / math.sqrt(0.5 / 3)],
+    "grpo": [
+        0.5 / math.sqrt(0.5 / 3),
+        0.25 / math.sqrt(0.125),
+        0.0,
+        0.0,
+        -0.25 / math.sqrt(0.125),
+        -0.5 / math.sqrt(0.5 / 3),
+    ],
     "dr_grpo": [0.5, 0.25, 0.0, 0.0, -0.25, -0.5],
     # .5(z_acc + z_fmt): group 7 -> ±.866 or 0; group 3 -> .5·(±.707) + .5·0
     "ac": [_zA, 0.5 * _zB, 0.0, 0.0, -0.5 * _zB, -_zA],
@@ -47,14 +54,28 @@ HAND = {
     # batch whitening of ac (ddof 1 over the 6 samples; the mean is 0)
     "gdpo": _whiten([_zA, 0.5 * _zB, 0.0, 0.0, -0.5 * _zB, -_zA]),
     # soft-min (k=1) of the z pairs, then batch whitening
-    "rvpo": _whiten([_rvpo_x(_zA, _zA), _rvpo_x(_zB, 0.0), _rvpo_x(_zA, -_zA), _rvpo_x(-_zA, _zA),
-                     _rvpo_x(-_zB, 0.0), _rvpo_x(-_zA, -_zA)]),
+    "rvpo": _whiten(
+        [
+            _rvpo_x(_zA, _zA),
+            _rvpo_x(_zB, 0.0),
+            _rvpo_x(_zA, -_zA),
+            _rvpo_x(-_zA, _zA),
+            _rvpo_x(-_zB, 0.0),
+            _rvpo_x(-_zA, -_zA),
+        ]
+    ),
     # batch CV: acc [1,1,1,0,0,0] mean .5 sd sqrt(.3); fmt 4/6 ones, mean 2/3 sd sqrt(4/15)
     # -> w' = CV/ΣCV = (2-√2, √2-1) = (.585786, .414214); then RC + group z-score:
     #    group 7: c = [.5, d, -d, -.5] with d = (w'_acc - w'_fmt)/2 = (3-2√2)/2, σ_c = sqrt((.5 + 2d²)/3) = √2-1
     #    group 3: c = ±.5·w'_acc, σ_c = |c|·√2  ->  ±1/√2
-    "saw": [0.5 / (math.sqrt(2) - 1), 1 / math.sqrt(2), (3 - 2 * math.sqrt(2)) / 2 / (math.sqrt(2) - 1),
-            -(3 - 2 * math.sqrt(2)) / 2 / (math.sqrt(2) - 1), -1 / math.sqrt(2), -0.5 / (math.sqrt(2) - 1)],
+    "saw": [
+        0.5 / (math.sqrt(2) - 1),
+        1 / math.sqrt(2),
+        (3 - 2 * math.sqrt(2)) / 2 / (math.sqrt(2) - 1),
+        -(3 - 2 * math.sqrt(2)) / 2 / (math.sqrt(2) - 1),
+        -1 / math.sqrt(2),
+        -0.5 / (math.sqrt(2) - 1),
+    ],
 }
 
 
@@ -88,6 +109,7 @@ def test_hand_stats():
 # Loop oracle vs vectorized: random groups in shuffled order, unequal sizes, missing rewards.
 # --------------------------------------------------------------------------------------------------------------
 
+
 @st.composite
 def reward_batches(draw):
     k = draw(st.integers(1, 4))
@@ -110,8 +132,14 @@ def reward_batches(draw):
 @given(batch=reward_batches(), ddof=st.sampled_from([0, 1]), eps=st.sampled_from([1e-6, 1e-4]))
 def test_matches_loop_oracle(method, batch, ddof, eps):
     rewards, ids, weights = batch
-    got = varpo.compute_advantages(torch.tensor(rewards, dtype=torch.float64), torch.tensor(ids), method=method,
-                                   weights=weights, eps=eps, ddof=ddof).advantages
+    got = varpo.compute_advantages(
+        torch.tensor(rewards, dtype=torch.float64),
+        torch.tensor(ids),
+        method=method,
+        weights=weights,
+        eps=eps,
+        ddof=ddof,
+    ).advantages
     want = oracle_advantages(rewards, ids, method, weights, eps=eps, ddof=ddof)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float32), rtol=2e-4, atol=2e-4)
@@ -163,12 +191,17 @@ def test_group_index_layouts():
 # --------------------------------------------------------------------------------------------------------------
 
 EDGE_CASES = {
-    "nan_rewards": (torch.tensor([[1.0, float("nan")], [0.0, 1.0], [float("nan"), float("nan")], [1.0, 0.0]]),
-                    torch.tensor([0, 0, 0, 0])),
+    "nan_rewards": (
+        torch.tensor([[1.0, float("nan")], [0.0, 1.0], [float("nan"), float("nan")], [1.0, 0.0]]),
+        torch.tensor([0, 0, 0, 0]),
+    ),
     "inf_rewards": (torch.tensor([[float("inf"), 1.0], [0.0, -float("inf")], [1.0, 0.0]]), torch.tensor([0, 0, 0])),
     "constant_groups": (torch.ones(6, 2), torch.tensor([0, 0, 0, 1, 1, 1])),
     "size_one_groups": (torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0, 1, 2])),
-    "huge_rewards": (torch.tensor([[1e30, -1e30], [-1e30, 1e30], [1e30, 1e30], [0.0, 0.0]]), torch.tensor([0, 0, 1, 1])),
+    "huge_rewards": (
+        torch.tensor([[1e30, -1e30], [-1e30, 1e30], [1e30, 1e30], [0.0, 0.0]]),
+        torch.tensor([0, 0, 1, 1]),
+    ),
     "k_equals_one": (torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0]), torch.tensor([3, 3, 3, 8, 8])),
     "all_missing": (torch.full((4, 2), float("nan")), torch.tensor([0, 0, 1, 1])),
 }
@@ -252,6 +285,8 @@ def test_sigma_ema_shrinks_small_group_noise_and_zero_shrink_is_exact():
 @pytest.mark.parametrize("method", varpo.METHODS)
 def test_constant_group_with_rounding_noise_is_exactly_zero(method):
     # sum(0.1 × 16) / 16 != 0.1 in floating point; with eps = 0 a naive z-score would be ±1 noise.
-    rewards = torch.cat([torch.full((16, 1), 0.1, dtype=torch.float64), torch.full((16, 1), 0.7, dtype=torch.float64)], 1)
+    rewards = torch.cat(
+        [torch.full((16, 1), 0.1, dtype=torch.float64), torch.full((16, 1), 0.7, dtype=torch.float64)], 1
+    )
     out = varpo.compute_advantages(rewards, torch.zeros(16, dtype=torch.long), method=method, eps=0.0)
     assert torch.equal(out.advantages, torch.zeros(16))

@@ -20,7 +20,8 @@ def test_hand_values():
     assert float(agg(LOSS, MASK, "vl_norm", max_length=4, alpha=1.0)) == pytest.approx(1.125)
     # α = .5: L^-.5 = (.57735, 1) -> (1/4)·(.57735·6 + 4) / 1.57735
     assert float(agg(LOSS, MASK, "vl_norm", max_length=4, alpha=0.5)) == pytest.approx(
-        (3 ** -0.5 * 6 + 4) / (4 * (3 ** -0.5 + 1)))
+        (3**-0.5 * 6 + 4) / (4 * (3**-0.5 + 1))
+    )
 
 
 def test_vl_norm_alpha_zero_is_dr_grpo_and_weights_route_is_identical():
@@ -29,12 +30,16 @@ def test_vl_norm_alpha_zero_is_dr_grpo_and_weights_route_is_identical():
     mask = (torch.rand(16, 12, generator=gen) > 0.4).double()
     mask[3] = 0.0  # an empty sequence
     m = 12
-    torch.testing.assert_close(varpo.aggregate_loss(loss, mask, "vl_norm", max_length=m, alpha=0.0),
-                               varpo.aggregate_loss(loss, mask, "seq_mean_token_sum_norm", max_length=m))
+    torch.testing.assert_close(
+        varpo.aggregate_loss(loss, mask, "vl_norm", max_length=m, alpha=0.0),
+        varpo.aggregate_loss(loss, mask, "seq_mean_token_sum_norm", max_length=m),
+    )
     for alpha in (0.5, 0.75, 1.0):
         w = varpo.vl_norm_weights(mask.sum(-1), alpha)  # official ΔL-Norm route: scale advantages, Dr.GRPO norm
-        torch.testing.assert_close(varpo.aggregate_loss(loss * w.unsqueeze(1), mask, "seq_mean_token_sum_norm", max_length=m),
-                                   varpo.aggregate_loss(loss, mask, "vl_norm", max_length=m, alpha=alpha))
+        torch.testing.assert_close(
+            varpo.aggregate_loss(loss * w.unsqueeze(1), mask, "seq_mean_token_sum_norm", max_length=m),
+            varpo.aggregate_loss(loss, mask, "vl_norm", max_length=m, alpha=alpha),
+        )
         assert w[3] == 0.0
 
 

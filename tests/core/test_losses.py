@@ -19,8 +19,9 @@ def test_ppo_clip_hand_values():
     logp = torch.tensor([[1.0], [1.0], [0.0], [-1.0]])
     old = torch.zeros(4, 1)
     adv = torch.tensor([1.0, -1.0, 2.0, 1.0])
-    loss, m = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=_ones(4, 1),
-                                clip_low=0.2, clip_high=0.28)
+    loss, m = varpo.policy_loss(
+        "ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=_ones(4, 1), clip_low=0.2, clip_high=0.28
+    )
     # row 0: min(e·1, 1.28·1) = 1.28 -> -1.28   (clipped above, A > 0)
     # row 1: min(-e, -1.28) = -e    -> e       (A < 0: unclipped side is the pessimistic one)
     # row 2: on-policy: -2
@@ -34,8 +35,15 @@ def test_ppo_clip_sequence_level_ratio_gspo():
     logp = torch.tensor([[0.3, 0.1, 9.0]])  # third token is padding
     old = torch.zeros(1, 3)
     mask = torch.tensor([[1.0, 1.0, 0.0]])
-    loss, m = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=old, advantages=torch.tensor([1.0]),
-                                mask=mask, importance_sampling_level="sequence", clip_low=0.5)
+    loss, m = varpo.policy_loss(
+        "ppo_clip",
+        logprobs=logp,
+        old_logprobs=old,
+        advantages=torch.tensor([1.0]),
+        mask=mask,
+        importance_sampling_level="sequence",
+        clip_low=0.5,
+    )
     ratio = math.exp(0.2)  # exp(mean of the unmasked log-ratios)
     torch.testing.assert_close(loss, torch.full((1, 3), -ratio))
     assert m["ratio_mean"] == pytest.approx(ratio)
@@ -44,15 +52,23 @@ def test_ppo_clip_sequence_level_ratio_gspo():
 def test_ppo_clip_k3_kl():
     logp = torch.tensor([[-1.0, -2.0]])
     ref = torch.tensor([[-1.5, -1.0]])
-    loss, m = varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=logp.detach(), advantages=torch.zeros(1),
-                                mask=_ones(1, 2), ref_logprobs=ref, beta=0.1)
+    loss, m = varpo.policy_loss(
+        "ppo_clip",
+        logprobs=logp,
+        old_logprobs=logp.detach(),
+        advantages=torch.zeros(1),
+        mask=_ones(1, 2),
+        ref_logprobs=ref,
+        beta=0.1,
+    )
     d = ref - logp
     kl = torch.exp(d) - d - 1
     torch.testing.assert_close(loss, 0.1 * kl)
     assert m["kl"] == pytest.approx(float(kl.mean()))
     with pytest.raises(ValueError, match="ref_logprobs"):
-        varpo.policy_loss("ppo_clip", logprobs=logp, old_logprobs=logp, advantages=torch.zeros(1), mask=_ones(1, 2),
-                          beta=0.1)
+        varpo.policy_loss(
+            "ppo_clip", logprobs=logp, old_logprobs=logp, advantages=torch.zeros(1), mask=_ones(1, 2), beta=0.1
+        )
 
 
 def test_ppo_clip_on_policy_gradient_is_reinforce():
@@ -92,8 +108,9 @@ def test_gvpo_gradient_equals_paper_eq8(seed):
     beta, g = 0.1, 4
     logp = torch.nn.functional.logsigmoid(logits)  # any differentiable per-token log-prob
     a = varpo.compute_advantages(rewards, ids, method="dr_grpo").advantages.double()
-    loss, _ = varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=old, advantages=a, mask=mask, group_ids=ids,
-                                gvpo_beta=beta)
+    loss, _ = varpo.policy_loss(
+        "gvpo", logprobs=logp, old_logprobs=old, advantages=a, mask=mask, group_ids=ids, gvpo_beta=beta
+    )
     (got,) = torch.autograd.grad(loss.sum(), logits, retain_graph=True)
     # eq. 8 (+ Listing 1's 1/(k-1)): ∇L = -β Σ_i [(a_i - ā) - β(s_i - s_old,i - mean_g(s - s_old))] ∇ s_i / (k-1)
     with torch.no_grad():
@@ -111,18 +128,19 @@ def test_gvpo_value_and_whole_group_check():
     logits, old, mask, ids, rewards = _gvpo_inputs(2)
     logp = torch.nn.functional.logsigmoid(logits)
     a = varpo.compute_advantages(rewards, ids, method="dr_grpo").advantages.double()
-    loss, m = varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=logp.detach(), advantages=a, mask=mask,
-                                group_ids=ids)
+    loss, m = varpo.policy_loss(
+        "gvpo", logprobs=logp, old_logprobs=logp.detach(), advantages=a, mask=mask, group_ids=ids
+    )
     assert loss.shape == (12, 1)
     # on-policy R_θ = 0 in value: loss_i = ½ (a_i - ā)² / (k - 1)
     torch.testing.assert_close(loss.squeeze(1), 0.5 * a.detach() ** 2 / 3)
     assert m["implicit_reward_abs_mean"] == 0.0
     with pytest.raises(ValueError, match="whole groups"):
-        varpo.policy_loss("gvpo", logprobs=logp[:-1], old_logprobs=old[:-1], advantages=a[:-1], mask=mask[:-1],
-                          group_ids=ids[:-1])
+        varpo.policy_loss(
+            "gvpo", logprobs=logp[:-1], old_logprobs=old[:-1], advantages=a[:-1], mask=mask[:-1], group_ids=ids[:-1]
+        )
     with pytest.raises(ValueError, match="whole groups"):
-        varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=old, advantages=a, mask=mask, group_ids=ids,
-                          group_size=6)
+        varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=old, advantages=a, mask=mask, group_ids=ids, group_size=6)
 
 
 def test_gvpo_theorem_3_1_tabular_policy_converges_to_tilted_reference():
@@ -141,8 +159,15 @@ def test_gvpo_theorem_3_1_tabular_policy_converges_to_tilted_reference():
     opt = torch.optim.Adam([theta], lr=0.05)
     for _ in range(3000):
         logp = torch.log_softmax(theta, 0).unsqueeze(1)  # [6, 1]: one "token" per response
-        loss, _ = varpo.policy_loss("gvpo", logprobs=logp, old_logprobs=ref_logp.unsqueeze(1), advantages=adv,
-                                    mask=torch.ones(6, 1, dtype=torch.float64), group_ids=ids, gvpo_beta=beta)
+        loss, _ = varpo.policy_loss(
+            "gvpo",
+            logprobs=logp,
+            old_logprobs=ref_logp.unsqueeze(1),
+            advantages=adv,
+            mask=torch.ones(6, 1, dtype=torch.float64),
+            group_ids=ids,
+            gvpo_beta=beta,
+        )
         opt.zero_grad()
         loss.sum().backward()
         opt.step()

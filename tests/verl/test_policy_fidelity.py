@@ -48,6 +48,20 @@ def _batch(seed: int, b: int = 12, t: int = 9, spread: float = 1.5):
     return logp, old, adv, mask
 
 
+def _ppo_clip(logp, old, adv, mask, **options):
+    """varpo's ppo_clip at the clip range these tests share with verl's config."""
+    return varpo.policy_loss(
+        "ppo_clip",
+        logprobs=logp,
+        old_logprobs=old,
+        advantages=adv,
+        mask=mask,
+        clip_low=CLIP_LOW,
+        clip_high=CLIP_HIGH,
+        **options,
+    )
+
+
 def _grad(loss, x):
     (g,) = torch.autograd.grad(loss, x)
     return g
@@ -69,16 +83,7 @@ def test_ppo_clip_with_dual_clip_equals_verl_vanilla(seed, verl_mode, mode):
         loss_agg_mode=verl_mode,
         config=_config("vanilla", clip_ratio_c=3.0),
     )
-    per_token, metrics = varpo.policy_loss(
-        "ppo_clip",
-        logprobs=logp,
-        old_logprobs=old,
-        advantages=adv,
-        mask=mask,
-        clip_low=CLIP_LOW,
-        clip_high=CLIP_HIGH,
-        clip_ratio_c=3.0,
-    )
+    per_token, metrics = _ppo_clip(logp, old, adv, mask, clip_ratio_c=3.0)
     ours = varpo.aggregate_loss(per_token, mask, mode)
     tol = EXACT if mode == "token_mean" else SEQ_MEAN
     torch.testing.assert_close(ours, theirs, **tol)
@@ -92,19 +97,8 @@ def test_without_dual_clip_varpo_differs_from_verl_exactly_where_the_cap_binds()
     logp, old, adv, mask = _batch(3)
     verl_fn = get_policy_loss_fn("vanilla")
     config = _config("vanilla", clip_ratio_c=3.0)
-    plain, _ = varpo.policy_loss(
-        "ppo_clip", logprobs=logp, old_logprobs=old, advantages=adv, mask=mask, clip_low=CLIP_LOW, clip_high=CLIP_HIGH
-    )
-    dual, _ = varpo.policy_loss(
-        "ppo_clip",
-        logprobs=logp,
-        old_logprobs=old,
-        advantages=adv,
-        mask=mask,
-        clip_low=CLIP_LOW,
-        clip_high=CLIP_HIGH,
-        clip_ratio_c=3.0,
-    )
+    plain, _ = _ppo_clip(logp, old, adv, mask)
+    dual, _ = _ppo_clip(logp, old, adv, mask, clip_ratio_c=3.0)
     cap = (adv < 0) & (plain.detach() > -3.0 * adv)
     assert bool(cap.any())
     torch.testing.assert_close(dual.detach()[cap], (-3.0 * adv)[cap])  # capped at -c·A

@@ -83,12 +83,7 @@ def _read_json(path: Path) -> list[dict]:
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if path.suffix.lower() == ".json" and not _looks_like_json_lines(text):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}, line {e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
-        except RecursionError:
-            raise ValueError(f"{path}: invalid JSON (nested too deeply)") from None
+        data = _loads(text, path, None)
         if isinstance(data, list):
             return [_record(r, path, f"row {i}") for i, r in enumerate(data, 1)]
         if isinstance(data, Mapping) and data and all(isinstance(v, list) for v in data.values()):
@@ -104,13 +99,7 @@ def _read_json(path: Path) -> list[dict]:
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}, line {lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
-        except RecursionError:
-            raise ValueError(f"{path}, line {lineno}: invalid JSON (nested too deeply)") from None
-        records.append(_record(value, path, f"line {lineno}"))
+        records.append(_record(_loads(line, path, lineno), path, f"line {lineno}"))
     return records
 
 
@@ -123,6 +112,19 @@ def _looks_like_json_lines(text: str) -> bool:
         return isinstance(json.loads(first), dict) and bool(text.strip()[len(first.strip()) :].strip())
     except (json.JSONDecodeError, RecursionError):
         return False
+
+
+def _loads(text: str, path: Path, lineno: int | None) -> Any:
+    """``json.loads`` with one-line errors naming the file and line: ``lineno`` is the line of a JSON-lines record,
+    ``None`` for a whole-file document (the decoder's own line number is used then)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        line = e.lineno if lineno is None else lineno
+        raise ValueError(f"{path}, line {line}: invalid JSON ({e.msg}, column {e.colno})") from None
+    except RecursionError:
+        where = "" if lineno is None else f", line {lineno}"
+        raise ValueError(f"{path}{where}: invalid JSON (nested too deeply)") from None
 
 
 def _record(value: Any, path: Path, where: str) -> dict:

@@ -150,7 +150,9 @@ class VarpoGRPOConfig(GRPOConfig):
     )
     clip_ratio_c: float | None = field(
         default=None,
-        metadata={"help": "ppo_clip only: dual-clip cap c > 1 (loss <= -c·A for A < 0; verl's default 3.0). None: off."},
+        metadata={
+            "help": "ppo_clip only: dual-clip cap c > 1 (loss <= -c·A for A < 0; verl's default 3.0). None: off."
+        },
     )
     loss_aggregation: str = field(
         default="token_mean", metadata={"help": f"Loss aggregation: {', '.join(AGGREGATIONS)} or a registered one."}

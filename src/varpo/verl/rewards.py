@@ -182,6 +182,7 @@ def compute_score_batch(
         out.append({"score": score, **values, SIGNAL_KEY: signal_code(values)})
     return out
 
+
 def signal_code(components: Mapping[str, float]) -> float:
     """One float that is equal for two samples iff their whole component vectors are equal.
 
