@@ -63,3 +63,20 @@ def test_cancelling_rewards_take_the_exact_route(monkeypatch):
     assert calls == [None]
     # exact batch mean of component 0 is 4 / 4 = 1, σ = sqrt((2e60 + ...) / 3): CV from the exact sum
     assert out.stats["saw_cv/0"] == pytest.approx(float(r[:, 0].double().std()) / (1.0 + 1e-8), rel=1e-12)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_pooled_route_holds_at_a_million_samples(monkeypatch, shuffled):
+    """The error bound grows with the longest group plus the number of groups, not with N: a 1M-sample batch (the
+    scale of issue 17's benchmark) keeps the pooled route, and still agrees with the exact sums to 1e-10."""
+    gen = torch.Generator().manual_seed(3)
+    n, g = 1 << 20, 16
+    rewards = torch.randint(0, 2, (n, 2), generator=gen).float()
+    rewards[:, 1] += torch.rand(n, generator=gen)  # non-dyadic sums too
+    ids = torch.arange(n // g).repeat_interleave(g)
+    if shuffled:
+        ids = ids[torch.randperm(n, generator=gen)]
+    fast, exact = _both(monkeypatch, rewards, ids)
+    for key, want in exact.stats.items():
+        if key.startswith(("saw_cv/", "weight/")):
+            assert fast.stats[key] == pytest.approx(want, rel=1e-10, abs=1e-300), key
