@@ -382,7 +382,12 @@ class Deviations:
         inv = self.index.inverse[rows]
         if self.kmajor and t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1:  # stored [K, P]: gather rows
             return t.T.index_select(1, inv)  # [K, n]
-        part = t.index_select(0, inv)  # [n, K]
+        # Gathered into workspace 2 (a fresh [n, K] buffer would be paged in on every tile); every caller consumes
+        # the result before the next call.
+        if t.dtype == STAT_DTYPE and not t.requires_grad and t.dim() == 2:
+            part = torch.index_select(t, 0, inv, out=_workspace(2, (inv.shape[0], t.shape[1]), t.device))
+        else:
+            part = t.index_select(0, inv)  # [n, K]
         return part.T if self.kmajor else part
 
     def shaped(self, x: Tensor) -> Tensor:
@@ -641,7 +646,15 @@ def scale_by_group(x: Tensor, per_group: Tensor, index: GroupIndex) -> Tensor:
     """``x_i · f_g(i)`` for ``x [N]`` and ``per_group [P]``, without materializing the broadcast on the dense path."""
     if index.group_size is not None:
         return (x.view(index.num_groups, index.group_size) * per_group.unsqueeze(1)).view(-1)
-    return x * per_group.index_select(0, index.inverse)
+    if x.dtype != STAT_DTYPE or per_group.dtype != STAT_DTYPE or x.requires_grad or per_group.requires_grad:
+        return x * per_group.index_select(0, index.inverse)
+    out = torch.empty_like(x)
+    for r0 in range(0, x.shape[0], TILE_ELEMENTS):  # the gathered factors go through a reused tile buffer
+        rows = slice(r0, r0 + TILE_ELEMENTS)
+        inv = index.inverse[rows]
+        factors = torch.index_select(per_group, 0, inv, out=_workspace(2, inv.shape, x.device))
+        torch.mul(x[rows], factors, out=out[rows])
+    return out
 
 
 def inverse_or_zero(den: Tensor) -> Tensor:
