@@ -463,12 +463,17 @@ def fast_group_stats(
     # [P, K] statistics. Contiguous layout with component-major tiles: stored as [K, P] in memory (transposed
     # views), so tile results land in contiguous rows and per-component reductions over groups read contiguously.
     # Shuffled ids: row-major [P, K], which per-sample gathers of group values need (index_select of whole rows).
-    def stat() -> Tensor:
+    # Every entry is written below except the row-major scatter sums, which accumulate into zeros (an empty buffer
+    # skips a fill pass over [P, K], as large as [N, K] / G).
+    def stat(accumulate: bool) -> Tensor:
+        new = torch.zeros if accumulate else torch.empty
         if kmajor and g is not None:
-            return torch.zeros((k, p), dtype=STAT_DTYPE, device=rewards.device).T
-        return torch.zeros((p, k), dtype=STAT_DTYPE, device=rewards.device)
+            return new((k, p), dtype=STAT_DTYPE, device=rewards.device).T
+        return new((p, k), dtype=STAT_DTYPE, device=rewards.device)
 
-    mean, sum_sq, std = stat(), stat(), stat()
+    scatter_rows = g is None and not kmajor
+    mean, sum_sq = stat(scatter_rows), stat(scatter_rows)
+    std = stat(False) if g is not None else None  # the scatter path computes it from sum_sq
     c = torch.empty(n, dtype=STAT_DTYPE, device=rewards.device)
     noisy = False  # some constant group had rounding-noise σ > 0 (its deviations were zeroed before projecting)
     if g is not None:  # one loop: sum, center, square, project per tile of whole groups
