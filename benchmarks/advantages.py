@@ -391,6 +391,20 @@ def markdown_table(paths: list[str]) -> str:
             f"| {n} | {r['k']} | {r['g']} | {ref} | " + " | ".join(cells) + f" | {floor} | "
             f"{_fmt(rat.get('varpo/dvao@shuffled / index_add'))} |"
         )
+    scaling = scaling_table(rows)
+    if scaling:
+        cols = ["varpo/grpo", "varpo/grpo@shuffled", "varpo/dvao", "varpo/dvao@shuffled", "varpo/rvpo"]
+        cols += ["trl/sum_then_normalize", "verl/grpo_vectorized"]
+        lines += [
+            "",
+            "time(N_hi) / time(N_lo):",
+            "",
+            "| K, G | N_hi / N_lo | " + " | ".join(f"`{c}`" for c in cols) + " |",
+        ]
+        lines.append("|" + "---|" * (len(cols) + 2))
+        for key, row in scaling.items():
+            vals = " | ".join(_fmt(row["ratio"].get(c)) for c in cols)
+            lines.append(f"| {key} | {row['n_hi'] / row['n_lo']:.0f} | {vals} |")
     return "\n".join(lines)
 
 
