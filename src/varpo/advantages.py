@@ -437,11 +437,12 @@ def _saw_moments_pooled(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Te
     exact-sum route over the rewards).
 
     σ: the parallel variance formula Σ_g [SS_g + n_g (μ_g - μ)²] (:func:`varpo.stats.pooled_mean_std`), float64-
-    grade; a shift by off does not change it. μ: Σ_g n_g μ_g / N from μ_g = (Σ_{i∈g} r_i) / n_g. Any order of
-    summing m terms errs by at most (m - 1)·u·Σ|terms| (u = 2^-53, first order), so the group sums add at most
-    (n_max - 1)·u·Σ|r|, the sum over P groups (P - 1)·u·Σ|r|, and the divisions, products and the offset a few u:
-    |error of μ| <= 2·(n_max + P + 2)·u·Σ|r| / N, the factor 2 covering second-order terms (this replaced a
-    looser 4·N bound, which no batch of 1M samples could pass). Σ|r| is bounded without reading the rewards:
+    grade; a shift by off does not change it. μ: Σ_g n_g μ_g / N from μ_g = (Σ_{i∈g} r_i) / n_g. Summing m terms
+    in any order errs by at most γ_{m-1}·Σ|terms| (Higham, Accuracy and Stability, §4.2; γ_k = k·u / (1 - k·u),
+    u = 2^-53), so the group sums add at most (n_max - 1)·u·Σ|r| / N to μ, the sum over P groups (P - 1)·u·Σ|r| / N,
+    and the divisions, the products n_g·μ_g and the offset one u each: |error of μ| <= 1.01·(n_max + P + 3)·u·Σ|r|
+    / N, the 1.01 covering γ_k / (k·u) and cross terms for k <= 2^40 (this replaced a looser 4·N bound, which no
+    batch of 1M samples could pass). Σ|r| is bounded without reading the rewards:
     Σ_{i∈g} |r_i| <= n_g |μ_g| + sqrt(n_g · SS_g) (Cauchy-Schwarz on the deviations). When that error bound is at
     most 1e-10·|μ + off| — the same test the float-sum route uses before it falls back to an exact sum — the CV is
     accurate to ~1e-10 relative and, like the exact-sum route, independent of sample order to that precision.
@@ -454,8 +455,8 @@ def _saw_moments_pooled(b: RewardBatch, o: AdvantageOptions) -> tuple[Tensor, Te
         off = torch.tensor(o.saw_offsets, dtype=STAT_DTYPE, device=mean.device)
         mean = mean + off
         bound = bound + n * off.abs()
-    levels = st.count.amax(0) + st.count.shape[0] + 2.0  # [K] n_max + P + 2 (rounding steps in any chain)
-    err = 2.0 * levels * 2.0**-53 * bound / n.clamp_min(1.0)  # bound on |error of mean|
+    levels = st.count.amax(0) + st.count.shape[0] + 3.0  # [K] n_max + P + 3 (rounding steps in any chain)
+    err = 1.01 * levels * 2.0**-53 * bound / n.clamp_min(1.0)  # bound on |error of mean|
     if not bool(torch.isfinite(bound).all()) or bool((err > 1e-10 * mean.abs()).any()):
         return None
     return mean, std

@@ -65,12 +65,12 @@ def test_cancelling_rewards_take_the_exact_route(monkeypatch):
     assert out.stats["saw_cv/0"] == pytest.approx(float(r[:, 0].double().std()) / (1.0 + 1e-8), rel=1e-12)
 
 
-@pytest.mark.parametrize("shuffled", [False, True])
-def test_pooled_route_holds_at_a_million_samples(monkeypatch, shuffled):
+@pytest.mark.parametrize(("shuffled", "g"), [(False, 4), (True, 16)])
+def test_pooled_route_holds_at_a_million_samples(monkeypatch, shuffled, g):
     """The error bound grows with the longest group plus the number of groups, not with N: a 1M-sample batch (the
     scale of issue 17's benchmark) keeps the pooled route, and still agrees with the exact sums to 1e-10."""
     gen = torch.Generator().manual_seed(3)
-    n, g = 1 << 20, 16
+    n = 1 << 20
     rewards = torch.randint(0, 2, (n, 2), generator=gen).float()
     rewards[:, 1] += torch.rand(n, generator=gen)  # non-dyadic sums too
     ids = torch.arange(n // g).repeat_interleave(g)
