@@ -636,10 +636,12 @@ def compute_advantages(
         bounds = torch.aminmax(adv.detach())
     if not batch.all_valid:
         adv = torch.where(batch.scorable, adv, 0.0)
+    # copy=True: a float32 estimate (a registered estimator may return a view of the rewards) is never handed back
+    # as the caller's own memory
     if not stats:
-        return AdvantageOutput(adv.to(torch.float32))
+        return AdvantageOutput(adv.to(torch.float32, copy=True))
     eff = no_signal_rule(batch, eff)
-    return AdvantageOutput(adv.to(torch.float32), *_stats(batch, opts, method, adv, eff, bounds))
+    return AdvantageOutput(adv.to(torch.float32, copy=True), *_stats(batch, opts, method, adv, eff, bounds))
 
 
 def _std_from_sums(x: Tensor, total: Tensor, sq: Tensor, n: int) -> Tensor:

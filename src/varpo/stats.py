@@ -374,7 +374,10 @@ class Deviations:
         return _workspace(0, tuple(x.shape), x.device).copy_(x)
 
     def per_group(self, t: Tensor, rows: slice) -> Tensor:
-        """``t [P, K]`` rows of this tile's groups, shaped to broadcast against the tile's samples."""
+        """``t [P, K]`` rows of this tile's groups, shaped to broadcast against the tile's samples.
+
+        On shuffled ids a float64 result lives in workspace 2: valid until the next ``per_group`` call (use it, or
+        copy it, before asking for another)."""
         g = self.index.group_size
         if g is not None:
             part = t[rows.start // g : rows.stop // g]  # [p, K]
@@ -625,7 +628,10 @@ def combined_std(c: Tensor, index: GroupIndex, scorable: Tensor | None, ddof: in
     g = index.group_size
     if scorable is None and g is not None:  # dense: row norms, no [N] temporary (a fresh one costs page faults)
         norm = torch.linalg.vector_norm(c.view(index.num_groups, g), dim=1)  # [P] sqrt(Σ c²)
-        return norm.mul_(1.0 / math.sqrt(g - ddof)) if g > ddof else norm.zero_()
+        if g <= ddof:
+            return torch.zeros_like(norm)
+        scale = 1.0 / math.sqrt(g - ddof)
+        return norm * scale if norm.requires_grad else norm.mul_(scale)  # autograd keeps the norm for backward
     cnt = index.sizes().to(c.dtype) if scorable is None else segment_sum(scorable.to(c.dtype), index)  # [P]
     return dispersion(segment_sum_sq(c, index), cnt, ddof)
 

@@ -146,3 +146,37 @@ def test_rvpo_tiled_soft_min_equals_the_materialized_route(monkeypatch, k, shuff
         torch.testing.assert_close(eff, want_eff, rtol=1e-12, atol=1e-15)
     else:
         assert eff is None
+
+
+@pytest.mark.parametrize("method", ["grpo", "dr_grpo", "dvao", "saw"])
+def test_advantages_differentiate_the_same_on_both_layouts(method):
+    """Rewards that require grad (the whole-matrix path) backpropagate on the dense layout as on shuffled ids: the
+    dense combined σ must not be modified in place while autograd holds it. (No constant group: the derivative of
+    σ = sqrt(Σ d²) at 0 is not defined.)"""
+    rewards = torch.rand(24, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 4 - 2
+    ids = torch.arange(6).repeat_interleave(4)
+    perm = torch.randperm(ids.numel(), generator=torch.Generator().manual_seed(2))
+    weights = torch.linspace(1.0, 2.0, ids.numel(), dtype=torch.float64)
+    x = rewards.clone().requires_grad_(True)
+    (varpo.compute_advantages(x, ids, method, stats=False).advantages.double() * weights).sum().backward()
+    y = rewards[perm].clone().requires_grad_(True)
+    (varpo.compute_advantages(y, ids[perm], method, stats=False).advantages.double() * weights[perm]).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    torch.testing.assert_close(x.grad[perm], y.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_returned_advantages_never_share_the_callers_memory():
+    """A registered estimator may return a float32 view of the rewards; the caller still gets its own tensor."""
+    rewards = torch.tensor([[1.0], [3.0], [5.0], [7.0]])
+    try:
+        varpo.register_estimator("_view_of_rewards", lambda b, o: (b.rewards[:, 0], b.weights))
+        out = varpo.compute_advantages(rewards, [0, 0, 1, 1], "_view_of_rewards")
+    finally:
+        from varpo.advantages import ESTIMATORS
+        from varpo.registry import ESTIMATOR_INFO
+
+        ESTIMATORS.pop("_view_of_rewards", None)
+        ESTIMATOR_INFO.pop("_view_of_rewards", None)
+    assert out.advantages.data_ptr() != rewards.data_ptr()
+    out.advantages.mul_(0)
+    assert rewards[:, 0].tolist() == [1.0, 3.0, 5.0, 7.0]
