@@ -684,7 +684,8 @@ def batch_whiten(x: Tensor, include: Tensor | None, eps: float, ddof: int = 1) -
         n = max(x.shape[0], 1)
         centered = x - x.sum() / n
         std = dispersion(torch.dot(centered, centered), torch.tensor(float(x.shape[0]), dtype=x.dtype), ddof)
-        return centered.mul_(inverse_or_zero(std + eps))
+        scale = inverse_or_zero(std + eps)
+        return centered * scale if centered.requires_grad else centered.mul_(scale)  # autograd needs `centered`
     w = include.to(x.dtype)
     n = w.sum()
     mean = (x * w).sum() / n.clamp_min(1.0)

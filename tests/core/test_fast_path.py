@@ -148,11 +148,11 @@ def test_rvpo_tiled_soft_min_equals_the_materialized_route(monkeypatch, k, shuff
         assert eff is None
 
 
-@pytest.mark.parametrize("method", ["grpo", "dr_grpo", "dvao", "saw"])
+@pytest.mark.parametrize("method", varpo.METHODS)
 def test_advantages_differentiate_the_same_on_both_layouts(method):
-    """Rewards that require grad (the whole-matrix path) backpropagate on the dense layout as on shuffled ids: the
-    dense combined σ must not be modified in place while autograd holds it. (No constant group: the derivative of
-    σ = sqrt(Σ d²) at 0 is not defined.)"""
+    """Rewards that require grad (the whole-matrix path) backpropagate, on the dense layout as on shuffled ids: no
+    tensor autograd holds (the dense combined σ, gdpo/rvpo's whitened centres) is modified in place. (No constant
+    group: the derivative of σ = sqrt(Σ d²) at 0 is not defined.)"""
     rewards = torch.rand(24, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 4 - 2
     ids = torch.arange(6).repeat_interleave(4)
     perm = torch.randperm(ids.numel(), generator=torch.Generator().manual_seed(2))
