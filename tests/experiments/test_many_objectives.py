@@ -67,3 +67,24 @@ def test_k16_sweep_report_renders_fast(tmp_path, config, fake_runner):
     assert not list(sweep.glob("pareto_*.png"))  # no C(16, 2) = 120 pair plots
     run = load_sweep(sweep).finished[0]
     assert run.score("worst") == min(run.objectives.values())
+
+
+def test_weight_heatmap_labels_a_never_varied_objective():
+    """K > 4: the heat map's row of an objective that never varied says so (its weight is 0 by the no-signal rule)."""
+    from varpo.experiments.analysis import Curve, Panel
+    from varpo.experiments.many_figures import build_weight_heatmap
+
+    objectives = [f"obj{i}" for i in range(6)]
+    steps = np.arange(1, 5)
+    panels = []
+    for i, name in enumerate(objectives):
+        w = np.zeros(4) if name == "obj3" else np.full(4, 0.2) + 0.01 * i
+        panels.append(Panel(f"effective weight: {name}", {"grpo": Curve(steps, w, w, 2)}))
+    fig = build_weight_heatmap(panels, objectives, ["grpo"], never_varied=["obj3"])
+    ticks = fig.axes[0].get_yticklabels()
+    labels = [t.get_text() for t in ticks]
+    assert labels[3] == "obj3 — never varied"
+    assert [lab for i, lab in enumerate(labels) if i != 3] == [o for o in objectives if o != "obj3"]
+    assert ticks[3].get_color() == "firebrick" and ticks[0].get_color() != "firebrick"
+    plain = build_weight_heatmap(panels, objectives, ["grpo"])
+    assert [t.get_text() for t in plain.axes[0].get_yticklabels()] == objectives

@@ -38,6 +38,8 @@ from varpo.experiments.figures import (
 
 #: Above this many objectives the report switches to these figures (pairwise plots: C(K, 2) files).
 MANY = 4
+# Heat-map row labels of never-varied objectives (the panels' no-variance notes are drawn in this colour too).
+_NEVER_COLOR = "firebrick"
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -186,11 +188,25 @@ def objective_response_figure(
         return _save(fig, path)
 
 
-def weight_heatmap(panels: Sequence[Panel], objectives: Sequence[str], variants: Sequence[str], path: Path) -> Path:
+def weight_heatmap(
+    panels: Sequence[Panel],
+    objectives: Sequence[str],
+    variants: Sequence[str],
+    path: Path,
+    never_varied: Sequence[str] = (),
+) -> Path:
+    """:func:`build_weight_heatmap`, saved to ``path``."""
+    return _save(build_weight_heatmap(panels, objectives, variants, never_varied), path)
+
+
+def build_weight_heatmap(
+    panels: Sequence[Panel], objectives: Sequence[str], variants: Sequence[str], never_varied: Sequence[str] = ()
+) -> Figure:
     """Heat maps of effective weight [objective, step], one per variant, one shared colour scale.
 
     ``panels``: the "effective weight: <objective>" panels of :func:`varpo.experiments.analysis.dynamics`, in
-    objective order. Values are the seed means (unsmoothed); steps a variant never logged stay blank.
+    objective order. Values are the seed means (unsmoothed); steps a variant never logged stay blank. A row of an
+    objective in ``never_varied`` is labelled so (its weight is 0 by the no-signal rule, not a method's choice).
     """
     by_objective = {p.title.split(": ", 1)[-1]: p for p in panels}
     present = [v for v in variants if any(v in p.curves for p in panels)]
@@ -223,7 +239,11 @@ def weight_heatmap(panels: Sequence[Panel], objectives: Sequence[str], variants:
             image = ax.imshow(
                 grid, aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax, extent=extent
             )
-            ax.set_yticks(range(len(objectives)), objectives, fontsize=max(5, 9 - len(objectives) // 8))
+            labels = [f"{o} — never varied" if o in never_varied else o for o in objectives]
+            ax.set_yticks(range(len(objectives)), labels, fontsize=max(5, 9 - len(objectives) // 8))
+            for tick, name in zip(ax.get_yticklabels(), objectives, strict=True):
+                if name in never_varied:
+                    tick.set_color(_NEVER_COLOR)
             ax.set_title(v, fontsize=9)
             ax.set_xlabel("step")
             integer_steps(ax)
@@ -240,4 +260,4 @@ def weight_heatmap(panels: Sequence[Panel], objectives: Sequence[str], variants:
             va="top",
             fontsize=9,
         )
-        return _save(fig, path)
+        return fig

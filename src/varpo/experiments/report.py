@@ -304,7 +304,7 @@ def _dynamics_section(sweep, objectives, main_w, keys, window, out, never=(), su
     if not panels:
         return lines + ["No run logged training metrics (metrics.jsonl) under the expected keys."]
     if len(objectives) > many_figures.MANY:
-        return lines + _many_dynamics(panels, sweep, objectives, used, out)
+        return lines + _many_dynamics(panels, sweep, objectives, used, out, never)
     figures.panels_figure(panels, sweep.variants, out / "dynamics.png", "Training dynamics")
     lines.append(
         f"Per-objective reward mean and std over the rollout batch, completion length, effective weight of each "
@@ -322,7 +322,7 @@ def _smoothing(used: int, requested: int) -> str:
     return "mean over seeds, unsmoothed (the window is at most a quarter of the logged steps: too few for one)"
 
 
-def _many_dynamics(panels, sweep, objectives, window, out) -> list[str]:
+def _many_dynamics(panels, sweep, objectives, window, out, never=()) -> list[str]:
     """K > MANY: per-objective small multiples (reward mean, reward std), a heat map of effective weights, and the
     shared series (length, E|A|) on their own."""
 
@@ -344,7 +344,7 @@ def _many_dynamics(panels, sweep, objectives, window, out) -> list[str]:
             lines += ["", f"![{prefix}]({name})"]
     weights = [p for p in panels if p.title.startswith("effective weight: ")]
     if weights:
-        many_figures.weight_heatmap(weights, objectives, sweep.variants, out / "effective_weights.png")
+        many_figures.weight_heatmap(weights, objectives, sweep.variants, out / "effective_weights.png", never)
         lines += ["", "![effective weights](effective_weights.png)"]
     shared = [p for p in panels if ": " not in p.title or p.title.startswith("advantage")]
     if shared:
