@@ -234,3 +234,18 @@ def test_claim_report_index_axes_have_integer_ticks(tmp_path, monkeypatch):
     lo, hi = ax.get_xlim()
     ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+
+
+def test_replay_leaves_out_statistics_a_batch_does_not_have(tmp_path):
+    """A logged batch without any scorable sample has no advantage statistics: the replay mean is over the batches
+    that have them, not pulled toward a placeholder 0."""
+    d = tmp_path / "reward_log"
+    ids = np.repeat(np.arange(2), 4)
+    good = np.array([[0, 1], [1, 1], [1, 0], [0, 0], [1, 1], [0, 1], [1, 0], [0, 0]], dtype=np.float32)
+    for step, r in enumerate([good, np.full((8, 2), np.nan, dtype=np.float32)]):
+        reward_log.append(d, step=step, rewards=r, group_ids=ids, names=["a", "b"], weights=[0.5, 0.5])
+    (row,) = allocate.replay(d, ["grpo"])
+    alone = varpo.compute_advantages(torch.from_numpy(good.astype(np.float64)), torch.from_numpy(ids), "grpo")
+    assert row["batches"] == 2
+    assert row["adv_sq_mean"] == pytest.approx(alone.stats["adv_sq_mean"]) and row["adv_sq_mean"] > 0
+    assert row["adv_max_abs"] == pytest.approx(alone.stats["adv_max_abs"])

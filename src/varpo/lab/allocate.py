@@ -69,7 +69,11 @@ def allocation(
 
 
 def replay(directory, methods: Sequence[str], **options) -> list[dict]:
-    """Every method's mean effective weights, mean A², max |A| and zero-signal fraction over the logged batches."""
+    """Every method's mean effective weights, mean A², max |A| and zero-signal fraction over the logged batches.
+
+    A statistic that has no value in a batch (``AdvantageOutput.absent``: the advantage statistics of a batch without
+    any scorable sample) is left out of its mean instead of counting as 0; a key absent from every batch is omitted.
+    """
     batches = reward_log.read(directory)
     if not batches:
         raise ValueError(f"reward log {directory}: no batches")
@@ -86,8 +90,10 @@ def replay(directory, methods: Sequence[str], **options) -> list[dict]:
                 names=list(names),
                 **options,
             )
+            present = out.present_stats
             for key in [f"weight/{n}" for n in names] + ["adv_sq_mean", "adv_max_abs", "frac_zero_std_groups"]:
-                acc.setdefault(key, []).append(out.stats[key])
+                if key in present:
+                    acc.setdefault(key, []).append(present[key])
         row = dict(method=m, batches=len(batches))
         row.update({k: float(np.mean(v)) for k, v in acc.items()})
         rows.append(row)
