@@ -96,7 +96,7 @@ def train(
     resolved = spec_mod.load_config(config, overrides or [])
     if dry_run:
         table = Table(title=f"dry run: {config}", show_header=False)
-        for item, result in train_mod.dry_run(resolved):
+        for item, result in train_mod.dry_run(resolved, resume=resume, overwrite=overwrite, override=override):
             table.add_row(item, result)
         console.print(table)
         console.print("[green]ok[/]: nothing was trained or downloaded")

@@ -254,8 +254,23 @@ def test_doc_block(block: Block, tmp_path, docs_cache, page_runs, monkeypatch):
         args, env = varpo_args(rewrite(cmd, tmp_path))
         for key, value in env.items():
             monkeypatch.setenv(key, value)
+        if args[:1] == ["train"] and "--resume" in args:
+            _seed_run(args)  # a documented --resume continues an earlier run: give its dry run one to check
         result = run_varpo(args)
         assert result.exit_code == 0, f"{block.id}: {cmd!r} failed:\n{result.output[-3000:]}"
+
+
+def _seed_run(args: list[str]) -> None:
+    """Write the ``run.json`` a real ``varpo train`` of this config would have left in its (temporary) output_dir,
+    so that a documented ``--resume`` line meets the run it continues (``--dry-run`` checks it like a real run)."""
+    from varpo.run import spec as spec_mod
+    from varpo.run import train as train_mod
+
+    overrides = [a for a in args[2:] if "=" in a and not a.startswith("-")]
+    resolved = spec_mod.load_config(Path(args[1]), overrides)
+    train_mod.write_run_file(
+        resolved, "builtin:tiny", resolved.trainer_config(**train_mod.cpu_defaults(resolved.train))
+    )
 
 
 def varpo_args(cmd: str) -> tuple[list[str], dict[str, str]]:

@@ -77,11 +77,34 @@ def test_train_and_demo_default_directories_cannot_collide():
     assert not Path(resolved.train["output_dir"]).is_relative_to("runs/demo")
 
 
-def test_dry_run_says_what_a_real_run_would_do_with_output_dir(tmp_path):
+def test_dry_run_says_what_a_real_run_with_its_flags_would_do_with_output_dir(tmp_path):
+    """--dry-run takes the real run's --resume/--overwrite/--override and gives the same answer, deleting nothing."""
     out = tmp_path / "run"
     assert train_mod.output_dir_plan(_resolved(out)) == f"{out}: new run"
     _fake_run(out, _resolved(out))
-    assert "holds a varpo run; a real run needs --resume" in train_mod.output_dir_plan(_resolved(out))
+    with pytest.raises(ValueError, match="is not empty; pass --resume to continue that run, --overwrite"):
+        train_mod.output_dir_plan(_resolved(out))
+    assert "resume the run there (its run.json matches)" in train_mod.output_dir_plan(_resolved(out), resume=True)
+    changed = _resolved(out, learning_rate=0.12345)
+    with pytest.raises(ValueError, match="differs from .*run.json in learning_rate; pass --override"):
+        train_mod.output_dir_plan(changed, resume=True)
+    assert "accepts the changes (--override)" in train_mod.output_dir_plan(changed, resume=True, override=True)
+    assert "will be replaced (--overwrite)" in train_mod.output_dir_plan(_resolved(out), overwrite=True)
+    assert (out / "metrics.jsonl").is_file()  # a dry run deletes nothing, even with --overwrite
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "x.txt").write_text("x")
-    assert "not a varpo run" in train_mod.output_dir_plan(_resolved(tmp_path / "notes"))
+    with pytest.raises(ValueError, match="does not look like a varpo run directory"):
+        train_mod.output_dir_plan(_resolved(tmp_path / "notes"), overwrite=True)
+
+
+def test_cli_dry_run_refuses_what_a_real_run_would_refuse(tmp_path):
+    out = tmp_path / "run"
+    _fake_run(out, _resolved(out))
+    args = ["train", str(REPO / "configs/demo.yaml"), f"output_dir={out}", "--dry-run"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2
+    assert "is not empty; pass --resume to continue that run" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resume the run there" in resumed.output and (out / "metrics.jsonl").is_file()

@@ -109,7 +109,17 @@ def changed_keys(resolved: Resolved, record: dict) -> list[str]:
 
 
 def check_output_dir(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> str:
-    """Run safety, before anything is built. Returns what will happen: ``"new"``, ``"overwrite"`` or ``"resume"``.
+    """Run safety, before anything is built: :func:`output_dir_action`, then with ``--overwrite`` the old run
+    directory is deleted. Returns ``"new"``, ``"overwrite"`` or ``"resume"``."""
+    action = output_dir_action(resolved, resume=resume, overwrite=overwrite, override=override)
+    if action == "overwrite":
+        shutil.rmtree(Path(resolved.train.get("output_dir") or "trainer_output"))
+    return action
+
+
+def output_dir_action(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> str:
+    """What a run with these flags does with ``output_dir`` — ``"new"``, ``"overwrite"`` or ``"resume"`` — or the
+    ``ValueError`` that refuses it. Reads only; deletes nothing (``--dry-run`` calls this).
 
     * a non-empty ``output_dir`` is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace it; only
       a varpo run directory — one with ``run.json``, ``metrics.jsonl`` or a checkpoint — is ever deleted);
@@ -144,7 +154,6 @@ def check_output_dir(resolved: Resolved, resume: bool = False, overwrite: bool =
         )
     if not ((out / RUN_FILE).exists() or (out / "metrics.jsonl").exists() or list(out.glob("checkpoint-*"))):
         raise ValueError(f"--overwrite: {out} does not look like a varpo run directory (no run.json); not deleting it")
-    shutil.rmtree(out)
     return "overwrite"
 
 
@@ -168,8 +177,14 @@ def train(resolved: Resolved, resume: bool = False, overwrite: bool = False, ove
     return Path(args.output_dir)
 
 
-def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
+def dry_run(
+    resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False
+) -> list[tuple[str, str]]:
     """Validate a configuration without training, loading weights or downloading; returns (item, result) rows.
+
+    ``resume``/``overwrite``/``override`` are the real run's flags: ``output_dir`` gets the run-safety check a
+    real run would do first (:func:`output_dir_action`; never deletes anything), and a refusal raises the same
+    one-line ``ValueError``.
 
     Runs :func:`varpo.run.spec.validate` (every check of a real run: trainer config, one weight per reward, the
     files and models named), then loads the task's data and scores its rewards on gold completions, and builds
@@ -178,6 +193,7 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
     an uncached hub model or dataset offline) is skipped and said so. The SFT warm start is not run.
     """
     spec = resolved.spec
+    plan = output_dir_plan(resolved, resume=resume, overwrite=overwrite, override=override)  # first, as a real run
     rows: list[tuple[str, str]] = []
     checked = validate(resolved, dry_run=True)
     args, task = checked.args, checked.task
@@ -221,18 +237,23 @@ def dry_run(resolved: Resolved) -> list[tuple[str, str]]:
         texts = data.corpus(dataclasses.replace(spec, train_file=None) if "train_file" in checked.skipped else spec)
     config, note = models.inspect(spec.model, texts, sft.tiny_spec(spec))
     rows.append(("model", note))
-    rows.append(("output_dir", output_dir_plan(resolved)))
+    rows.append(("output_dir", plan))
     return rows
 
 
-def output_dir_plan(resolved: Resolved) -> str:
-    """What a real run would do with ``output_dir`` (for ``--dry-run``; never raises, never deletes)."""
+def output_dir_plan(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> str:
+    """What a real run with these flags would do with ``output_dir`` (for ``--dry-run``; never deletes anything).
+
+    Raises :func:`output_dir_action`'s ``ValueError`` where a real run would be refused (a non-empty directory without
+    ``--resume``/``--overwrite``, a configuration that differs from the run's ``run.json`` without ``--override``).
+    """
     out = Path(resolved.train.get("output_dir") or "trainer_output")
-    if not (out.is_dir() and any(out.iterdir())):
-        return f"{out}: new run"
-    if (out / RUN_FILE).is_file():
-        return f"{out}: holds a varpo run; a real run needs --resume (continue it) or --overwrite (replace it)"
-    return f"{out}: not empty and not a varpo run; a real run needs another output_dir"
+    action = output_dir_action(resolved, resume=resume, overwrite=overwrite, override=override)
+    if action == "resume":
+        return f"{out}: resume the run there (its run.json {'accepts the changes (--override)' if override else 'matches'})"
+    if action == "overwrite":
+        return f"{out}: the varpo run there will be replaced (--overwrite)"
+    return f"{out}: new run"
 
 
 def _check_data(spec: RunSpec, skipped: str | None) -> str:
