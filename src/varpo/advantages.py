@@ -27,7 +27,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from varpo.registry import ESTIMATOR_INFO, EstimatorInfo, load_plugins
+from varpo.registry import ESTIMATOR_INFO, EstimatorInfo, lookup
 from varpo.stats import (
     F64_MAX,
     STAT_DTYPE,
@@ -598,12 +598,7 @@ def compute_advantages(
         any scorable sample, have no value: they are named in ``absent`` (and left out of ``present_stats``,
         what loggers show), never reported as a measured 0.
     """
-    if not isinstance(method, str):
-        raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")
-    if method not in ESTIMATORS:
-        load_plugins()
-        if method not in ESTIMATORS:
-            raise ValueError(f"unknown advantage method {method!r}; choose one of {tuple(ESTIMATORS)}")
+    estimator = lookup(ESTIMATORS, method, "advantage method")
     try:
         rewards = torch.as_tensor(rewards)
     except (TypeError, ValueError, RuntimeError):
@@ -625,7 +620,7 @@ def compute_advantages(
     batch = RewardBatch(rewards, group_index(group_ids), w, opts.ddof, diagnostics=stats)
     if n == 0:
         return AdvantageOutput(torch.zeros(0, dtype=torch.float32, device=rewards.device), {})
-    adv, eff = ESTIMATORS[method](batch, opts)
+    adv, eff = estimator(batch, opts)
     # No NaN can arise above; the guard keeps the documented contract. ±inf (reward-unit methods beyond float64)
     # and finite values beyond float32 saturate at the float32 range. One min/max pass decides whether the guard
     # has anything to do (NaN fails the range test); the diagnostics reuse it.

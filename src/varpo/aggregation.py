@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from varpo.registry import AGGREGATION_INFO, AggregationInfo, load_plugins, needs_max_length
+from varpo.registry import AGGREGATION_INFO, AggregationInfo, lookup, needs_max_length
 
 #: the built-in modes; :func:`varpo.registry.aggregations` lists these plus every registered one.
 AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "vl_norm")
@@ -146,12 +146,7 @@ def aggregate_loss(
         alpha: VL Norm exponent α >= 0 (α = 1 minimum variance, α = 0 Dr. GRPO).
         scale: global normalizers from :func:`loss_scale` on the full batch; ``None`` = this call is the full batch.
     """
-    if not isinstance(mode, str):
-        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {tuple(AGGREGATORS)}")
-    if mode not in AGGREGATORS:
-        load_plugins()
-        if mode not in AGGREGATORS:
-            raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {tuple(AGGREGATORS)}")
+    aggregator = lookup(AGGREGATORS, mode, "loss aggregation")
     if not isinstance(per_token_loss, Tensor) or not per_token_loss.is_floating_point():
         raise ValueError(f"per_token_loss must be a float tensor [B, T], got {type(per_token_loss).__name__}")
     if per_token_loss.shape != getattr(mask, "shape", None):
@@ -172,7 +167,7 @@ def aggregate_loss(
     # where, not multiply: 0 * NaN = NaN would leak padding garbage into the loss and the gradient. Every
     # aggregator (built-in or registered) gets the loss with masked positions already set to 0.
     picked = torch.where(mask, per_token_loss, torch.zeros((), dtype=per_token_loss.dtype, device=mask.device))
-    loss = AGGREGATORS[mode](picked, mask, scale, max_length, alpha)
+    loss = aggregator(picked, mask, scale, max_length, alpha)
     return torch.as_tensor(loss).to(per_token_loss.dtype)
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from varpo.aggregation import check_mask
-from varpo.registry import LOSS_INFO, LossInfo, load_plugins
+from varpo.registry import LOSS_INFO, LossInfo, lookup
 from varpo.stats import as_group_ids, broadcast, group_index, segment_sum
 
 # exp() of a log-ratio beyond this overflows float32; verl clamps the same way (negative_approx_kl in [-20, 20]).
@@ -267,8 +267,4 @@ LOSS_INFO.update({"ppo_clip": LossInfo(per_sequence=False), "gvpo": LossInfo(per
 
 def policy_loss(name: str, **kwargs) -> tuple[Tensor, dict[str, float]]:
     """Dispatch to a loss in :data:`POLICY_LOSSES` by name (keyword arguments only)."""
-    if isinstance(name, str) and name not in POLICY_LOSSES:
-        load_plugins()
-    if not isinstance(name, str) or name not in POLICY_LOSSES:
-        raise ValueError(f"unknown policy loss {name!r}; choose one of {tuple(POLICY_LOSSES)}")
-    return POLICY_LOSSES[name](**kwargs)
+    return lookup(POLICY_LOSSES, name, "policy loss")(**kwargs)

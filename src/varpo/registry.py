@@ -95,6 +95,27 @@ def _check_name(kind: str, name: str, fn: Callable, table: dict, replace: bool) 
         raise ValueError(f"{kind} {name!r} is already registered; pass replace=True to override it")
 
 
+def _register(
+    kind: str, event: str, table: dict, infos: dict, name: str, fn: Callable, info, replace: bool
+) -> Callable:
+    """The one registration step of every kind: check the name, store ``fn`` and its info, tell the listeners."""
+    _check_name(kind, name, fn, table, replace)
+    table[name] = fn
+    infos[name] = info
+    _notify(event, name)
+    return fn
+
+
+def lookup(table: dict, name, kind: str) -> Callable:
+    """``table[name]`` for a method name given at call time (built-in or registered), importing the plug-ins once
+    if it is not known yet; anything else is a one-line ``ValueError`` naming the choices."""
+    if isinstance(name, str) and name not in table:
+        load_plugins()
+    if not isinstance(name, str) or name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {tuple(table)}")
+    return table[name]
+
+
 def register_estimator(
     name: str, fn: Callable, *, multi_reward: bool = True, description: str = "", replace: bool = False
 ) -> Callable:
@@ -107,11 +128,8 @@ def register_estimator(
     """
     from varpo.advantages import ESTIMATORS
 
-    _check_name("estimator", name, fn, ESTIMATORS, replace)
-    ESTIMATORS[name] = fn
-    ESTIMATOR_INFO[name] = EstimatorInfo(multi_reward=multi_reward, description=description)
-    _notify("estimator", name)
-    return fn
+    info = EstimatorInfo(multi_reward=multi_reward, description=description)
+    return _register("estimator", "estimator", ESTIMATORS, ESTIMATOR_INFO, name, fn, info, replace)
 
 
 def register_policy_loss(
@@ -124,11 +142,8 @@ def register_policy_loss(
     """
     from varpo.losses import POLICY_LOSSES
 
-    _check_name("policy loss", name, fn, POLICY_LOSSES, replace)
-    POLICY_LOSSES[name] = fn
-    LOSS_INFO[name] = LossInfo(per_sequence=per_sequence, description=description)
-    _notify("policy_loss", name)
-    return fn
+    info = LossInfo(per_sequence=per_sequence, description=description)
+    return _register("policy loss", "policy_loss", POLICY_LOSSES, LOSS_INFO, name, fn, info, replace)
 
 
 def register_aggregation(
@@ -141,11 +156,8 @@ def register_aggregation(
     """
     from varpo.aggregation import AGGREGATORS
 
-    _check_name("loss aggregation", name, fn, AGGREGATORS, replace)
-    AGGREGATORS[name] = fn
-    AGGREGATION_INFO[name] = AggregationInfo(needs_max_length=needs_max_length, description=description)
-    _notify("aggregation", name)
-    return fn
+    info = AggregationInfo(needs_max_length=needs_max_length, description=description)
+    return _register("loss aggregation", "aggregation", AGGREGATORS, AGGREGATION_INFO, name, fn, info, replace)
 
 
 def load_plugins(force: bool = False) -> None:
