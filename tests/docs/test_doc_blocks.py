@@ -261,16 +261,14 @@ def test_doc_block(block: Block, tmp_path, docs_cache, page_runs, monkeypatch):
 
 
 def _seed_run(args: list[str]) -> None:
-    """Write the ``run.json`` a real ``varpo train`` of this config would have left in its (temporary) output_dir,
-    so that a documented ``--resume`` line meets the run it continues (``--dry-run`` checks it like a real run)."""
+    """Leave in the (temporary) output_dir what a real ``varpo train`` of this config would have, so that a
+    documented ``--resume`` line meets the run it continues (``--dry-run`` checks it like a real run)."""
+    from tests.engine.test_run_safety import fake_run
     from varpo.run import spec as spec_mod
-    from varpo.run import train as train_mod
 
     overrides = [a for a in args[2:] if "=" in a and not a.startswith("-")]
     resolved = spec_mod.load_config(Path(args[1]), overrides)
-    train_mod.write_run_file(
-        resolved, "builtin:tiny", resolved.trainer_config(**train_mod.cpu_defaults(resolved.train))
-    )
+    fake_run(Path(resolved.train["output_dir"]), resolved)
 
 
 def varpo_args(cmd: str) -> tuple[list[str], dict[str, str]]:

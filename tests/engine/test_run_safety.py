@@ -22,7 +22,7 @@ def _resolved(out: Path, **extra):
     return spec_mod.load_config(REPO / "configs" / "demo.yaml", {"output_dir": str(out), **extra})
 
 
-def _fake_run(out: Path, resolved) -> None:
+def fake_run(out: Path, resolved) -> None:
     """A run directory as `varpo train` leaves it (run.json from the same writer)."""
     args = resolved.trainer_config(**train_mod.cpu_defaults(resolved.train))
     train_mod.write_run_file(resolved, "builtin:tiny", args)
@@ -31,7 +31,7 @@ def _fake_run(out: Path, resolved) -> None:
 
 def test_non_empty_output_dir_is_refused_before_anything_is_built(tmp_path):
     out = tmp_path / "run"
-    _fake_run(out, _resolved(out))
+    fake_run(out, _resolved(out))
     result = runner.invoke(app, ["train", str(REPO / "configs/demo.yaml"), f"output_dir={out}"])
     assert result.exit_code == 2
     assert "is not empty; pass --resume to continue that run, --overwrite to replace it" in result.output
@@ -41,7 +41,7 @@ def test_non_empty_output_dir_is_refused_before_anything_is_built(tmp_path):
 
 def test_overwrite_replaces_only_a_run_directory(tmp_path):
     out = tmp_path / "run"
-    _fake_run(out, _resolved(out))
+    fake_run(out, _resolved(out))
     assert train_mod.check_output_dir(_resolved(out), overwrite=True) == "overwrite"
     assert not out.exists()
     other = tmp_path / "notes"
@@ -55,7 +55,7 @@ def test_overwrite_replaces_only_a_run_directory(tmp_path):
 
 def test_resume_reads_the_runs_own_run_json(tmp_path):
     out = tmp_path / "run"
-    _fake_run(out, _resolved(out))
+    fake_run(out, _resolved(out))
     assert train_mod.check_output_dir(_resolved(out), resume=True) == "resume"
     changed = _resolved(out, learning_rate=0.12345, advantage_method="gdpo")
     with pytest.raises(
@@ -81,7 +81,7 @@ def test_dry_run_says_what_a_real_run_with_its_flags_would_do_with_output_dir(tm
     """--dry-run takes the real run's --resume/--overwrite/--override and gives the same answer, deleting nothing."""
     out = tmp_path / "run"
     assert train_mod.output_dir_plan(_resolved(out)) == f"{out}: new run"
-    _fake_run(out, _resolved(out))
+    fake_run(out, _resolved(out))
     with pytest.raises(ValueError, match="is not empty; pass --resume to continue that run, --overwrite"):
         train_mod.output_dir_plan(_resolved(out))
     assert "resume the run there (its run.json matches)" in train_mod.output_dir_plan(_resolved(out), resume=True)
@@ -99,7 +99,7 @@ def test_dry_run_says_what_a_real_run_with_its_flags_would_do_with_output_dir(tm
 
 def test_cli_dry_run_refuses_what_a_real_run_would_refuse(tmp_path):
     out = tmp_path / "run"
-    _fake_run(out, _resolved(out))
+    fake_run(out, _resolved(out))
     args = ["train", str(REPO / "configs/demo.yaml"), f"output_dir={out}", "--dry-run"]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2

@@ -121,16 +121,7 @@ def test_gspo_equals_verl_gspo_including_the_clamp_at_10(seed):
         loss_agg_mode="seq-mean-token-mean",
         config=_config("gspo"),
     )
-    per_token, metrics = varpo.policy_loss(
-        "ppo_clip",
-        logprobs=logp,
-        old_logprobs=old,
-        advantages=seq_adv,
-        mask=mask,
-        clip_low=CLIP_LOW,
-        clip_high=CLIP_HIGH,
-        importance_sampling_level="sequence",
-    )
+    per_token, metrics = _ppo_clip(logp, old, seq_adv, mask, importance_sampling_level="sequence")
     ours = varpo.aggregate_loss(per_token, mask, "seq_mean_token_mean")
     torch.testing.assert_close(ours, theirs, **SEQ_MEAN)
     torch.testing.assert_close(_grad(ours, logp), _grad(theirs, logp), **SEQ_MEAN)
