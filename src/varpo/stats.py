@@ -383,8 +383,6 @@ class Deviations:
             part = t[rows.start // g : rows.stop // g]  # [p, K]
             return part.T.unsqueeze(-1) if self.kmajor else part.unsqueeze(1)  # [K, p, 1] or [p, 1, K]
         inv = self.index.inverse[rows]
-        if self.kmajor and t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1:  # stored [K, P]: gather rows
-            return t.T.index_select(1, inv)  # [K, n]
         # Gathered into workspace 2 (a fresh [n, K] buffer would be paged in on every tile); every caller consumes
         # the result before the next call.
         if t.dtype == STAT_DTYPE and not t.requires_grad and t.dim() == 2:

@@ -108,12 +108,17 @@ def changed_keys(resolved: Resolved, record: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+def _output_dir(resolved: Resolved) -> Path:
+    """The run's ``output_dir`` (TRL's default when the config leaves it unset)."""
+    return Path(resolved.train.get("output_dir") or "trainer_output")
+
+
 def check_output_dir(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> str:
     """Run safety, before anything is built: :func:`output_dir_action`, then with ``--overwrite`` the old run
     directory is deleted. Returns ``"new"``, ``"overwrite"`` or ``"resume"``."""
     action = output_dir_action(resolved, resume=resume, overwrite=overwrite, override=override)
     if action == "overwrite":
-        shutil.rmtree(Path(resolved.train.get("output_dir") or "trainer_output"))
+        shutil.rmtree(_output_dir(resolved))
     return action
 
 
@@ -126,7 +131,7 @@ def output_dir_action(resolved: Resolved, resume: bool = False, overwrite: bool 
     * ``--resume`` needs the run's own ``run.json``, and a configuration that differs from it is an error naming
       the changed keys unless ``--override`` (then the new values are used and recorded).
     """
-    out = Path(resolved.train.get("output_dir") or "trainer_output")
+    out = _output_dir(resolved)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other (continue the run, or replace it)")
     nonempty = out.is_dir() and any(out.iterdir())
@@ -247,7 +252,7 @@ def output_dir_plan(resolved: Resolved, resume: bool = False, overwrite: bool = 
     Raises :func:`output_dir_action`'s ``ValueError`` where a real run would be refused (a non-empty directory without
     ``--resume``/``--overwrite``, a configuration that differs from the run's ``run.json`` without ``--override``).
     """
-    out = Path(resolved.train.get("output_dir") or "trainer_output")
+    out = _output_dir(resolved)
     action = output_dir_action(resolved, resume=resume, overwrite=overwrite, override=override)
     if action == "resume":
         return f"{out}: resume the run there (its run.json {'accepts the changes (--override)' if override else 'matches'})"
