@@ -13,9 +13,11 @@ that are not all zero. Between two points ``(s_i, a)`` and ``(s_{i+1}, b)``, wit
 * ``linear``: ``w(s) = a + u (b - a)`` (piecewise-linear, per objective);
 * ``cosine``: ``w(s) = a + (1 - cos(π u)) / 2 · (b - a)`` (half-cosine ease-in/ease-out, per objective).
 
-Before the first point the first weights hold, after the last point the last weights. ``s`` is the optimizer step
-at which a generation batch is scored (TRL: ``state.global_step``; verl: ``global_steps``), so a resumed run gets
-the same weights at the same step without any saved state. Every ``w(s)`` is a convex combination of two weight
+Before the first point the first weights hold, after the last point the last weights. ``s`` is the number of
+optimizer steps completed when a generation batch is scored — 0 for the first batch on every engine (TRL:
+``state.global_step``; verl, whose ``global_steps`` counts from 1: ``global_steps - 1``, see :func:`step_of_verl`) —
+so the same schedule gives the same weights to the same batch on both engines, and a resumed run gets the same
+weights at the same step without any saved state. Every ``w(s)`` is a convex combination of two weight
 vectors with positive sums, so it is itself valid. Estimators that adapt weights (dvao's w̃_gk = w_k σ_gk / Σ_l w_l
 σ_gl, saw's w'_k ∝ w_k CV_k) use the scheduled ``w_k`` as their base weights.
 """
@@ -57,6 +59,24 @@ class WeightSchedule:
 
     def as_dict(self) -> dict:
         return {"type": self.type, "points": [[s, list(w)] for s, w in zip(self.steps, self.weights, strict=True)]}
+
+
+def step_of_verl(global_steps: int) -> int:
+    """varpo's step (optimizer steps completed, 0 for the first batch) from verl's 1-based ``global_steps``."""
+    return int(global_steps) - 1
+
+
+def linear_anneal(start: float, end: float | None, step: float, total_steps: int) -> float:
+    """A value annealed linearly from ``start`` at step 0 to ``end`` at the last step ``total_steps - 1``.
+
+    ``value(s) = start + (end - start) · min(1, s / max(total_steps - 1, 1))``; ``end=None`` holds ``start``. Used
+    for RVPO's soft-min temperature (``rvpo_k`` -> ``rvpo_k_end``; RVPO Fig. 4 anneals k = 0.5 -> 2.0 over training) on
+    both engines, with ``s`` in the step convention above.
+    """
+    if end is None:
+        return start
+    progress = min(1.0, max(0.0, step) / max(total_steps - 1, 1))
+    return start + (end - start) * progress
 
 
 def parse_schedule(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import varpo  # noqa: E402
 import varpo.verl.plugin  # noqa: E402,F401  (normally loaded by `import verl` through the entry point)
 from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch  # noqa: E402
 from varpo.verl import estimators  # noqa: E402
+from varpo.verl import state as verl_state  # noqa: E402
 
 ESTIMATORS = [f"varpo_{m}" for m in varpo.METHODS]
 # verl's advantages are float32: two routes to the same value may differ by a few float32 ulps (2^-23 ≈ 1.2e-7
@@ -183,15 +185,24 @@ def test_padding_rows_are_out_of_every_statistic(name):
     torch.testing.assert_close(got[:-3], want, **F32)
 
 
-def test_dvao_sigma_ema_state_persists_across_calls():
-    estimators._SIGMA_EMA.clear()
+def test_dvao_sigma_ema_state_is_the_trainers_and_persists_across_its_calls():
+    """The running σ̄ lives on the trainer (varpo.verl.state): it persists across that trainer's steps, and a call
+    with no trainer gets a fresh EMA (plain per-batch σ), never state hidden in a module."""
+    trainer = SimpleNamespace(global_steps=1, total_training_steps=10)
     ema = varpo.SigmaEMA(decay=0.8, shrink=0.3)
     for seed in (11, 12):
         data, uids, rewards, _ = make_batch(seed=seed)
-        got = run_verl(data, "varpo_dvao", reward_keys=list(KEYS), sigma_ema_decay=0.8, sigma_ema_shrink=0.3)
+        with verl_state.advantage_context(trainer, data.non_tensor_batch):
+            got = run_verl(data, "varpo_dvao", reward_keys=list(KEYS), sigma_ema_decay=0.8, sigma_ema_shrink=0.3)
         want = core(rewards, uids, "dvao", data.batch["response_mask"], names=KEYS, sigma_ema=ema)
         torch.testing.assert_close(got, want.to(got.dtype), **F32)
-    estimators._SIGMA_EMA.clear()
+    assert verl_state.of(trainer).sigma_ema[(0.8, 0.3)].state_dict() == ema.state_dict()
+    for seed in (11, 12):  # outside any trainer: each call starts a fresh EMA
+        data, uids, rewards, _ = make_batch(seed=seed)
+        got = run_verl(data, "varpo_dvao", reward_keys=list(KEYS), sigma_ema_decay=0.8, sigma_ema_shrink=0.3)
+        fresh = varpo.SigmaEMA(decay=0.8, shrink=0.3)
+        want = core(rewards, uids, "dvao", data.batch["response_mask"], names=KEYS, sigma_ema=fresh)
+        torch.testing.assert_close(got, want.to(got.dtype), **F32)
 
 
 def test_missing_component_values_are_missing_not_zero():

@@ -98,13 +98,14 @@ def test_legacy_hook_passes_other_estimators_through_unchanged():
     assert a.equal(b)
 
 
-def _module(compute_advantage=None, fit_calls_global=True) -> types.ModuleType:
+def _module(compute_advantage=None, fit_calls_global=True, checkpoints=True) -> types.ModuleType:
     """A stand-in for ray_trainer whose RayPPOTrainer.fit looks compute_advantage up as a module global (or not)."""
     mod = types.ModuleType("fake_ray_trainer")
     if compute_advantage is not None:
         mod.compute_advantage = compute_advantage
     body = "compute_advantage(None, adv_estimator='grpo')" if fit_calls_global else "None"
-    exec(f"class RayPPOTrainer:\n    def fit(self):\n        return {body}\n", mod.__dict__)
+    ckpt = "    def _save_checkpoint(self): pass\n    def _load_checkpoint(self): pass\n" if checkpoints else ""
+    exec(f"class RayPPOTrainer:\n    def fit(self):\n        return {body}\n{ckpt}", mod.__dict__)
     return mod
 
 
@@ -121,10 +122,14 @@ def test_legacy_hook_refuses_when_verl_moves_the_target():
         legacy.install(_module(renamed))
     with pytest.raises(legacy.HookError, match="no longer calls"):
         legacy.install(_module(good, fit_calls_global=False))
+    with pytest.raises(legacy.HookError, match="_save_checkpoint"):
+        legacy.install(_module(good, checkpoints=False))
     mod = _module(good)
+    fit = mod.RayPPOTrainer.fit
     wrapper = legacy.install(mod)
     assert mod.compute_advantage is wrapper and wrapper.__varpo_wraps__ is good
-    assert legacy.install(mod) is wrapper  # idempotent
+    assert mod.RayPPOTrainer.fit.__varpo_wraps__ is fit
+    assert legacy.install(mod) is wrapper and mod.RayPPOTrainer.fit.__varpo_wraps__ is fit  # idempotent
 
 
 def test_installed_verl_still_matches_the_legacy_hook():

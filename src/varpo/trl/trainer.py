@@ -47,7 +47,7 @@ from trl.trainer.utils import (
 
 import varpo
 from varpo import registry, reward_log
-from varpo.schedules import parse_schedule
+from varpo.schedules import linear_anneal, parse_schedule
 from varpo.trl import dynamic_sampling
 from varpo.trl.config import VarpoGRPOConfig
 from varpo.trl.metrics import MetricsJSONLCallback
@@ -142,11 +142,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
 
     def current_rvpo_k(self) -> float:
         """RVPO temperature at the current step: linear from ``rvpo_k`` to ``rvpo_k_end`` over ``max_steps``."""
-        k0, k1 = self.args.rvpo_k, self.args.rvpo_k_end
-        if k1 is None:
-            return k0
-        progress = min(1.0, self.state.global_step / max(self.state.max_steps - 1, 1))
-        return k0 + (k1 - k0) * progress
+        return linear_anneal(self.args.rvpo_k, self.args.rvpo_k_end, self.state.global_step, self.state.max_steps)
 
     def advantage_options(self, train: bool) -> dict:
         """Keyword options for :func:`varpo.compute_advantages` at the current step."""

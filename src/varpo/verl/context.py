@@ -29,7 +29,13 @@ class AdvantageInputs:
 
     columns: Mapping[str, Any]
     stats: dict[str, float] = field(default_factory=dict)
-    step: int | None = None  # training step (reward_weight_schedule)
+    #: optimizer steps completed before this batch (0 for the first; :func:`varpo.schedules.step_of_verl`), for
+    #: ``reward_weight_schedule`` and ``rvpo_k_end``; ``None`` when the calling trainer is unknown.
+    step: int | None = None
+    #: the run's number of training steps (verl's ``total_training_steps``), for ``rvpo_k_end``.
+    total_steps: int | None = None
+    #: training state the trainer owns and checkpoints (:mod:`varpo.verl.state`), e.g. dvao's running σ.
+    state: Any = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,9 @@ _LOSS: ContextVar[LossGroups | None] = ContextVar("varpo_verl_loss_groups", defa
 
 
 @contextmanager
-def advantage_inputs(columns: Mapping[str, Any], step: int | None = None) -> Iterator[AdvantageInputs]:
+def advantage_inputs(
+    columns: Mapping[str, Any], step: int | None = None, total_steps: int | None = None, state: Any = None
+) -> Iterator[AdvantageInputs]:
     """Expose ``columns`` to varpo estimators called inside the block.
 
     An already active context wins: our V1 trainer mode opens one with the components it fetched from
@@ -57,7 +65,7 @@ def advantage_inputs(columns: Mapping[str, Any], step: int | None = None) -> Ite
     if outer is not None:
         yield outer
         return
-    inputs = AdvantageInputs(columns, step=step)
+    inputs = AdvantageInputs(columns, step=step, total_steps=total_steps, state=state)
     token = _ADVANTAGE.set(inputs)
     try:
         yield inputs

@@ -23,9 +23,9 @@ import varpo
 from varpo.verl.context import as_list, current_advantage_inputs, group_index
 from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings
 
-# One SigmaEMA per (decay, shrink) and process: the TaskRunner computes every step's advantages in one process,
-# so the running σ̄ persists across steps of a run (it is not checkpointed: a resumed run starts a fresh EMA).
-_SIGMA_EMA: dict[tuple[float, float], varpo.SigmaEMA] = {}
+# dvao's running σ̄ is training state owned (and checkpointed) by the trainer: varpo.verl.state. A call from code
+# that opens no varpo context (a recipe calling verl's compute_advantage itself) gets a fresh EMA per call, i.e.
+# plain per-batch σ — never state hidden in this module.
 
 _NO_COMPONENTS = (
     "varpo_{method}: algorithm.varpo.reward_keys={keys} but no reward components reached the estimator. With "
@@ -91,11 +91,15 @@ def compute(
     lengths = response_mask.detach().to("cpu").sum(-1).to(torch.float64)
     rewards[lengths <= 0] = float("nan")  # synthetic padding rows: unscorable, out of all statistics
     options = dict(settings.advantage_options, names=settings.names)
-    if settings.uses_sigma_ema:
-        ema_key = settings.sigma_ema_args()
-        options["sigma_ema"] = _SIGMA_EMA.setdefault(ema_key, varpo.SigmaEMA(*ema_key))
     inputs = current_advantage_inputs()
-    weights = settings.weights_at(None if inputs is None else inputs.step)
+    if settings.uses_sigma_ema:
+        state = None if inputs is None else inputs.state
+        ema_args = settings.sigma_ema_args()
+        options["sigma_ema"] = varpo.SigmaEMA(*ema_args) if state is None else state.sigma_ema_for(*ema_args)
+    step, total = (None, None) if inputs is None else (inputs.step, inputs.total_steps)
+    weights = settings.weights_at(step)
+    if settings.rvpo_k_end is not None:
+        options["rvpo_k"] = settings.rvpo_k_at(step, total)
     # Diagnostics only when varpo's trainer is there to log them (stock verl discards them).
     ids = torch.from_numpy(group_index(index))
     out = varpo.compute_advantages(rewards, ids, method, weights, stats=inputs is not None, **options)
@@ -106,6 +110,8 @@ def compute(
         inputs.stats.update(out.present_stats)  # absent components are not logged (never as 0)
         if settings.reward_weight_schedule is not None:
             inputs.stats.update({f"reward_weight/{n}": w for n, w in zip(settings.names, weights, strict=True)})
+        if settings.rvpo_k_end is not None:
+            inputs.stats["rvpo_k"] = options["rvpo_k"]
     scores = adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1)
     scores = scores * response_mask.to(scores.dtype)
     return scores, scores

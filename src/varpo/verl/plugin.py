@@ -15,6 +15,8 @@ Registered here:
   registered later with :func:`varpo.register_estimator` in the same process;
 * the ``varpo_gvpo`` policy loss (:mod:`varpo.verl.losses`);
 * the legacy-trainer hook (:mod:`varpo.verl.legacy`, one wrapped function);
+* verl's trl probe answering whether trl has the value-head class verl imports (:mod:`varpo.verl.compat`), so
+  building an actor does not fail on the trl that varpo's TRL engine installs;
 * V1 trainer modes ``varpo*`` (:mod:`varpo.verl.trainer`) — only when TransferQueue, which verl's V1 trainer
   itself needs, is installed; without it no V1 run is possible at all.
 """
@@ -32,7 +34,7 @@ def register() -> None:
     from verl.trainer.ppo import core_algos
 
     from varpo import registry
-    from varpo.verl import POLICY_LOSS_NAME, legacy
+    from varpo.verl import POLICY_LOSS_NAME, compat, legacy
     from varpo.verl.estimators import ESTIMATORS
     from varpo.verl.losses import gvpo_policy_loss
 
@@ -43,6 +45,7 @@ def register() -> None:
         registry.LISTENERS.append(_on_register)
     core_algos.register_policy_loss(POLICY_LOSS_NAME)(gvpo_policy_loss)
     legacy.install()
+    compat.install()
     if importlib.util.find_spec("transfer_queue") is None:
         logger.info("varpo: transfer_queue is not installed, so verl's V1 trainer cannot run; V1 modes not registered")
     else:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import varpo
 from varpo import registry
-from varpo.schedules import WeightSchedule, parse_schedule
+from varpo.schedules import WeightSchedule, linear_anneal, parse_schedule
 from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
 
 
@@ -64,11 +64,19 @@ KEYS: dict[str, str] = {
     "ddof": "std degrees of freedom, 1 = unbiased as verl/TRL, 0 = population",
     "saw_base": "saw only: 'grpo' (weight rewards) or 'gdpo' (weight z-scores, batch whiten)",
     "saw_offsets": "saw only: K per-component shifts before the coefficient of variation (official: [3, 0])",
-    "rvpo_k": "rvpo only: soft-min temperature k > 0",
+    "rvpo_k": "rvpo only: soft-min temperature k > 0 (start of the anneal with rvpo_k_end)",
+    "rvpo_k_end": "rvpo only: k at the last training step; k is annealed linearly from rvpo_k (RVPO: 0.5 -> 2.0)",
     "rvpo_variant": "rvpo only: 'softmin' or 'explicit'",
     "rvpo_beta": "rvpo only: β of the explicit variant",
 }
 _ADVANTAGE_KEYS = ("eps", "ddof", "saw_base", "saw_offsets", "rvpo_k", "rvpo_variant", "rvpo_beta")
+
+
+_NO_STEP = (
+    "varpo: algorithm.varpo.{key} needs the training step, which only varpo's trainer hooks provide: use "
+    "trainer.v1.trainer_mode=varpo (V1) or trainer.use_v1=false (the legacy RayPPOTrainer.fit, wrapped by the "
+    "plug-in); a recipe that calls verl's compute_advantage from its own loop does not pass the step"
+)
 
 
 class ConfigError(ValueError):
@@ -106,6 +114,7 @@ class VarpoSettings:
     gvpo_beta: float = 0.1
     sigma_ema_decay: float | None = None
     sigma_ema_shrink: float | None = None
+    rvpo_k_end: float | None = None
     advantage_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -151,6 +160,7 @@ class VarpoSettings:
             gvpo_beta=number("gvpo_beta", 0.1),
             sigma_ema_decay=number("sigma_ema_decay"),
             sigma_ema_shrink=number("sigma_ema_shrink"),
+            rvpo_k_end=number("rvpo_k_end"),
             advantage_options=options,
         )
 
@@ -167,11 +177,17 @@ class VarpoSettings:
         if self.reward_weight_schedule is None:
             return self.reward_weights
         if step is None:
-            raise RuntimeError(
-                "varpo: algorithm.varpo.reward_weight_schedule needs the training step, which this verl code path "
-                "did not provide (use trainer.v1.trainer_mode=varpo, or the legacy trainer)"
-            )
+            raise RuntimeError(_NO_STEP.format(key="reward_weight_schedule"))
         return tuple(self.reward_weight_schedule.at(step))
+
+    def rvpo_k_at(self, step: int | None, total_steps: int | None) -> float:
+        """RVPO's k at ``step``: :func:`varpo.schedules.linear_anneal` from ``rvpo_k`` (default 1) to ``rvpo_k_end``."""
+        start = float(self.advantage_options.get("rvpo_k", 1.0))
+        if self.rvpo_k_end is None:
+            return start
+        if step is None or total_steps is None:
+            raise RuntimeError(_NO_STEP.format(key="rvpo_k_end"))
+        return linear_anneal(start, self.rvpo_k_end, step, total_steps)
 
     @property
     def uses_sigma_ema(self) -> bool:
@@ -194,6 +210,11 @@ class VarpoSettings:
                 if self.reward_keys is None:
                     raise ValueError("reward_weight_schedule needs reward_keys (one weight per component)")
                 parse_schedule(self.reward_weight_schedule, self.num_components)
+            if self.rvpo_k_end is not None:
+                if method != "rvpo":
+                    raise ValueError(f"rvpo_k_end only applies to varpo_rvpo, not {method!r}")
+                if not (math.isfinite(self.rvpo_k_end) and self.rvpo_k_end > 0):
+                    raise ValueError(f"rvpo_k_end must be a finite number > 0, got {self.rvpo_k_end!r}")
             if self.uses_sigma_ema and method != "dvao":
                 raise ValueError(f"sigma_ema_* only applies to varpo_dvao, not {method!r}")
             if not (math.isfinite(self.gvpo_beta) and self.gvpo_beta > 0):

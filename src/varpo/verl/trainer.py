@@ -8,9 +8,11 @@ Why they exist: verl 0.9's V1 ``PPOTrainer._compute_advantage`` reads only ``uid
 sample in ``extra_fields["reward_extra_info"]``) never reach an estimator — not even verl's own ``gdpo``.
 
 * ``_compute_advantage``: fetch ``uid`` + ``extra_fields`` (and same-named top-level fields, where verl's colocated
-  reward-model path puts components) for the batch's keys, open
-  :func:`varpo.verl.context.advantage_inputs` with the components, run verl's own method unchanged, then log the
-  core's diagnostics as ``varpo/<stat>`` metrics.
+  reward-model path puts components) for the batch's keys, open :func:`varpo.verl.state.advantage_context` with
+  the components, the step and this trainer's state, run verl's own method unchanged, then log the core's
+  diagnostics as ``varpo/<stat>`` metrics.
+* ``_save_checkpoint`` / ``_load_checkpoint``: after verl's own, save / restore the trainer's varpo state (dvao's
+  running σ̄) in the same ``global_step_<n>`` folder.
 * ``_balance_batch`` (GVPO only): verl balances sequence lengths across DP ranks row by row, which splits groups.
   We balance whole uid groups instead (same verl partitioner, applied to group workloads), so every rank holds
   complete groups, contiguously.
@@ -36,8 +38,9 @@ from verl.trainer.ppo.v1 import trainer_base as _base
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.seqlen_balancing import log_seqlen_unbalance
 
+from varpo.verl import state
 from varpo.verl.batching import group_aligned_order, reward_components
-from varpo.verl.context import advantage_inputs, as_list
+from varpo.verl.context import as_list
 from varpo.verl.losses import worker_loss
 from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings, check_config, uses_gvpo
 
@@ -79,10 +82,22 @@ class VarpoTrainerMixin:
     def _compute_advantage(self, batch, metrics: dict):
         if self.config.algorithm.adv_estimator not in METHOD_OF_ESTIMATOR:
             return super()._compute_advantage(batch, metrics)
-        with advantage_inputs(self._varpo_columns(batch), step=self.global_steps) as inputs:
+        with state.advantage_context(self, self._varpo_columns(batch)) as inputs:
             batch = super()._compute_advantage(batch, metrics)
         metrics.update({f"varpo/{k}": v for k, v in inputs.stats.items()})
         return batch
+
+    # -- estimator state (dvao's running σ̄) saved and restored with verl's checkpoints --------------------
+
+    def _save_checkpoint(self):
+        out = super()._save_checkpoint()
+        state.save(self)
+        return out
+
+    def _load_checkpoint(self):
+        out = super()._load_checkpoint()
+        state.load(self)
+        return out
 
     # -- GVPO: whole groups per DP rank and per micro-batch --------------------------------------------------
 
