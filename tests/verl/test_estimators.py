@@ -19,7 +19,6 @@ from verl.trainer.ppo import (
 import varpo  # noqa: E402
 import varpo.verl.plugin  # noqa: E402,F401  (normally loaded by `import verl` through the entry point)
 from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch  # noqa: E402
-from varpo.verl import estimators  # noqa: E402
 from varpo.verl import state as verl_state  # noqa: E402
 
 ESTIMATORS = [f"varpo_{m}" for m in varpo.METHODS]
