@@ -101,3 +101,71 @@ def test_filter_groups_metric_is_checked_against_the_estimator(method, metric, o
         with pytest.raises(ConfigError, match="filter_groups.metric"):
             check_config(c)
     assert SIGNAL_KEY == "varpo_signal"
+
+
+# -- one step convention and RVPO's k annealing, equal on both engines ----------------------------------------
+
+
+def _trl_view(global_step: int, max_steps: int, **args):
+    """What VarpoGRPOTrainer's schedule methods read: its args and TRL's state (0-based global_step)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        args=SimpleNamespace(**args), state=SimpleNamespace(global_step=global_step, max_steps=max_steps)
+    )
+
+
+@pytest.mark.parametrize("total", [1, 2, 5])
+def test_rvpo_k_anneal_and_weight_schedule_match_trl_for_the_same_batch(total):
+    """The n-th training batch is TRL's global_step n-1 and verl's global_steps n: both give it the same k and
+    weights (k from rvpo_k at the first batch to rvpo_k_end at the last, RVPO Fig. 4's 0.5 -> 2.0)."""
+    from varpo.schedules import parse_schedule, step_of_verl
+    from varpo.trl.trainer import VarpoGRPOTrainer
+
+    settings = VarpoSettings.from_algorithm(
+        algo_config(reward_keys=list(KEYS), rvpo_k=0.5, rvpo_k_end=2.0, reward_weight_schedule=SCHEDULE)
+    )
+    schedule = parse_schedule(SCHEDULE, 3)
+    for batch in range(1, total + 1):
+        trl = _trl_view(batch - 1, total, rvpo_k=0.5, rvpo_k_end=2.0)
+        verl_step = step_of_verl(batch)  # verl's global_steps is 1-based
+        assert settings.rvpo_k_at(verl_step, total) == pytest.approx(VarpoGRPOTrainer.current_rvpo_k(trl))
+        assert settings.weights_at(verl_step) == pytest.approx(tuple(schedule.at(trl.state.global_step)))
+    assert settings.rvpo_k_at(0, total) == pytest.approx(0.5)
+    assert settings.rvpo_k_at(total - 1, total) == pytest.approx(2.0 if total > 1 else 0.5)
+
+
+@pytest.mark.parametrize("step", [0, 2, 4])
+def test_rvpo_k_anneal_through_verls_compute_advantage(step):
+    data, uids, rewards, _ = make_batch(seed=5)
+    mask = data.batch["response_mask"].clone()
+    with advantage_inputs(dict(data.non_tensor_batch), step=step, total_steps=5) as inputs:
+        got = ray_trainer.compute_advantage(
+            data,
+            adv_estimator="varpo_rvpo",
+            gamma=1.0,
+            lam=1.0,
+            num_repeat=1,
+            config=algo_config(reward_keys=list(KEYS), rvpo_k=0.5, rvpo_k_end=2.0),
+        ).batch["advantages"]
+    k = 0.5 + 1.5 * step / 4
+    want = varpo.compute_advantages(torch.as_tensor(rewards), group_ids(uids), "rvpo", rvpo_k=k).advantages
+    torch.testing.assert_close(got, (want.unsqueeze(-1) * mask).to(got.dtype), rtol=1e-5, atol=1e-6)
+    assert inputs.stats["rvpo_k"] == pytest.approx(k)
+
+
+def test_rvpo_k_end_needs_the_step_and_rvpo():
+    data, *_ = make_batch(seed=5)
+    with pytest.raises(RuntimeError, match="rvpo_k_end needs the training step"):
+        ray_trainer.compute_advantage(
+            data, adv_estimator="varpo_rvpo", config=algo_config(reward_keys=list(KEYS), rvpo_k_end=2.0)
+        )
+    for method, bad, message in [("dvao", 2.0, "only applies to varpo_rvpo"), ("rvpo", -1.0, "finite number > 0")]:
+        c = cfg(
+            f"algorithm.adv_estimator=varpo_{method}",
+            "trainer.v1.trainer_mode=varpo",
+            f"+algorithm.varpo.reward_keys=[{','.join(KEYS)}]",
+            f"+algorithm.varpo.rvpo_k_end={bad}",
+        )
+        with pytest.raises(ConfigError, match=message):
+            check_config(c)
