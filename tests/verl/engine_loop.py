@@ -69,40 +69,39 @@ def build_model_and_data(work: str):
 def compose(path: str, data: str, work: str, estimator: str, *extra: str):
     from varpo.verl.train import compose_config
 
-    return compose_config(
-        [
-            f"actor_rollout_ref.model.path={path}",
-            "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",  # default is flash_attention_2
-            "actor_rollout_ref.model.use_remove_padding=false",
-            "actor_rollout_ref.actor.strategy=fsdp2",  # FSDP1 needs an accelerator device_id
-            "actor_rollout_ref.actor.fsdp_config.model_dtype=fp32",
-            "actor_rollout_ref.actor.optim.lr=1e-3",
-            f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS}",
-            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={PROMPTS * N}",
-            f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={PROMPTS * N}",
-            "actor_rollout_ref.actor.use_kl_loss=false",
-            "actor_rollout_ref.actor.shuffle=false",
-            f"actor_rollout_ref.rollout.n={N}",
-            f"data.train_batch_size={PROMPTS}",
-            f"data.train_files={data}",
-            f"data.val_files={data}",
-            "data.max_prompt_length=128",
-            f"data.max_response_length={RESPONSE_LEN}",
-            "trainer.device=cpu",
-            "trainer.use_v1=false",
-            "trainer.logger=[console]",
-            "trainer.val_before_train=false",
-            "trainer.test_freq=-1",
-            "trainer.save_freq=1",
-            f"trainer.default_local_dir={work}/ckpt",
-            "reward.custom_reward_function.path=pkg://varpo.verl.rewards",
-            "reward.custom_reward_function.name=compute_score",
-            f"+reward.custom_reward_function.reward_kwargs.task={TASK}",
-            f"algorithm.adv_estimator={estimator}",
-            "+algorithm.varpo.reward_keys=[accuracy,format]",
-            *extra,
-        ]
-    )
+    base = [
+        f"actor_rollout_ref.model.path={path}",
+        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",  # default is flash_attention_2
+        "actor_rollout_ref.model.use_remove_padding=false",
+        "actor_rollout_ref.actor.strategy=fsdp2",  # FSDP1 needs an accelerator device_id
+        "actor_rollout_ref.actor.fsdp_config.model_dtype=fp32",
+        "actor_rollout_ref.actor.optim.lr=1e-3",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={PROMPTS * N}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={PROMPTS * N}",
+        "actor_rollout_ref.actor.use_kl_loss=false",
+        "actor_rollout_ref.actor.shuffle=false",
+        f"actor_rollout_ref.rollout.n={N}",
+        f"data.train_batch_size={PROMPTS}",
+        f"data.train_files={data}",
+        f"data.val_files={data}",
+        "data.max_prompt_length=128",
+        f"data.max_response_length={RESPONSE_LEN}",
+        "trainer.device=cpu",
+        "trainer.use_v1=false",
+        "trainer.logger=[console]",
+        "trainer.val_before_train=false",
+        "trainer.test_freq=-1",
+        "trainer.save_freq=1",
+        f"trainer.default_local_dir={work}/ckpt",
+        "reward.custom_reward_function.path=pkg://varpo.verl.rewards",
+        "reward.custom_reward_function.name=compute_score",
+        f"+reward.custom_reward_function.reward_kwargs.task={TASK}",
+        f"algorithm.adv_estimator={estimator}",
+        "+algorithm.varpo.reward_keys=[accuracy,format]",
+    ]
+    overridden = {e.split("=", 1)[0] for e in extra}
+    return compose_config([o for o in base if o.split("=", 1)[0] not in overridden] + list(extra))
 
 
 class LocalWorkerGroup:

@@ -46,6 +46,15 @@ def loop(tmp_path_factory) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.fixture(scope="module")
+def v1(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("verl_v1")
+    out = work / "result.json"
+    proc = _run([sys.executable, "-m", "tests.verl.v1_loop", str(out), str(work)], engine_env(_free_port()), 400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return json.loads(out.read_text())
+
+
 def test_runs_on_verls_cpu_platform_within_budget(loop):
     assert loop["device"] == "cpu"
     assert loop["seconds"] < 150
@@ -114,9 +123,8 @@ def test_verl_model_build_does_not_fail_on_the_installed_trl(tmp_path):
 def test_trl_probe_is_true_exactly_when_verls_import_would_work():
     from verl.utils import import_utils
 
-    from varpo.verl import compat
-
     import varpo.verl.plugin  # noqa: F401
+    from varpo.verl import compat
 
     probe = import_utils.is_trl_available
     assert probe.__varpo_wraps__ is not None
@@ -134,3 +142,35 @@ def test_trl_probe_is_true_exactly_when_verls_import_would_work():
             importable = False
     assert compat.value_head_importable() is importable
     assert compat.install() is probe  # idempotent
+
+
+# -- verl's V1 trainer (VarpoTrainerSync.fit) with a real TransferQueue --------------------------------------
+
+
+def test_v1_fit_carries_components_from_transferqueue_to_the_estimator(v1):
+    """Components written by the agent-loop worker's own postprocess reach varpo_dvao through TransferQueue; the
+    advantages equal the core with the scheduled weights and a chained σ̄, and varpo's metrics are logged."""
+    run = v1["v1"]
+    assert run["steps"] == [1, 2] and run["sessions"] == 2 * 2 * 4
+    assert run["weights"] == [pytest.approx([0.9, 0.1]), pytest.approx([0.7, 0.3])]
+    assert run["logged_reward_weights"] == run["weights"]
+    assert max(run["max_abs_diff"]) < F32 and min(run["nonzero_advantages"]) > 0
+    assert {"varpo/weight/accuracy", "varpo/weight/format", "varpo/frac_zero_std_groups"} <= set(run["varpo_metrics"])
+    assert run["param_max_change"] > 0 and all(abs(v) < 1e6 for v in run["losses"])
+
+
+def test_v1_checkpoint_and_resume_restore_the_running_sigma_and_the_schedule(v1):
+    run, resume = v1["v1"], v1["v1_resume"]
+    assert run["saved_state"]["sigma_ema"] == [run["reference_state"]]
+    assert resume["steps"] == [3] and resume["state_before"] == run["saved_state"]
+    assert resume["weights"] == pytest.approx([0.5, 0.5]) and resume["max_abs_diff"] < F32
+
+
+def test_v1_gvpo_mode_keeps_groups_whole_and_trains(v1):
+    """One group per micro-batch (force_group_size), whole groups per rank (_balance_batch), worker loss with
+    uids: the GVPO loss raises on a split group, so a finite loss and moved parameters show the groups held."""
+    gvpo = v1["v1_gvpo"]
+    assert gvpo["param_max_change"] > 0 and gvpo["nonzero_advantages"] > 0
+    assert all(abs(v) < 1e6 for v in gvpo["losses"])
+    assert "actor/varpo_gvpo/implicit_reward_mean" in gvpo["gvpo_metrics"]
+    assert v1["seconds"] < 200

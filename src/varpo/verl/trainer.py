@@ -58,16 +58,21 @@ class VarpoTrainerMixin:
         for warning in check_config(self.config):
             logger.warning("varpo: %s", warning)
         super().init()
-        if uses_gvpo(self.config):
-            actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-            loss = partial(
-                worker_loss,
-                config=actor_config,
-                gvpo_beta=self.varpo_settings.gvpo_beta,
-                group_size=int(self.config.actor_rollout_ref.rollout.n),
-            )
-            self.actor_rollout_wg.set_loss_fn(loss)
-            logger.info("varpo: actor loss set to varpo.verl.losses.worker_loss (GVPO groups by uid)")
+        self.install_worker_loss()
+
+    def install_worker_loss(self) -> None:
+        """GVPO only: verl's ``ppo_loss`` with the micro-batch's uids exposed, on the actor workers."""
+        if not uses_gvpo(self.config):
+            return
+        actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        loss = partial(
+            worker_loss,
+            config=actor_config,
+            gvpo_beta=self.varpo_settings.gvpo_beta,
+            group_size=int(self.config.actor_rollout_ref.rollout.n),
+        )
+        self.actor_rollout_wg.set_loss_fn(loss)
+        logger.info("varpo: actor loss set to varpo.verl.losses.worker_loss (GVPO groups by uid)")
 
     # -- reward components -----------------------------------------------------------------------------------
 
