@@ -281,7 +281,9 @@ def dry_run(
         ds = None if rows[-1][1].startswith("skipped") else data.train_data(spec, keep=(args.gvpo_external_column,))
         described = replay.describe(args, ds and ds.column_names, ds and len(ds))
         rows.append(("off-policy gvpo", described))
-    gold = data.eval_data(spec, n=min(8, spec.eval_prompts))
+    # an eval file not on this machine is skipped (said below), not loaded: gold rows come from the task instead
+    gold_spec = dataclasses.replace(spec, eval_file=None) if "eval_file" in checked.skipped else spec
+    gold = data.eval_data(gold_spec, n=min(8, spec.eval_prompts))
     columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
     # Judged rewards (varpo.rewards) are not called: a dry run must not need the judge server.
     judged = [f for f in task.reward_funcs if getattr(f, "judge", None) is not None]
