@@ -11,8 +11,8 @@ w̄ = w / Σw. Missing components (NaN / ±inf) are left out of their statistics
 component missing is *unscorable*: advantage 0, excluded from batch statistics.
 
 All statistics are float64 and scale-robust (per-group power-of-two units, see :mod:`varpo.stats`); the returned
-advantages are float32, never NaN/inf: values beyond float32's range (only possible for ``dr_grpo`` or ``ac``/``dvao``
-with weights or rewards beyond ~1e38) saturate at ±3.4e38. See ``docs/methods.md`` for each method's paper,
+advantages are float32, never NaN/inf: a non-finite estimate is 0, finite values beyond float32's range (only possible
+for ``dr_grpo`` or ``ac``/``dvao`` with weights or rewards beyond ~1e38) saturate at ±3.4e38. See ``docs/methods.md`` for each method's paper,
 equation, our eps/ddof choices and where we depart from the official code.
 """
 
@@ -620,14 +620,15 @@ def compute_advantages(
     batch = RewardBatch(rewards, group_index(group_ids), w, opts.ddof, diagnostics=stats)
     if n == 0:
         return AdvantageOutput(torch.zeros(0, dtype=torch.float32, device=rewards.device), {})
-    adv, eff = estimator(batch, opts)
-    # No NaN can arise above; the guard keeps the documented contract. ±inf (reward-unit methods beyond float64)
-    # and finite values beyond float32 saturate at the float32 range. One min/max pass decides whether the guard
-    # has anything to do (NaN fails the range test); the diagnostics reuse it.
+    adv, eff = _checked_output(method, estimator(batch, opts), n, k, stats, rewards.requires_grad)
+    # The documented contract (docs/extending.md): NaN and ±inf become 0 — an infinite advantage is no measurement,
+    # and saturating it at ±3.4e38 turned a registered method's inf into NaN weights in training. Finite values
+    # beyond float32 (reward-unit methods with huge rewards or weights) saturate at the float32 range. One min/max
+    # pass decides whether the guard has anything to do (NaN fails the range test); the diagnostics reuse it.
     bounds = torch.aminmax(adv.detach())
     lo, hi = (float(v) for v in bounds)
     if not (-F32_MAX <= lo and hi <= F32_MAX):
-        adv = torch.nan_to_num(adv, nan=0.0).clamp_(-F32_MAX, F32_MAX)
+        adv = torch.where(torch.isfinite(adv), adv, 0.0).clamp_(-F32_MAX, F32_MAX)
         bounds = torch.aminmax(adv.detach())
     if not batch.all_valid:
         adv = torch.where(batch.scorable, adv, 0.0)
@@ -637,6 +638,36 @@ def compute_advantages(
         return AdvantageOutput(adv.to(torch.float32, copy=True))
     eff = no_signal_rule(batch, eff)
     return AdvantageOutput(adv.to(torch.float32, copy=True), *_stats(batch, opts, method, adv, eff, bounds))
+
+
+def _checked_output(
+    method: str, out: object, n: int, k: int, stats: bool, rewards_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """An estimator's ``(advantages, effective_weights)`` checked at the boundary (a registered method's mistake is
+    a one-line ValueError naming it, not an obscure error later or a silently misaligned batch): advantages a float
+    tensor of shape ``[N]`` that requires grad only when the rewards do (advantages are constants of the policy
+    loss; a graph the estimator attached itself would be differentiated through); effective weights ``[K]`` (or
+    None, which only ``stats=False`` may return)."""
+    where = f"advantage method {method!r}"
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ValueError(f"{where} must return (advantages [N], effective_weights [K]), got {type(out).__name__}")
+    adv, eff = out
+    if not isinstance(adv, Tensor):
+        raise ValueError(f"{where} returned advantages as {type(adv).__name__}; expected a float tensor [N]")
+    if not adv.is_floating_point():
+        raise ValueError(f"{where} returned {adv.dtype} advantages; expected a float tensor [N]")
+    if adv.shape != (n,):
+        raise ValueError(f"{where} returned advantages of shape {tuple(adv.shape)}; expected [N]=({n},)")
+    if adv.requires_grad and not rewards_grad:
+        raise ValueError(f"{where} returned advantages that require grad; return them detached (constants of the loss)")
+    if eff is None:
+        if stats:
+            raise ValueError(f"{where} returned no effective weights (None); expected a tensor [K]=({k},)")
+        return adv, None
+    if not isinstance(eff, Tensor) or eff.shape != (k,):
+        got = f"shape {tuple(eff.shape)}" if isinstance(eff, Tensor) else type(eff).__name__
+        raise ValueError(f"{where} returned effective weights of {got}; expected a tensor [K]=({k},)")
+    return adv, eff.detach()
 
 
 def _std_from_sums(x: Tensor, total: Tensor, sq: Tensor, n: int) -> Tensor:

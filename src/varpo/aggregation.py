@@ -168,7 +168,15 @@ def aggregate_loss(
     # aggregator (built-in or registered) gets the loss with masked positions already set to 0.
     picked = torch.where(mask, per_token_loss, torch.zeros((), dtype=per_token_loss.dtype, device=mask.device))
     loss = aggregator(picked, mask, scale, max_length, alpha)
-    return torch.as_tensor(loss).to(per_token_loss.dtype)
+    try:
+        loss = torch.as_tensor(loss)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"loss aggregation {mode!r} returned {type(loss).__name__}; expected a scalar tensor"
+        ) from None
+    if loss.dim() != 0:  # a [B] or [B, T] "loss" would be summed silently by backward()/the trainer
+        raise ValueError(f"loss aggregation {mode!r} returned shape {list(loss.shape)}; expected a scalar (0-d)")
+    return loss.to(per_token_loss.dtype)
 
 
 # Each aggregator: (per_token_loss [B, T] with masked positions 0, mask [B, T] bool, scale, max_length, alpha) ->

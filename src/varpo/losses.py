@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from varpo.aggregation import check_mask
-from varpo.registry import LOSS_INFO, LossInfo, lookup
+from varpo.registry import LOSS_INFO, LossInfo, is_per_sequence, lookup
 from varpo.stats import as_group_ids, broadcast, group_index, segment_sum
 
 # exp() of a log-ratio beyond this overflows float32; verl clamps the same way (negative_approx_kl in [-20, 20]).
@@ -266,5 +266,20 @@ LOSS_INFO.update({"ppo_clip": LossInfo(per_sequence=False), "gvpo": LossInfo(per
 
 
 def policy_loss(name: str, **kwargs) -> tuple[Tensor, dict[str, float]]:
-    """Dispatch to a loss in :data:`POLICY_LOSSES` by name (keyword arguments only)."""
-    return lookup(POLICY_LOSSES, name, "policy loss")(**kwargs)
+    """Dispatch to a loss in :data:`POLICY_LOSSES` by name (keyword arguments only); the result is checked at the
+    boundary (a registered loss returning the wrong shape is a one-line ValueError naming it, not a broadcast)."""
+    out = lookup(POLICY_LOSSES, name, "policy loss")(**kwargs)
+    where = f"policy loss {name!r}"
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        raise ValueError(f"{where} must return (loss [B, T] tensor, metrics dict), got {type(out).__name__}")
+    loss, _ = out
+    logprobs = kwargs.get("logprobs")
+    if not isinstance(loss, Tensor) or not loss.is_floating_point():
+        got = loss.dtype if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(f"{where} returned a loss of {got}; expected a float tensor [B, T]")
+    if isinstance(logprobs, Tensor) and logprobs.dim() == 2:
+        allowed = {tuple(logprobs.shape), (logprobs.shape[0], 1)} if is_per_sequence(name) else {tuple(logprobs.shape)}
+        if tuple(loss.shape) not in allowed:
+            want = " or ".join(str(list(a)) for a in sorted(allowed))
+            raise ValueError(f"{where} returned a loss of shape {list(loss.shape)}; expected {want}")
+    return out

@@ -13,6 +13,7 @@ A crash loses at most the file being written: files are written under a temporar
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,13 +87,19 @@ def read(directory: str | os.PathLike) -> list[LoggedBatch]:
                     weights=z["weights"] if "weights" in z.files else None,
                     lengths=z["lengths"] if "lengths" in z.files else None,
                 )
-        except (OSError, KeyError, ValueError) as err:
-            raise ValueError(f"reward log {path}: unreadable ({err})") from None
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:  # BadZipFile: a truncated file
+            raise ValueError(f"reward log {path}: unreadable ({type(err).__name__}: {err})") from None
         if rewards.ndim != 2 or rewards.shape[1] != len(names) or ids.shape != (rewards.shape[0],):
             raise ValueError(
                 f"reward log {path}: rewards {rewards.shape}, group_ids {ids.shape} and names {len(names)} disagree"
             )
         if batch.lengths is not None and batch.lengths.shape != ids.shape:
             raise ValueError(f"reward log {path}: lengths {batch.lengths.shape} vs group_ids {ids.shape}")
+        if rewards.shape[0] == 0:
+            raise ValueError(f"reward log {path}: holds 0 samples")
+        if batch.weights is not None and batch.weights.shape != (len(names),):
+            raise ValueError(f"reward log {path}: weights {batch.weights.shape} for K={len(names)} objectives {names}")
+        if out and names != out[0].names:
+            raise ValueError(f"reward log {path}: objectives {names} differ from the first file's {out[0].names}")
         out.append(batch)
     return out

@@ -103,10 +103,14 @@ def parse_schedule(
             if not (isinstance(point, (list, tuple)) and len(point) == 2 and isinstance(point[1], (list, tuple))):
                 raise ValueError(f"{where}={point!r} is invalid; expected [step, [w_1, ..., w_K]]")
             step, w = point
-            if isinstance(step, bool) or not isinstance(step, (int, float)) or step < 0 or step != int(step):
+            # finite first: int(inf) raised OverflowError (exit 1) and int(nan) a message naming no field
+            if not _finite(step) or step < 0 or step != int(step):
                 raise ValueError(f"{where} step={step!r} is invalid; expected an integer >= 0")
-            if not w or not all(_finite(x) and x >= 0 for x in w) or sum(w) <= 0:
-                raise ValueError(f"{where} weights={list(w)!r} are invalid; expected finite numbers >= 0, not all 0")
+            if not w or not all(_finite(x) and x >= 0 for x in w) or not 0 < sum(w) < math.inf:
+                raise ValueError(
+                    f"{where} weights={list(w)!r} are invalid; expected finite numbers >= 0, not all 0, with a "
+                    "finite sum"
+                )
             if steps and int(step) <= steps[-1]:
                 raise ValueError(f"{where} step={step!r} is invalid; steps must be strictly increasing")
             if weights and len(w) != len(weights[0]):

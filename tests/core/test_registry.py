@@ -79,6 +79,56 @@ def test_registered_aggregation_and_policy_loss(clean_registry):
     assert VarpoGRPOConfig(output_dir="/tmp/unused", policy_loss="reinforce").policy_loss == "reinforce"
 
 
+_N, _K = 4, 2
+_BAD_ESTIMATORS = {
+    "extra_row": (lambda b, o: (torch.zeros(_N + 1, dtype=torch.float64), b.wbar), r"advantages of shape \(5,\)"),
+    "column": (lambda b, o: (torch.zeros(_N, 1, dtype=torch.float64), b.wbar), r"advantages of shape \(4, 1\)"),
+    "scalar": (lambda b, o: (torch.tensor(0.0), b.wbar), r"advantages of shape \(\)"),
+    "integer": (lambda b, o: (torch.zeros(_N, dtype=torch.long), b.wbar), "torch.int64 advantages"),
+    "list": (lambda b, o: ([0.0] * _N, b.wbar), "advantages as list"),
+    "grad": (lambda b, o: (torch.zeros(_N, dtype=torch.float64, requires_grad=True), b.wbar), "require grad"),
+    "weights": (lambda b, o: (torch.zeros(_N, dtype=torch.float64), b.wbar[:1]), r"effective weights of shape \(1,\)"),
+    "no_weights": (lambda b, o: (torch.zeros(_N, dtype=torch.float64), None), "no effective weights"),
+    "one_value": (lambda b, o: torch.zeros(_N), "must return \\(advantages \\[N\\], effective_weights"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_ESTIMATORS))
+def test_registered_estimator_output_is_checked_at_the_boundary(clean_registry, case):
+    """A malformed estimator output is one ValueError naming the method and what is wrong, never used silently."""
+    fn, needle = _BAD_ESTIMATORS[case]
+    varpo.register_estimator(f"bad_{case}", fn)
+    rewards = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+    with pytest.raises(ValueError, match=rf"advantage method 'bad_{case}' .*{needle}"):
+        varpo.compute_advantages(rewards, torch.tensor([0, 0, 1, 1]), f"bad_{case}")
+
+
+def test_estimator_infinities_become_zero_as_documented(clean_registry):
+    """docs/extending.md: non-finite values are set to 0 after the estimator (they used to saturate at ±3.4e38)."""
+    varpo.register_estimator("infs", lambda b, o: (torch.tensor([math.inf, -math.inf, math.nan, 1.0]), b.wbar))
+    out = varpo.compute_advantages(torch.rand(4, 2), torch.tensor([0, 0, 1, 1]), "infs")
+    assert out.advantages.tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert out.stats["adv_max_abs"] == 1.0
+
+
+def test_registered_aggregation_and_loss_outputs_are_checked(clean_registry):
+    varpo.register_aggregation("per_seq", lambda loss, mask, scale, m, alpha: loss.sum(-1))
+    varpo.register_aggregation("text", lambda loss, mask, scale, m, alpha: "0.5")
+    loss, mask = torch.rand(3, 5), torch.ones(3, 5)
+    with pytest.raises(ValueError, match=r"loss aggregation 'per_seq' returned shape \[3\]; expected a scalar"):
+        varpo.aggregate_loss(loss, mask, "per_seq")
+    with pytest.raises(ValueError, match=r"loss aggregation 'text' returned str; expected a scalar tensor"):
+        varpo.aggregate_loss(loss, mask, "text")
+    varpo.register_policy_loss("wide", lambda *, logprobs, **kw: (torch.zeros(2, 4), {}))
+    varpo.register_policy_loss("bare", lambda *, logprobs, **kw: torch.zeros_like(logprobs))
+    lp = torch.zeros(2, 3)
+    kwargs = dict(logprobs=lp, old_logprobs=lp, advantages=torch.ones(2), mask=lp)
+    with pytest.raises(ValueError, match=r"policy loss 'wide' returned a loss of shape \[2, 4\]; expected \[2, 3\]"):
+        varpo.policy_loss("wide", **kwargs)
+    with pytest.raises(ValueError, match=r"policy loss 'bare' must return \(loss \[B, T\] tensor, metrics dict\)"):
+        varpo.policy_loss("bare", **kwargs)
+
+
 @pytest.mark.parametrize("method", varpo.METHODS)
 def test_kit_passes_every_builtin(method):
     # SAW's CV uses the batch mean, so it is not group-shift invariant (documented in docs/methods.md)

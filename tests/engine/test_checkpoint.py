@@ -26,6 +26,15 @@ def test_read_and_repair_torn_line(tmp_path):
     assert path.read_text() == '{"step": 1, "loss": 0.5}\n'
 
 
+def test_repair_skips_valid_json_lines_that_are_not_records(tmp_path):
+    """A list, a number or a string step (a hand edit) is not a record: skipped, never a crash on resume."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n[1, 2]\n7\n"text"\n{"step": "x"}\n{"step": 2, "loss": 0.4}\n')
+    assert [r["step"] for r in read_metrics(path)] == [1, "x", 2]
+    assert repair_metrics(path, max_step=1) == 1
+    assert path.read_text() == '{"step": 1, "loss": 0.5}\n'
+
+
 def _config(tmp_path: Path, **extra) -> Path:
     values = {
         "model": "builtin:tiny",

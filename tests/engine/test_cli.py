@@ -78,3 +78,42 @@ def test_demo_yaml_matches_builtin_demo():
     config = CONFIGS[[p.stem for p in CONFIGS].index("demo")]
     values = spec_mod.load_yaml(config)
     assert {k: str(v) for k, v in values.items()} == {k: str(spec_mod.coerce(k, v)) for k, v in DEMO.items()}
+
+
+def _config(stem: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(CONFIGS[[p.stem for p in CONFIGS].index(stem)].read_text())
+
+
+def test_saw_tldr_config_gives_saw_the_cv_of_the_raw_judge_scores():
+    """SAW's CV is not shift-invariant: on (s-1)/9 the weights differ from those on the judge's 1-10 scores; the
+    config's saw_offsets make them equal."""
+    import torch
+
+    import varpo
+
+    cfg = _config("saw_tldr_qwen25_1p5b")
+    low, high = cfg["task_options"]["judge_score_range"]
+    raw = torch.tensor(
+        [[8.0, 3.0], [6.0, 9.0], [7.0, 2.0], [9.0, 4.0], [5.0, 8.0], [8.0, 7.0], [4.0, 9.0], [6.0, 5.0]],
+        dtype=torch.float64,
+    )
+    ids = torch.arange(8) // 4
+    scaled = (raw - low) / (high - low)
+
+    def weights(rewards, **options):
+        out = varpo.compute_advantages(rewards, ids, "saw", cfg["reward_weights"], saw_base=cfg["saw_base"], **options)
+        return [out.stats[f"saw_cv/{n}"] for n in ("c0", "c1")], out.advantages
+
+    names = {"names": ["c0", "c1"]}
+    want, want_adv = weights(raw, **names)
+    got, got_adv = weights(scaled, saw_offsets=cfg["saw_offsets"], **names)
+    assert got == pytest.approx(want, rel=1e-6)  # equal up to eps (in reward units, so scaled by 1/9 here)
+    torch.testing.assert_close(got_adv, want_adv, rtol=1e-5, atol=1e-6)
+    assert weights(scaled, **names)[0] != pytest.approx(want, rel=1e-3)  # without the offsets: a different CV
+
+
+def test_rvpo_config_never_trains_on_healthbench():
+    cfg = _config("rvpo_healthbench_qwen25_7b")
+    assert "healthbench" not in cfg["train_file"].lower() and "healthbench" in cfg["eval_file"].lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,6 +141,28 @@ def test_line_progress_prints_one_line_per_interval():
         use_compact_progress(trainer, tty=tty)
         assert len(trainer.callbacks) == 1
         assert trainer.callbacks[0] is kind or isinstance(trainer.callbacks[0], kind)
+
+
+def test_sft_warm_start_prints_no_library_bar_off_a_terminal(tmp_path, monkeypatch, capfd):
+    """Building builtin:tiny (the SFT base) saves a model: its "Writing model shards" tqdm bar reached non-TTY logs
+    because the library bars were switched off only after it."""
+    from transformers.utils import logging as hf_logging
+
+    from varpo.run import progress, sft
+    from varpo.run.spec import load_config
+
+    monkeypatch.setenv("VARPO_CACHE", str(tmp_path / "cache"))  # builtin:tiny is built here, not reused
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: False)
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # a fresh process: library bars on
+    try:
+        overrides = {"tiny": TEST_TINY, "sft_demos": 16, "sft_epochs": 1.0, "warm_start": "sft"}
+        resolved = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml", overrides)
+        assert (sft.warm_start(resolved.spec, seed=0) / sft.MARKER).is_file()
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "it/s]" not in err
 
 
 def test_demo_figure_integer_step_ticks(tmp_path):

@@ -47,6 +47,69 @@ def test_missing_values_and_numerics():
     assert _signal("grpo", tiny) == [False]
 
 
+def _alone_and_in_batch(method, rewards, g):
+    """Advantages of group ``g`` computed on the group alone and inside the whole round."""
+    ids = torch.arange(rewards.shape[0] // G).repeat_interleave(G)
+    alone = varpo.compute_advantages(rewards[g * G : (g + 1) * G], torch.zeros(G, dtype=torch.long), method)
+    batch = varpo.compute_advantages(rewards, ids, method).advantages[g * G : (g + 1) * G]
+    return alone.advantages, batch
+
+
+@pytest.mark.parametrize("method", ["saw", "rvpo"])
+def test_coupled_estimators_decide_with_the_batch_level_advantages(method):
+    """A K=2 trade-off group gets advantage 0 alone but not in its batch (saw's CV weights, rvpo's whitening are
+    batch-level): it is trained on, so it is kept. The per-group run used to drop it."""
+    trade = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    other = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.5]])
+    rewards = torch.cat([trade, other])
+    alone, batch = _alone_and_in_batch(method, rewards, 0)
+    assert alone.abs().max() == 0 and batch.abs().max() > 0.1
+    assert _signal(method, rewards) == [True, True]
+
+
+def test_keep_any_group_dapo_keeps_and_drop_constant_groups_for_every_estimator():
+    """DAPO keeps any group with std > 0: a dr_grpo spread of 1e-7 (|A| = 5e-8) is kept. A group whose every
+    component is constant is dropped even under rvpo, where batch whitening gives it a constant shift."""
+    spread = torch.tensor([[0.0], [1e-7], [0.0], [1e-7]])
+    assert _signal("dr_grpo", torch.cat([spread, spread + torch.tensor([[0.0], [1.0], [0.0], [1.0]])])) == [True] * 2
+    rewards = torch.cat([TRADE_OFF, ONE_VARIES, CONSTANT])
+    _, shifted = _alone_and_in_batch("rvpo", rewards, 2)
+    assert shifted.abs().min() > 0.1  # trained with a shift, but no information about the group's completions
+    assert _signal("rvpo", rewards) == [True, True, False]
+
+
+def test_per_round_metrics_keep_only_the_trained_rounds():
+    metrics = {"reward": [0.1, 0.5, 0.6, 0.7], "completions/mean_length": [3.0, 4.0, 5.0], "num_tokens": [99]}
+    metrics = {k: list(v) for k, v in metrics.items()}
+    before = {"reward": 1, "completions/mean_length": 0, "num_tokens": 1}
+    ds.keep_round_metrics(metrics, before, n_rounds=3, used_rounds=[0, 2])
+    assert metrics == {"reward": [0.1, 0.5, 0.7], "completions/mean_length": [3.0, 5.0], "num_tokens": [99]}
+    ds.keep_round_metrics(metrics, {"reward": 3}, n_rounds=0, used_rounds=[])
+    fresh = {"completions/mean_length": [1.0, 2.0]}
+    ds.keep_round_metrics(fresh, {}, n_rounds=2, used_rounds=[])  # nothing trained: no value, no key (not null)
+    assert fresh == {}
+
+
+def test_a_step_that_trains_on_nothing_warns_and_logs_no_nulls(make_trainer, caplog):
+    trainer = make_trainer(
+        reward_funcs=[flat, flat],
+        advantage_method="gdpo",
+        max_steps=1,
+        dynamic_sampling=True,
+        dynamic_sampling_max_rounds=1,
+        dynamic_sampling_on_cap="train_on_kept",
+    )
+    with caplog.at_level("WARNING", logger="varpo.trl.dynamic_sampling"):
+        trainer.train()
+    warned = [r.getMessage() for r in caplog.records if "trains on nothing" in r.getMessage()]
+    assert len(warned) == 1 and "step 0" in warned[0] and "2 round(s)" in warned[0]
+    (record,) = [r for r in read_metrics(trainer.args.output_dir) if "loss" in r]
+    assert record["dynamic_sampling/groups_kept"] == 0
+    assert "dynamic_sampling/generated_tokens_per_kept_sample" not in record
+    assert not [k for k, v in record.items() if v is None]
+    assert not [k for k in record if k.startswith("completions/") or k in ("reward", "frac_reward_zero_std")]
+
+
 def _fake_generate(flags_per_round: list[list[bool]], calls: list):
     """generate(rows) whose rounds have the given per-group signal (component 0 varies iff flag)."""
 
@@ -152,9 +215,9 @@ def test_training_with_dynamic_sampling(make_trainer, method, loss, on_cap):
         assert r["dynamic_sampling/frac_zero_std/flat"] == 1.0  # the flat component never varies
         assert r["dynamic_sampling/generated_tokens"] > 0
     for rollout in trainer.trace.rollouts:  # every trained group carries signal (or pads the batch)
-        keep = ds.group_signal(rollout["rewards"], G, method, rollout["weights"], {}).keep
+        varies = ~ds.zero_std_components(rollout["rewards"], G)[:, 0]  # half_flat is the only varying component
         if on_cap == "train_on_kept":
-            assert keep.all()
+            assert varies.all()
         assert rollout["rewards"].shape[0] == 16 or on_cap == "train_on_kept"
 
 

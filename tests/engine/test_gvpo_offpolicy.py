@@ -214,27 +214,59 @@ def test_buffer_caps_eviction_staleness_and_selection():
     assert prompt_key([1, 2]) == prompt_key((1, 2)) != prompt_key([12])
 
 
-def test_buffer_file_round_trip_and_torn_file(tmp_path):
+def test_buffer_file_with_duplicate_serials_or_a_changed_k_is_one_line_naming_it(tmp_path):
+    import gzip
+    import json
+
+    from varpo.trl.replay import ResponseBuffer
+
+    state = {
+        "per_prompt": 4,
+        "total": 8,
+        "serial": 2,
+        "entries": [["a", [1], [0.5, 1.0], 0, 0], ["b", [2], [1.0, 0.0], 0, 0]],
+    }
+    with pytest.raises(ValueError, match="duplicate serial 0"):
+        ResponseBuffer(4, 8).load_state_dict(state)
+    state["entries"][1][4] = 1
+    buffer = ResponseBuffer(4, 8)
+    buffer.load_state_dict(state)
+    assert len(buffer) == 2
+    with pytest.raises(ValueError, match="has 2 components, this run has K=3 reward functions"):
+        ResponseBuffer(4, 8).load_state_dict(state, num_rewards=3)
+    state["entries"][1][2] = [1.0]
+    with pytest.raises(ValueError, match="has 1 components, others have 2"):
+        ResponseBuffer(4, 8).load_state_dict(state)
+    path = tmp_path / "buf.json.gz"
+    with gzip.open(path, "wt") as f:
+        json.dump({"buffer": state}, f)
+    groups = _groups()
+    with pytest.raises(ValueError, match=rf"{path}: unreadable gvpo response buffer \(ValueError: a buffered"):
+        groups.load(str(path), num_rewards=2)
+
+
+def _groups():
     from varpo.trl.replay import OffPolicyGroups
 
-    def groups():
-        return OffPolicyGroups(
-            group_size=4,
-            history=2,
-            selection="most_recent",
-            max_staleness=None,
-            per_prompt=4,
-            total=8,
-            external_column=None,
-            rescore=False,
-            weights=None,
-            seed=0,
-            encode=list,
-            eos_token_id=None,
-            max_completion_length=None,
-        )
+    return OffPolicyGroups(
+        group_size=4,
+        history=2,
+        selection="most_recent",
+        max_staleness=None,
+        per_prompt=4,
+        total=8,
+        external_column=None,
+        rescore=False,
+        weights=None,
+        seed=0,
+        encode=list,
+        eos_token_id=None,
+        max_completion_length=None,
+    )
 
-    a, b = groups(), groups()
+
+def test_buffer_file_round_trip_and_torn_file(tmp_path):
+    a, b = _groups(), _groups()
     a.buffer.add("k", [1, 2, 3], [0.5, 1.0], 3)
     a.save(str(tmp_path / "buf.json.gz"))
     b.load(str(tmp_path / "buf.json.gz"))

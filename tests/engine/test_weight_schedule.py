@@ -44,6 +44,9 @@ def test_values_at_given_steps():
         ({"points": [[0, [1, 1]], [0, [1, 2]]]}, "strictly increasing"),
         ({"points": [[0, [1, 1]], [3, [1, 2, 3]]]}, "has 3 weights"),
         ({"points": [[1.5, [1, 1]]]}, "integer"),
+        ({"points": [[math.inf, [1, 1]]]}, r"points\[0\] step=inf is invalid"),
+        ({"points": [[0, [1, 1]], [math.nan, [1, 1]]]}, r"points\[1\] step=nan is invalid"),
+        ({"points": [[0, [1e308, 1e308]]]}, "with a finite sum"),
         ({"points": [[0, [1, 1]]], "warmup": 3}, "unknown key"),
         ([1, 2], "mapping"),
     ],
@@ -65,6 +68,8 @@ def test_cli_and_config():
         VarpoGRPOConfig(**base, **values, reward_weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="reward_weight_schedule.type"):
         VarpoGRPOConfig(**base, reward_weight_schedule={"type": "step", "points": [[0, [1]]]})
+    with pytest.raises(ValueError, match=r"reward_weights=\[1e\+308, 1e\+308\] is invalid; .*finite sum"):
+        VarpoGRPOConfig(**base, reward_weights=[1e308, 1e308])  # passed config and dry-run, failed at step 1
 
 
 @pytest.mark.parametrize("method", ["dvao", "saw"])

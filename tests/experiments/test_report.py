@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -131,6 +132,16 @@ def test_report_before_any_run_finished(tmp_path, config):
     run_sweep(config, sweep, expand_grid("grpo", "0.5", "1"), runner=["python3", "-c", "raise SystemExit(1)"])
     text = write_report(sweep).read_text()
     assert "No run has finished yet" in text and "grpo__w0.5-0.5__s0" in text
+
+
+def test_report_on_a_manifest_entry_without_its_grid_point_names_the_run(fake_sweep):
+    manifest = json.loads((fake_sweep / "sweep.json").read_text())
+    name = next(iter(manifest["runs"]))
+    del manifest["runs"][name]["point"]
+    (fake_sweep / "sweep.json").write_text(json.dumps(manifest))
+    res = CliRunner().invoke(app, ["report", str(fake_sweep)])
+    assert res.exit_code == 2, res.output
+    assert f"sweep.json is corrupt: run {name!r} has no valid grid point (None)" in " ".join(res.output.split())
 
 
 def test_cli_sweep_dry_run_sweep_and_report(tmp_path, config, fake_runner):

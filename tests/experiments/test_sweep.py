@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,28 @@ def test_changed_config_is_refused(tmp_path, config, fake_runner):
     config.write_text(config.read_text() + "learning_rate: 1.0\n")
     with pytest.raises(ValueError, match="differs from the config"):
         run_sweep(config, sweep, points, runner=fake_runner)
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        (lambda text: text[: len(text) // 2], "not valid JSON (truncated?)"),
+        (lambda text: "[]", "a JSON list, not a manifest"),
+        (lambda text: '{"runs": {}, "invocations": 3}', "'invocations' is not a list"),
+    ],
+)
+def test_a_corrupt_manifest_is_refused_never_replaced(tmp_path, config, fake_runner, damage, needle):
+    """Resuming over a truncated or damaged sweep.json must not replace it: it holds the earlier invocations."""
+    sweep = tmp_path / "sweep"
+    points = expand_grid("grpo", "0.5", "1")
+    run_sweep(config, sweep, points, runner=fake_runner)
+    damaged = damage((sweep / MANIFEST).read_text())
+    (sweep / MANIFEST).write_text(damaged)
+    with pytest.raises(ValueError, match=rf"sweep.json is corrupt \({re.escape(needle)}.*it is not replaced"):
+        run_sweep(config, sweep, points, runner=fake_runner)
+    assert (sweep / MANIFEST).read_text() == damaged
+    with pytest.raises(ValueError, match=rf"sweep.json is corrupt: {re.escape(needle)}"):
+        load_manifest(sweep)
 
 
 def test_manifest_is_valid_json_after_every_run(tmp_path, config, fake_runner):

@@ -4,6 +4,7 @@ calls the shared functions (monkeypatching changes results), reports, reward-log
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -218,6 +219,79 @@ def test_cli_allocate_run_and_errors(tmp_path):
     assert "| dvao − grpo | all-objectives rate |" in (tmp_path / "report.md").read_text()
     bad = runner.invoke(app, ["lab", "allocate", "--success", "0.1,1.5"])
     assert bad.exit_code == 2 and "success must be in (0, 1)" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["allocate", "--success", "0.1,0.9", "--seeds", "0"], "--seeds"),
+        (["allocate", "--success", "0.1,0.9", "--seeds", "-3"], "--seeds"),
+        (["run", "easy_hard", "--seeds", "-3"], "--seeds"),
+        (["claim", "vl_norm", "--seeds", "0", "-o", "x"], "--seeds"),
+        (["allocate", "--success", "0.1,0.9,0.5", "--names", "a,b"], "--names has 2 entries; --success has 3"),
+        (["allocate", "--success", "0.1,0.9", "--kind", "binary"], "--kind has 1 entries; --success has 2"),
+        (["allocate", "--success", "0.1,0.9", "--correlation", "1.5"], "correlation must be finite and in [-1, 1]"),
+        (["allocate", "--success", "0.1,0.9", "--correlation", "nan"], "correlation must be finite and in [-1, 1]"),
+        (["allocate", "nope"], "nope"),
+    ],
+)
+def test_cli_errors_are_one_line_on_stderr_with_status_2(argv, needle):
+    from varpo.cli import app
+
+    res = CliRunner().invoke(app, ["lab", *argv])
+    assert res.exit_code == 2, res.output
+    assert needle in " ".join(res.stderr.split()) and res.stdout == ""
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def _log(d, k=2, rows=8, weights=None, step=0):
+    reward_log.append(
+        d,
+        step=step,
+        rewards=np.tile(np.eye(2, k, dtype=np.float32), (rows // 2, 1))[:rows],
+        group_ids=np.repeat(np.arange(max(rows // 4, 1)), 4)[:rows],
+        names=[f"o{j}" for j in range(k)],
+        weights=weights,
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("truncated", "batch_0000000.npz: unreadable (BadZipFile"),
+        ("changing_k", "batch_0000001.npz: objectives ('o0', 'o1', 'o2') differ from the first file's"),
+        ("weights", "batch_0000000.npz: weights (3,) for K=2 objectives"),
+        ("empty", "batch_0000000.npz: holds 0 samples"),
+        ("all_missing", "objective(s) ['o1'] are missing in every logged sample"),
+    ],
+)
+def test_reward_log_errors_name_the_file(tmp_path, damage, needle):
+    d = tmp_path / "log"
+    if damage == "truncated":
+        _log(d)
+        path = next(d.glob("*.npz"))
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "changing_k":
+        _log(d)
+        _log(d, k=3, step=1)
+    elif damage == "weights":
+        _log(d, weights=[1.0, 1.0, 1.0])
+    elif damage == "empty":
+        _log(d, rows=0)
+    else:
+        reward_log.append(
+            d,
+            step=0,
+            rewards=np.array([[1.0, np.nan]] * 4, dtype=np.float32),
+            group_ids=np.zeros(4, dtype=np.int64),
+            names=["o0", "o1"],
+        )
+    with pytest.raises(ValueError, match=re.escape(needle)) as err:
+        env.from_reward_log(d)
+    assert str(d) in str(err.value)
+    if damage != "all_missing":
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            allocate.replay(d, ["grpo"])
 
 
 def test_claim_report_index_axes_have_integer_ticks(tmp_path, monkeypatch):

@@ -97,6 +97,8 @@ def test_generation_is_deterministic_and_splits_are_disjoint():
         ({"kinds": ["binary", "bogus", "binary"]}, "kinds"),
         ({"scales": [1.0, 1.0]}, "scales"),
         ({"scales": [1.0, 1.0, float("nan"), 1.0]}, "scales"),
+        ({"scales": [1.0, None, 1.0, 1.0]}, r"scales must be 4 positive numbers .*got \[1.0, None"),
+        ({"scales": [1.0, "2", 1.0, 1.0]}, "scales must be"),
         ({"length_budget": 0}, "length_budget"),
         ({"correlation": 1.0}, "correlation"),
         ({"repeat": 1}, "repeat"),

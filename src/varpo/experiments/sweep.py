@@ -342,10 +342,37 @@ class _RunLock:
 
 
 def load_manifest(sweep_dir: str | os.PathLike) -> dict:
-    manifest = read_json(Path(sweep_dir) / MANIFEST)
-    if not isinstance(manifest, dict):
-        raise FileNotFoundError(f"{Path(sweep_dir) / MANIFEST} is missing or unreadable: not a sweep directory")
+    """The sweep's manifest; missing is FileNotFoundError, corrupt (see :func:`manifest_problem`) a one-line
+    ValueError naming the file."""
+    path = Path(sweep_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing or unreadable: not a sweep directory")
+    manifest = read_json(path)
+    problem = manifest_problem(manifest)
+    if problem:
+        raise ValueError(f"{path} is corrupt: {problem}")
     return manifest
+
+
+def manifest_problem(manifest: object) -> str | None:
+    """What makes ``manifest`` (parsed ``sweep.json``) unusable, or None: it must be a JSON object whose ``runs`` maps
+    run names to entries holding their grid ``point``, and whose ``invocations`` is a list of objects."""
+    if manifest is None:
+        return "not valid JSON (truncated?)"
+    if not isinstance(manifest, dict):
+        return f"a JSON {type(manifest).__name__}, not a manifest (a JSON object)"
+    runs, invocations = manifest.get("runs"), manifest.get("invocations")
+    if not isinstance(runs, dict):
+        return f"'runs' is {runs!r}, not a mapping of run names"
+    if not isinstance(invocations, list) or not all(isinstance(i, dict) for i in invocations):
+        return "'invocations' is not a list of invocation records"
+    for name, entry in runs.items():
+        point = entry.get("point") if isinstance(entry, dict) else None
+        try:
+            GridPoint.from_dict(point)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return f"run {name!r} has no valid grid point ({point!r})"
+    return None
 
 
 def _pin_config(config: Path, sweep_dir: Path) -> Path:
@@ -362,8 +389,18 @@ def _pin_config(config: Path, sweep_dir: Path) -> Path:
 
 
 def _open_manifest(sweep_dir, config, points, overrides, runner, jobs, threads, timeout, argv) -> dict:
-    manifest = read_json(sweep_dir / MANIFEST)
-    if not isinstance(manifest, dict):
+    """Load (or start) the manifest and record this invocation. An existing ``sweep.json`` that is corrupt or
+    truncated is refused, never replaced: it is the only record of the earlier invocations (argv, commit, machine)."""
+    path = sweep_dir / MANIFEST
+    if path.exists():
+        manifest = read_json(path)
+        problem = manifest_problem(manifest)
+        if problem:
+            raise ValueError(
+                f"{path} is corrupt ({problem}); it records this sweep's earlier invocations, so it is not replaced: "
+                "restore it, or move it away to start a new manifest"
+            )
+    else:
         manifest = {"version": 1, "config_source": str(config), "runs": {}, "invocations": []}
     manifest["config_sha256"] = hashlib.sha256((sweep_dir / CONFIG_COPY).read_bytes()).hexdigest()
     manifest["invocations"].append(

@@ -14,6 +14,7 @@ from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="The mechanism lab (docs/lab.md).")
 console = Console()
+errors = Console(stderr=True)  # errors go to stderr, like every varpo command's
 DEFAULT_METHODS = "grpo,ac,gdpo,dvao,saw,rvpo"
 
 
@@ -24,8 +25,15 @@ def _threads() -> None:
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {' '.join(str(err).split())}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _per_objective(option: str, values: list | None, k: int) -> list | None:
+    """A per-objective list given next to ``--success`` (k objectives): None, or exactly k entries."""
+    if values is not None and len(values) != k:
+        raise ValueError(f"{option} has {len(values)} entries; --success has {k} (one per objective)")
+    return values
 
 
 def _csv(text: str | None, cast=str) -> list | None:
@@ -82,8 +90,8 @@ def run(
     scenario: str | None = typer.Argument(None, help="Scenario name (`varpo lab scenarios`)."),
     config: Path | None = typer.Option(None, "--config", help="Lab YAML (spec / train / methods / seeds)."),
     methods: str | None = typer.Option(None, "--methods", help=f"Comma list (default {DEFAULT_METHODS})."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Independent seeds per method (default 64)."),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Independent seeds per method (default 64)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Training steps."),
     out: Path = typer.Option(Path("runs/lab"), "--out", "-o", help="Output directory (JSON + PNG)."),
 ) -> None:
     """Train every method on a scenario; table of final satisfaction per objective, all-objectives rate, weights."""
@@ -145,8 +153,8 @@ def allocate(
     log: Path | None = typer.Option(None, "--log", help="A reward_log directory of a real run."),
     config: Path | None = typer.Option(None, "--config", help="Lab YAML."),
     methods: str = typer.Option(DEFAULT_METHODS, "--methods"),
-    seeds: int = typer.Option(64, "--seeds"),
-    steps: int = typer.Option(20, "--steps", help="Short horizon: allocation is about the first steps."),
+    seeds: int = typer.Option(64, "--seeds", min=1),
+    steps: int = typer.Option(20, "--steps", min=1, help="Short horizon: allocation is about the first steps."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write allocation.json here."),
 ) -> None:
     """Which objective each estimator learns, and which it neglects (effective weights, gain per step)."""
@@ -164,20 +172,17 @@ def allocate(
         elif success is not None:
             rates = _csv(success, float)
             k = len(rates)
+            obj_names = _per_objective("--names", _csv(names), k) or [f"o{i}" for i in range(k)]
+            scales = _per_objective("--scale", _csv(scale, float), k) or [1.0] * k
+            kinds = _per_objective("--kind", _csv(kind), k) or ["binary"] * k
             objs = [
-                env.Objective(
-                    name=(_csv(names) or [f"o{i}" for i in range(k)])[i],
-                    success=rates[i],
-                    scale=(_csv(scale, float) or [1.0] * k)[i],
-                    kind=(_csv(kind) or ["binary"] * k)[i],
-                )
-                for i in range(k)
+                env.Objective(name=obj_names[i], success=rates[i], scale=scales[i], kind=kinds[i]) for i in range(k)
             ]
             spec, cfg = env.synthetic(objs, correlation=correlation), sc.build_config(overrides)
         else:
             spec, cfg, _, _ = _spec_and_config(scenario, config, overrides)
         rows = al.allocation(spec, _csv(methods), cfg, seeds=seeds)
-    except (ValueError, IndexError) as err:
+    except ValueError as err:
         _fail(err)
     init = spec.initial_rates().tolist()
     console.print("initial full-marks rates: " + ", ".join(f"{n}={r:.3f}" for n, r in zip(spec.names, init)))
@@ -221,8 +226,8 @@ def replay(
 @app.command()
 def claim(
     name: str = typer.Argument(..., help="A claim of docs/claims.md (gvpo_thm31, dvao_bounds, vl_norm, ...)."),
-    seeds: int | None = typer.Option(None, "--seeds"),
-    steps: int | None = typer.Option(None, "--steps"),
+    seeds: int | None = typer.Option(None, "--seeds", min=1),
+    steps: int | None = typer.Option(None, "--steps", min=1),
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """Run one pre-registered lab claim and publish report.md, result.json and PNGs in --out."""

@@ -118,6 +118,9 @@ def _correlation(k: int, correlation: float | Sequence[Sequence[float]]) -> np.n
         if c.shape != (k, k):
             raise ValueError(f"correlation must be a scalar or a {k}x{k} matrix, got shape {c.shape}")
         c = 0.5 * (c + c.T)
+    # a correlation is in [-1, 1]: 1.5 or NaN was silently "projected" into something else
+    if not (np.isfinite(c).all() and np.abs(c).max() <= 1.0):
+        raise ValueError(f"correlation must be finite and in [-1, 1], got {correlation!r}")
     vals, vecs = np.linalg.eigh(c)
     c = vecs @ np.diag(np.clip(vals, 1e-6, None)) @ vecs.T  # nearest PSD (clip negative eigenvalues)
     d = np.sqrt(np.diag(c))
@@ -224,6 +227,9 @@ def from_reward_log(path, *, max_groups: int | None = None) -> RewardSpec:
     keep = [i for i, b in enumerate(blocks) if len(b) == g][:max_groups]
     rewards = np.stack([blocks[i] for i in keep]).astype(np.float64)  # [P, G, K]
     rewards = np.where(np.isfinite(rewards), rewards, np.nan)
+    empty = [n for n, seen in zip(names, np.isfinite(rewards).reshape(-1, len(names)).any(0)) if not seen]
+    if empty:
+        raise ValueError(f"{path}: objective(s) {empty} are missing in every logged sample")
     col_min = np.nanmin(rewards.reshape(-1, rewards.shape[-1]), 0)
     rewards = np.where(np.isnan(rewards), col_min, rewards)  # a missing reward counts as the worst observed
     col_max = rewards.reshape(-1, rewards.shape[-1]).max(0)

@@ -2,8 +2,9 @@
 
 SQLite gives the crash safety: each batch's new replies are written in one transaction, so a kill at any point
 leaves the file with whole earlier batches and none of the interrupted one; WAL mode lets several processes (DDP
-ranks, verl reward workers) read and write the same file. Only replies that parsed are stored, so a failed,
-timed-out or malformed judgment is asked again next time rather than frozen in the cache.
+ranks, verl reward workers) read and write the same file. Only replies that gave at least one usable dimension are
+stored, so a failed, timed-out, malformed or empty (``{}``) judgment is asked again next time rather than frozen in
+the cache.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class JudgeCache:
     def __init__(self, path: str | Path, judge: str) -> None:
         self.path = Path(path).expanduser()
         self.judge = judge
+        if self.path.is_dir():
+            raise ValueError(f"judge_cache={str(self.path)!r} is a directory; give the path of an SQLite file")
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -42,13 +45,24 @@ class JudgeCache:
         self.__init__(state["path"], state["judge"])
 
     def _connect(self) -> sqlite3.Connection:
+        """The connection, opened on first use; a path that is no usable SQLite file (a directory, a corrupt or
+        foreign file, no permission) is a one-line ValueError naming it, not an sqlite error naming nothing."""
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
-            conn.commit()
+            conn = None
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(_SCHEMA)
+                conn.commit()
+            except (sqlite3.Error, OSError) as err:
+                if conn is not None:
+                    conn.close()
+                raise ValueError(
+                    f"judge_cache={str(self.path)!r} is not a usable SQLite file ({type(err).__name__}: {err}); "
+                    "delete or move it, or set judge_cache to another file (or null)"
+                ) from None
             self._conn = conn
         return self._conn
 

@@ -10,9 +10,12 @@ the :class:`~varpo.rewards.runner.JudgeRunner` in one batched, concurrency-bound
 sample's K values keyed by the request hash; the K-1 other functions of the same batch find all their samples in
 the memo and send nothing. The memo keeps only the latest batch's samples (bounded memory).
 
-Missing values: a sample whose judgment failed (no reply after retries, timeout, batch deadline, unparseable reply)
-gets None in every dimension; a reply that omits or garbles one dimension gets None there only. TRL turns None into
-NaN and varpo's estimators leave NaN out of that component's statistics. Counts go to the trainer's metrics through
+Missing values: a sample whose judgment failed (no reply after retries, timeout, batch deadline, a reply with no
+usable dimension: unparseable, ``{}``, every value out of range) gets ``judge_failure`` in every dimension — None
+by default, or a penalty — and is never cached; a reply that omits or garbles one dimension gets None there only.
+TRL turns None into NaN and varpo's estimators leave NaN out of that component's statistics. The completion is
+untrusted input: it reaches the judge only inside :func:`delimit`'s markers, and a reply is parsed without ever
+raising (any problem: a failure). Counts go to the trainer's metrics through
 TRL's ``log_metric`` hook (``judge/requests``, ``judge/cache_hits``, ``judge/failures``, ``judge/retries``,
 ``judge/missing``, ``judge/latency`` = mean seconds per sent request, ``judge/batch_seconds``), or, without a
 trainer, accumulate until :meth:`JudgeRewards.pop_metrics`.
@@ -20,7 +23,9 @@ trainer, accumulate until :meth:`JudgeRewards.pop_metrics`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +40,33 @@ from varpo.tasks.base import completion_text
 logger = logging.getLogger(__name__)
 BASE_FIELDS = {"prompt", "completion"}
 METRICS = ("requests", "cache_hits", "failures", "retries", "missing", "latency", "batch_seconds")
+
+
+def delimit(text: str) -> str:
+    """The policy's completion as a delimited block of untrusted data for the judge prompt.
+
+    The markers carry an id derived from the text (sha256), so a completion cannot forge its own end marker and
+    "close" the block to write instructions after it; being a function of the text, it keeps requests (and cache
+    keys) deterministic. The shipped templates tell the judge that what is between the markers is data to grade,
+    never instructions (``docs/judge.md``, "Reward hacking").
+    """
+    tag = "UNTRUSTED_RESPONSE_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"<<<{tag}\n{text}\n{tag}>>>"
+
+
+def failure_value(policy: Any) -> float | None:
+    """``judge_failure`` -> the value a failed judgment gets: ``"missing"`` (None: left out of the statistics, so
+    the group mean is imputed) or a penalty in [0, 1] (the normalised reward scale); else a one-line ValueError."""
+    if policy == "missing" or policy is None:
+        return None
+    if isinstance(policy, str):
+        try:
+            policy = float(policy)
+        except ValueError:
+            policy = None
+    if isinstance(policy, int | float) and not isinstance(policy, bool) and math.isfinite(policy) and 0 <= policy <= 1:
+        return float(policy)
+    raise ValueError(f"judge_failure={policy!r} is invalid; allowed: 'missing' or a penalty value in [0, 1]")
 
 
 def conversation_text(prompt: Any) -> str:
@@ -62,6 +94,9 @@ class JudgeRewards:
         cache: SQLite file of replies (None: no disk cache).
         concurrency, timeout, retries, backoff, batch_timeout: see :class:`~varpo.rewards.runner.JudgeRunner`.
         prefix: prepended to every reward name (``judge_`` avoids a clash with a rule-based reward's name).
+        failure: what a failed judgment (no usable dimension: no reply, unparseable, ``{}``) scores in every
+            dimension: ``"missing"`` (default; the estimators leave it out, so the sample gets its group's mean) or
+            a penalty in [0, 1], so a completion that breaks the judge does not earn the mean.
     """
 
     def __init__(
@@ -77,8 +112,10 @@ class JudgeRewards:
         backoff: float = 0.5,
         batch_timeout: float = 300.0,
         prefix: str = "",
+        failure: str | float = "missing",
     ) -> None:
         self.scheme = scheme
+        self.failure = failure_value(failure)
         self.backend = backend
         self.template = template if isinstance(template, Template) else load_template(template)
         builtin = BASE_FIELDS | scheme.fields
@@ -116,7 +153,7 @@ class JudgeRewards:
 
     def _request(self, prompt: Any, completion: Any, row: Mapping[str, Any]):
         values, schema, context = self.scheme.request(row)
-        fields = {"prompt": conversation_text(prompt), "completion": completion_text(completion), **values}
+        fields = {"prompt": conversation_text(prompt), "completion": delimit(completion_text(completion)), **values}
         for name in self.row_fields:
             value = row.get(name)
             fields[name] = value if isinstance(value, str) else conversation_text(value) if value is not None else ""
@@ -158,7 +195,7 @@ class JudgeRewards:
         results: dict[str, dict[str, float | None]] = {}
         for key, reply in cached.items():
             parsed = self._parse(reply, todo[key][2])
-            if parsed is not None:
+            if parsed is not None:  # an unusable cached reply (written by an older version) is asked again
                 results[key] = parsed
         m["cache_hits"] += len(results)
         send = [k for k in todo if k not in results]
@@ -169,10 +206,10 @@ class JudgeRewards:
             m["retries"] += max(outcome.attempts - 1, 0)
             m["latency"] += outcome.latency
             parsed = None if outcome.reply is None else self._parse(outcome.reply, todo[key][2])
-            if parsed is None:
+            if parsed is None:  # a failure: counted, never cached (asked again next time)
                 m["failures"] += 1
-                first_error = first_error or outcome.error or f"unparseable reply {outcome.reply[:80]!r}"
-                parsed = dict.fromkeys(self.scheme.dimensions)
+                first_error = first_error or outcome.error or f"no usable dimension in reply {outcome.reply[:80]!r}"
+                parsed = dict.fromkeys(self.scheme.dimensions, self.failure)
             else:
                 store.append((key, outcome.reply))
             results[key] = parsed
@@ -186,16 +223,22 @@ class JudgeRewards:
         m["batch_seconds"] += time.monotonic() - start
         m["_batches"] += 1
         if first_error:
+            scored = "missing" if self.failure is None else f"{self.failure:g} (judge_failure)"
             self._warn(
-                f"judge: {int(m['failures'])} failed judgment(s) this batch (scored as missing); e.g. {first_error}"
+                f"judge: {int(m['failures'])} failed judgment(s) this batch (scored {scored}); e.g. {first_error}"
             )
         self._memo.update(results)
 
     def _parse(self, reply: str, context: Any) -> dict[str, float | None] | None:
+        """The reply's values, or None when it gives no usable dimension (not an object, ``{}``, every value bad).
+        The reply is untrusted input: any problem reading it makes it a failure, never an exception."""
         try:
-            return self.scheme.scores(json_object(reply), context)
-        except ReplyError:
+            values = self.scheme.scores(json_object(reply), context)
+        except (ReplyError, ValueError, TypeError, KeyError, OverflowError, RecursionError):
             return None
+        if not isinstance(values, dict) or all(v is None for v in values.values()):
+            return None
+        return values
 
     def _warn(self, message: str) -> None:
         now = time.monotonic()

@@ -34,6 +34,8 @@ class JudgeOptions:
     judge_max_tokens: int = 512
     judge_json_schema: bool = True  # send response_format json_schema (structured outputs)
     judge_prefix: str = ""  # prepended to the judged reward names
+    # a failed judgment (no usable dimension): "missing" (left out: the group mean is imputed) or a penalty in [0, 1]
+    judge_failure: str | float = "missing"
 
     def judge_cache_path(self) -> Path | None:
         if self.judge_cache in (None, "", "none", "off"):
@@ -68,4 +70,5 @@ class JudgeOptions:
             backoff=self.judge_backoff,
             batch_timeout=self.judge_batch_timeout,
             prefix=self.judge_prefix,
+            failure=self.judge_failure,
         )

@@ -46,7 +46,7 @@ def json_object(reply: Any) -> dict[str, Any]:
     for candidate in candidates:
         try:
             value = json.loads(candidate)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # ValueError: also a number beyond int()'s digit limit
             continue
         if isinstance(value, dict):
             return value
@@ -58,7 +58,10 @@ def _number(value: Any) -> float | None:
         value = value["score"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range (a 400-digit "score")
+        return None
     return value if math.isfinite(value) else None
 
 

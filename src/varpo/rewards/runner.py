@@ -8,8 +8,9 @@ loop) just blocks on :meth:`JudgeRunner.run`. Per request:
   HTTP call, not during backoff sleeps);
 * each attempt is cancelled after ``timeout`` seconds;
 * a failed attempt (timeout, connection error, HTTP 5xx/408/409/429, malformed response) is retried up to
-  ``retries`` times after ``backoff * 2**attempt`` seconds; a :class:`~varpo.rewards.backends.PermanentError`
-  (other 4xx) is not retried.
+  ``retries`` times after ``backoff * 2**attempt`` seconds with jitter (x uniform[½, 1]), or after the server's
+  ``Retry-After`` when it asks for longer (capped at :data:`MAX_RETRY_AFTER`); a
+  :class:`~varpo.rewards.backends.PermanentError` (other 4xx) is not retried.
 
 The whole batch is bounded by ``batch_timeout`` seconds: requests still running then are cancelled and count as
 failed, so an unreachable or stalled judge costs each training step at most that long and never hangs it.
@@ -19,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import email.utils
 import logging
+import math
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -77,10 +81,18 @@ class JudgeRunner:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"judge_concurrency={concurrency} is invalid; allowed: >= 1")
-        if timeout <= 0 or batch_timeout <= 0:
-            raise ValueError("judge_timeout and judge_batch_timeout must be > 0 seconds")
-        if retries < 0 or backoff < 0:
-            raise ValueError("judge_retries and judge_backoff must be >= 0")
+        # NaN passes every comparison (each judgment then failed silently) and inf overflowed asyncio later
+        for name, value, low in (
+            ("judge_timeout", timeout, 0.0),
+            ("judge_batch_timeout", batch_timeout, 0.0),
+            ("judge_backoff", backoff, None),
+        ):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or (value <= low if low is not None else value < 0):
+                allowed = "a finite number of seconds > 0" if low is not None else "a finite number of seconds >= 0"
+                raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+        if retries < 0:
+            raise ValueError(f"judge_retries={retries!r} is invalid; allowed: >= 0")
         self.backend = backend
         self.concurrency = int(concurrency)
         self.timeout = float(timeout)
@@ -132,9 +144,39 @@ class JudgeRunner:
             except PermanentError as err:
                 return Outcome(None, str(err), attempt + 1, time.monotonic() - start)
             except (TimeoutError, asyncio.TimeoutError):
-                error = f"timed out after judge_timeout={self.timeout:g}s"
+                error, wait = f"timed out after judge_timeout={self.timeout:g}s", None
             except Exception as err:  # noqa: BLE001 - any transport/server error is a failed attempt, never fatal
-                error = f"{type(err).__name__}: {str(err)[:200]}"
+                error, wait = f"{type(err).__name__}: {str(err)[:200]}", retry_after(err)
             if attempt < self.retries:
-                await asyncio.sleep(self.backoff * 2**attempt)
+                await asyncio.sleep(retry_delay(self.backoff, attempt, wait))
         return Outcome(None, error, self.retries + 1, time.monotonic() - start)
+
+
+#: the longest ``Retry-After`` honoured (seconds): a server asking for more is waited on this long, then retried (the
+#: batch deadline bounds the whole wait anyway).
+MAX_RETRY_AFTER = 60.0
+
+
+def retry_after(err: BaseException) -> float | None:
+    """The seconds a server asked to wait (HTTP ``Retry-After``: delta-seconds or an HTTP date) on the error's
+    response, if any (``openai.APIStatusError`` carries the ``httpx`` response); None otherwise."""
+    headers = getattr(getattr(err, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
+
+
+def retry_delay(backoff: float, attempt: int, server_wait: float | None = None) -> float:
+    """Seconds before the next attempt: exponential backoff ``backoff * 2**attempt`` with jitter (uniform in
+    [½, 1] of it, so many samples failing together do not retry in lock-step), and never less than the server's
+    ``Retry-After``."""
+    delay = backoff * 2**attempt * random.uniform(0.5, 1.0)
+    return max(delay, server_wait or 0.0)

@@ -69,7 +69,17 @@ def _read_run_file(path: Path) -> dict:
         raise ValueError(f"{path} is unreadable: {' '.join(str(err).split())}") from None
     if missing:
         raise ValueError(f"{path} is not a varpo run file (missing {', '.join(missing)})")
+    if not isinstance(record["spec"], dict):
+        raise ValueError(f"{path}: 'spec' is {record['spec']!r}, not a mapping of config keys")
     return record
+
+
+def _run_spec(path: Path, values: dict) -> RunSpec:
+    """The RunSpec a run file records; a key or value this version rejects is a one-line error naming the file."""
+    try:
+        return RunSpec(**values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: 'spec' is not a valid run spec: {' '.join(str(err).split())}") from None
 
 
 def command(target, task, k, prompts, temperature, max_new_tokens, seed, console) -> dict[str, dict[str, float]]:
@@ -82,7 +92,7 @@ def command(target, task, k, prompts, temperature, max_new_tokens, seed, console
         raise ValueError(f"--temperature {temperature!r} is invalid; allowed: a finite number > 0")
     if run_file.exists():
         record = _read_run_file(run_file)
-        spec = RunSpec(**record["spec"])
+        spec = _run_spec(run_file, record["spec"])
         columns = {"before (start model)": record["start_model"], "after (RL)": str(Path(target) / FINAL_DIR)}
         temperature = record["temperature"] if temperature is None else temperature
         max_new_tokens = max_new_tokens or record["max_completion_length"]

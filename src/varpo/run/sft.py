@@ -57,13 +57,13 @@ def sft_key(spec: RunSpec, base: str, seed: int) -> str:
 
 def warm_start(spec: RunSpec, *, seed: int = 0, max_length: int = 512, force: bool = False) -> Path:
     """SFT the base model on the task's demonstrations (or reuse the cached result); returns the model directory."""
+    quiet_library_bars()  # first: building builtin:tiny (base_model) saves a model, whose shard bar went to the log
     base = base_model(spec)
     target = models.cache_root() / "sft" / f"sft-{sft_key(spec, base, seed)}"
     if (target / MARKER).exists() and not force:
         return target
     from trl import SFTConfig, SFTTrainer
 
-    quiet_library_bars()
     model, tokenizer = models.load(base)
     demos = data.sft_data(spec)
     root = target.parent

@@ -109,40 +109,92 @@ def changed_keys(resolved: Resolved, record: dict) -> list[str]:
 
 
 def _output_dir(resolved: Resolved) -> Path:
-    """The run's ``output_dir`` (TRL's default when the config leaves it unset)."""
-    return Path(resolved.train.get("output_dir") or "trainer_output")
+    """The run's ``output_dir`` (TRL's default when the config leaves it unset), ``~`` expanded as TRL does."""
+    return Path(resolved.train.get("output_dir") or "trainer_output").expanduser()
 
 
 def check_output_dir(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> str:
     """Run safety, before anything is built: :func:`output_dir_action`, then with ``--overwrite`` the old run
-    directory is deleted. Returns ``"new"``, ``"overwrite"`` or ``"resume"``."""
+    directory is deleted. Returns ``"new"``, ``"overwrite"`` or ``"resume"``. Callers validate the new
+    configuration first (:func:`train` does), so a config error never costs the old run."""
     action = output_dir_action(resolved, resume=resume, overwrite=overwrite, override=override)
     if action == "overwrite":
         shutil.rmtree(_output_dir(resolved))
     return action
 
 
+# What a varpo run writes at the top of its output_dir (TRL adds checkpoints, completions, its model card and the
+# tensorboard ``runs/``); anything else is the user's, and --overwrite refuses to delete it.
+RUN_ENTRIES = frozenset({RUN_FILE, "metrics.jsonl", FINAL_DIR, "reward_log", "completions", "runs", "README.md"})
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    """Top-level names in ``out`` that no varpo run writes (sorted)."""
+    return sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES and not p.name.startswith("checkpoint-"))
+
+
+def _protected(out: Path) -> str | None:
+    """Why ``out`` may never be deleted whatever it holds (the current directory, the home directory, the file
+    system root or an ancestor of one of them), else None."""
+    path = out.expanduser().resolve()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if path == Path(path.anchor):
+        return "the file system root"
+    if path == cwd or cwd.is_relative_to(path):
+        return "the current directory" if path == cwd else "an ancestor of the current directory"
+    if path == home or home.is_relative_to(path):
+        return "the home directory" if path == home else "an ancestor of the home directory"
+    return None
+
+
+def _file_in_the_way(out: Path) -> Path | None:
+    """``out`` itself or its closest existing ancestor when that is not a directory (a run cannot be created)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
+def read_run_record(record_path: Path) -> dict:
+    """A run's ``run.json`` as a mapping whose ``spec`` and ``train`` are mappings; anything else is a one-line
+    ValueError naming the file (a hand-edited or truncated file must not crash ``--resume``)."""
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{record_path} is not a readable JSON file ({exc})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{record_path} holds a JSON {type(record).__name__}, not a run record (a JSON object)")
+    for part in ("spec", "train"):
+        if not isinstance(record.get(part, {}), dict):
+            raise ValueError(f"{record_path}: {part!r} is {record[part]!r}, not a mapping of config keys")
+    return record
+
+
 def output_dir_action(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> str:
     """What a run with these flags does with ``output_dir`` — ``"new"``, ``"overwrite"`` or ``"resume"`` — or the
     ``ValueError`` that refuses it. Reads only; deletes nothing (``--dry-run`` calls this).
 
-    * a non-empty ``output_dir`` is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace it; only
-      a varpo run directory — one with ``run.json``, ``metrics.jsonl`` or a checkpoint — is ever deleted);
+    * an ``output_dir`` that is a file, or lies below one, is refused (no run can be written there);
+    * a non-empty ``output_dir`` is refused unless ``--resume`` (continue it) or ``--overwrite`` (replace it);
+    * ``--overwrite`` deletes only a varpo run directory: one with ``run.json`` and nothing a run does not write
+      (:data:`RUN_ENTRIES`, ``checkpoint-*``). A directory with other files, and the current directory, the home
+      directory, the root or an ancestor of them, are refused whatever they hold;
     * ``--resume`` needs the run's own ``run.json``, and a configuration that differs from it is an error naming
       the changed keys unless ``--override`` (then the new values are used and recorded).
     """
     out = _output_dir(resolved)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other (continue the run, or replace it)")
+    blocking = _file_in_the_way(out)
+    if blocking is not None:
+        where = "is a file" if blocking == out else f"lies below {blocking}, which is a file"
+        raise ValueError(f"output_dir {out} {where}; set output_dir=<a directory>")
     nonempty = out.is_dir() and any(out.iterdir())
     if resume:
         record_path = out / RUN_FILE
         if not record_path.is_file():
             raise ValueError(f"--resume: {record_path} not found; {out} holds no varpo run to resume")
-        try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--resume: {record_path} is not valid JSON ({exc})") from None
+        record = read_run_record(record_path)
         changed = changed_keys(resolved, record)
         if changed and not override:
             raise ValueError(
@@ -157,14 +209,26 @@ def output_dir_action(resolved: Resolved, resume: bool = False, overwrite: bool 
             f"output_dir {out} is not empty; pass --resume to continue that run, --overwrite to replace it, or set "
             "output_dir=<another directory>"
         )
-    if not ((out / RUN_FILE).exists() or (out / "metrics.jsonl").exists() or list(out.glob("checkpoint-*"))):
+    protected = _protected(out)
+    if protected:
+        raise ValueError(f"--overwrite: output_dir {out} is {protected}; not deleting it (set output_dir=<a run dir>)")
+    if not (out / RUN_FILE).is_file():
         raise ValueError(f"--overwrite: {out} does not look like a varpo run directory (no run.json); not deleting it")
+    foreign = _foreign_entries(out)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ValueError(
+            f"--overwrite: {out} holds files a varpo run does not write ({shown}); not deleting it "
+            "(move them away or set output_dir=<another directory>)"
+        )
     return "overwrite"
 
 
 def train(resolved: Resolved, resume: bool = False, overwrite: bool = False, override: bool = False) -> Path:
     """Train and save ``<output_dir>/final``; ``resume`` continues from the last complete checkpoint in ``output_dir``.
-    See :func:`check_output_dir` for what ``resume``/``overwrite``/``override`` allow."""
+    See :func:`check_output_dir` for what ``resume``/``overwrite``/``override`` allow. The whole configuration is
+    validated before ``output_dir`` is touched: an invalid new config never deletes the old run."""
+    validate(resolved)
     check_output_dir(resolved, resume=resume, overwrite=overwrite, override=override)
     trainer, start = build_trainer(resolved)
     args = trainer.args
@@ -198,9 +262,9 @@ def dry_run(
     an uncached hub model or dataset offline) is skipped and said so. The SFT warm start is not run.
     """
     spec = resolved.spec
-    plan = output_dir_plan(resolved, resume=resume, overwrite=overwrite, override=override)  # first, as a real run
+    checked = validate(resolved, dry_run=True)  # first the config, then output_dir: the order of a real run
+    plan = output_dir_plan(resolved, resume=resume, overwrite=overwrite, override=override)
     rows: list[tuple[str, str]] = []
-    checked = validate(resolved, dry_run=True)
     args, task = checked.args, checked.task
     rows.append(
         (
@@ -217,7 +281,9 @@ def dry_run(
         ds = None if rows[-1][1].startswith("skipped") else data.train_data(spec, keep=(args.gvpo_external_column,))
         described = replay.describe(args, ds and ds.column_names, ds and len(ds))
         rows.append(("off-policy gvpo", described))
-    gold = data.eval_data(spec, n=min(8, spec.eval_prompts))
+    # an eval file not on this machine is skipped (said below), not loaded: gold rows come from the task instead
+    gold_spec = dataclasses.replace(spec, eval_file=None) if "eval_file" in checked.skipped else spec
+    gold = data.eval_data(gold_spec, n=min(8, spec.eval_prompts))
     columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
     # Judged rewards (varpo.rewards) are not called: a dry run must not need the judge server.
     judged = [f for f in task.reward_funcs if getattr(f, "judge", None) is not None]

@@ -116,9 +116,16 @@ class ConstraintsTask(Task):
         if self.length_budget is not None and not (isinstance(self.length_budget, int) and self.length_budget >= 1):
             raise ValueError(f"length_budget must be a positive int, -1 or None, got {self.length_budget!r}")
         n_obj = self.k + (self.length_budget is not None)
-        self.scales = [float(s) for s in (self.scales if self.scales is not None else [1.0] * n_obj)]
-        if len(self.scales) != n_obj or any(not (math.isfinite(s) and s > 0) for s in self.scales):
+        scales = self.scales if self.scales is not None else [1.0] * n_obj
+        # checked before float(): a null entry made float() raise TypeError, reported as "takes options [...]"
+        if (
+            not isinstance(scales, (list, tuple))
+            or len(scales) != n_obj
+            or any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in scales)
+            or any(not (math.isfinite(s) and s > 0) for s in scales)
+        ):
             raise ValueError(f"scales must be {n_obj} positive numbers (word rules, then length), got {self.scales!r}")
+        self.scales = [float(s) for s in scales]
         if not (isinstance(self.filler_max, int) and 0 <= self.filler_max <= 32):
             raise ValueError(f"filler_max must be an int in 0..32, got {self.filler_max!r}")
         if not (isinstance(self.correlation, (int, float)) and 0.0 <= self.correlation < 1.0):

@@ -248,12 +248,12 @@ class VarpoGRPOConfig(GRPOConfig):
         if self.reward_weights is not None and (
             not isinstance(self.reward_weights, (list, tuple))
             or not all(_finite(w) and w >= 0 for w in self.reward_weights)
-            or not sum(self.reward_weights) > 0
+            or not 0 < sum(self.reward_weights) < math.inf  # a sum that overflows failed at step 1 before
         ):
             _fail(
                 "reward_weights",
                 self.reward_weights,
-                "finite, non-negative numbers with a positive sum (one per reward function)",
+                "finite, non-negative numbers with a positive, finite sum (one per reward function)",
             )
 
         _number(

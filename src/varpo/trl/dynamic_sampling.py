@@ -4,11 +4,14 @@ DAPO over-samples and filters out prompts whose G completions all get the same a
 advantage is 0, so they add no policy gradient but still dilute the batch. With several reward components the
 "same reward" test is the trap noted in SkyRL#2104's GDPO review: a group whose *summed* reward is constant can still
 carry signal in one component for a per-objective estimator (gdpo, dvao, ac, rvpo, saw). Here the test is what the
-configured estimator does: a group is kept iff :func:`varpo.compute_advantages`, run on that group's own ``[G, K]``
-rewards with the configured method, weights and options (without the dvao running σ, which filtering must not move),
-returns some ``|A| > ZERO_ATOL``. So ``grpo`` drops a group whose weighted sum is constant, ``gdpo`` keeps it when a
-component varies unless the weighted z-scores cancel, and a component with weight 0 never keeps a group for grpo,
-ac or gdpo.
+configured estimator does with the round's whole batch (:func:`group_signal`): a group is kept iff some component
+with weight > 0 varies in it and either its weighted reward sum varies (DAPO's std > 0, however small) or the
+estimator, run on the whole round with the configured method, weights and options (without the dvao running σ,
+which filtering must not move), gives the group some ``|A| > ZERO_ATOL``. Batch-level, not per group alone, because
+saw (CV weights over the batch) and rvpo (batch-whitened soft-min) couple the groups: run alone, a trade-off group
+got 0 and was dropped although the batch gives it ±0.87 (saw) or -0.22 (rvpo). So ``grpo`` drops a group whose
+weighted sum is constant, ``gdpo``/``saw``/``rvpo`` keep it when the batch gives it an advantage, and a component
+with weight 0 never keeps a group.
 
 Loop (train mode only; evaluation never filters): generate the generation batch TRL's sampler gave; while fewer than
 ``P = generation_batch_size / G`` signal-carrying groups are collected and fewer than ``dynamic_sampling_max_rounds``
@@ -32,11 +35,15 @@ Single process only (DDP ranks would keep different numbers of groups); map-styl
 inputs. Metrics (train): ``dynamic_sampling/`` ``extra_rounds``, ``groups_generated``, ``groups_filtered``,
 ``groups_kept``, ``groups_padded``, ``frac_filtered``, ``filtered_zero_std/<name>`` (filtered groups in which
 component ``name`` had zero within-group std), ``frac_zero_std/<name>`` (same over all generated groups),
-``generated_tokens`` and ``generated_tokens_per_kept_sample`` (completion tokens of every round / kept samples).
+``generated_tokens`` and ``generated_tokens_per_kept_sample`` (completion tokens of every round / kept samples;
+left out when nothing is kept). TRL's per-round metrics (``completions/*``, reward errors) keep the values of the
+rounds that contributed groups to the trained batch only (:func:`keep_round_metrics`). A step with no kept group
+logs a warning (it trains on nothing, or only on padding).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +59,7 @@ ON_CAP = ("train_on_kept", "pad_with_filtered")
 ZERO_ATOL = 1e-6
 WEIGHT_KEY = "varpo_sample_weight"
 _LEFT_PADDED = ("prompt_ids", "prompt_mask")
+logger = logging.getLogger(__name__)
 _MULTIMODAL = ("pixel_values", "image_grid_thw", "pixel_attention_mask", "image_sizes", "num_images", "num_tiles")
 
 
@@ -79,23 +87,58 @@ def zero_std_components(rewards: Tensor, group_size: int) -> Tensor:
 def group_signal(
     rewards: Tensor, group_size: int, method: str, weights: Tensor | Sequence[float] | None, options: dict
 ) -> GroupSignal:
-    """Which groups the estimator gives a non-zero advantage, each computed on the group alone.
+    """Which groups of one generation round carry signal, decided with the advantages the estimator gives them in
+    the round's whole batch (what the trainer would train on without filtering).
 
     ``rewards``: ``[P·G, K]`` with the ``G`` samples of a prompt contiguous (TRL's RepeatSampler layout).
     ``options``: keyword options of :func:`varpo.compute_advantages`; ``sigma_ema`` is ignored (filtering must
-    not update the dvao running σ). A group whose components are all constant gets 0 from every estimator (all
-    deviations are 0), so the estimator is only run on the other groups: one small call per such group, once per
-    generation round, negligible next to generation.
+    not update the dvao running σ). A group is kept iff
+
+    * some component with weight > 0 varies in it (DAPO's std > 0 test, exact: no group whose rewards are all
+      constant is kept, not even for rvpo, whose batch whitening gives such a group a constant shift that says
+      nothing about its completions), and
+    * its weighted reward sum varies (DAPO's own rule on the summed reward: kept however small the spread, so a
+      dr_grpo group whose rewards differ by 1e-7 stays), or the batch-level advantages of the group are non-zero
+      (``|A| > ZERO_ATOL``): a trade-off group whose sum is constant is dropped by grpo/dr_grpo/dvao (advantage 0)
+      and kept by the estimators that give it an advantage in the batch (gdpo, ac, saw's batch CV weights, rvpo's
+      batch-whitened soft-min), as it is trained on.
+
+    One estimator call per round, on the whole round: exact for estimators coupled across the batch (saw, rvpo),
+    which an estimator run on each group alone gets wrong.
     """
     zero_std = zero_std_components(rewards, group_size)  # [P, K]
-    keep = torch.zeros(zero_std.shape[0], dtype=torch.bool)
-    opts = {k: v for k, v in options.items() if k != "sigma_ema"}
-    ids = torch.zeros(group_size, dtype=torch.long, device=rewards.device)
-    for g in (~zero_std.all(1)).nonzero().flatten().tolist():
-        block = rewards[g * group_size : (g + 1) * group_size]
-        adv = varpo.compute_advantages(block, ids, method, weights=weights, stats=False, **opts).advantages
-        keep[g] = bool((adv.abs() > ZERO_ATOL).any())
+    k = rewards.shape[1]
+    w = torch.full((k,), 1.0 / k, dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
+    used = w.cpu() > 0  # [K]
+    keep = (~zero_std.cpu() & used).any(1)  # [P]
+    if bool(keep.any()):
+        keep &= _sum_varies(rewards, group_size, w.to(rewards.device)).cpu() | _batch_signal(
+            rewards, group_size, method, weights, options
+        )
     return GroupSignal(keep=keep, zero_std=zero_std.cpu())
+
+
+def _sum_varies(rewards: Tensor, group_size: int, weights: Tensor) -> Tensor:
+    """``[P]`` bool: the weighted reward sum over the rows with every used component present varies in the group
+    by more than float64 rounding (2^-40 of its magnitude)."""
+    used = weights > 0
+    r = rewards.to(torch.float64)[:, used].reshape(-1, group_size, int(used.sum()))  # [P, G, K_used]
+    valid = torch.isfinite(r).all(2)  # [P, G]
+    total = torch.where(valid, (torch.nan_to_num(r, 0.0, 0.0, 0.0) * weights[used]).sum(2), 0.0)
+    hi = torch.where(valid, total, -torch.inf).amax(1)
+    lo = torch.where(valid, total, torch.inf).amin(1)
+    scale = torch.maximum(hi.abs(), lo.abs())
+    return (valid.sum(1) >= 2) & (hi - lo > scale * 2.0**-40)
+
+
+def _batch_signal(
+    rewards: Tensor, group_size: int, method: str, weights: Tensor | Sequence[float] | None, options: dict
+) -> Tensor:
+    """``[P]`` bool: the estimator, run on the whole round, gives some sample of the group ``|A| > ZERO_ATOL``."""
+    opts = {key: v for key, v in options.items() if key != "sigma_ema"}
+    ids = torch.arange(rewards.shape[0] // group_size, device=rewards.device).repeat_interleave(group_size)
+    adv = varpo.compute_advantages(rewards, ids, method, weights=weights, stats=False, **opts).advantages
+    return (adv.abs() > ZERO_ATOL).reshape(-1, group_size).any(1).cpu()
 
 
 def refill_indices(dataset_size: int, n_prompts: int, seed: int, step: int, round_: int) -> list[int]:
@@ -279,6 +322,8 @@ def generate(trainer, inputs: list) -> dict:
     def signal(rewards: Tensor) -> GroupSignal:
         return group_signal(rewards.detach().cpu(), group_size, args.advantage_method, weights, options)
 
+    metrics = trainer._metrics["train"]
+    before = {key: len(values) for key, values in metrics.items()}
     rounds, kept, padded, extra = fill_batch(
         run,
         inputs,
@@ -290,6 +335,17 @@ def generate(trainer, inputs: list) -> dict:
     )
     pad_id = trainer._tokenizer.pad_token_id
     groups = kept + padded
+    keep_round_metrics(metrics, before, len(rounds), sorted({r for r, _ in groups}))
+    if not kept:
+        logger.warning(
+            "dynamic sampling: step %d trains on nothing: none of the %d groups generated in %d round(s) carried "
+            "signal under %s (%s); raise dynamic_sampling_max_rounds or check the rewards",
+            trainer.state.global_step,
+            sum(r.signal.keep.numel() for r in rounds),
+            len(rounds),
+            args.advantage_method,
+            "padded with filtered groups" if padded else "zero policy gradient",
+        )
     if groups:
         batch, rewards = assemble(rounds, groups, group_size, pad_id)
         batch = trainer._apply_varpo(batch, rewards)
@@ -319,6 +375,21 @@ def split(trainer, batch: dict) -> list[dict]:
     return split_by_groups(batch, batch["varpo_group_ids"], num_chunks)
 
 
+def keep_round_metrics(metrics: dict, before: dict, n_rounds: int, used_rounds: list[int]) -> None:
+    """Make TRL's per-round metrics describe the trained batch: every key that got one value per generation round
+    (``reward``, ``rewards/*``, ``frac_reward_zero_std``, ``completions/*``, ``reward/<name>/errors``) keeps only
+    the values of the rounds that contributed groups to the batch; a key left without any value is removed (not
+    logged as null). Keys set another way (``num_tokens``) are untouched."""
+    for key in list(metrics):
+        values = metrics[key]
+        start = before.get(key, 0)
+        if len(values) - start != n_rounds:
+            continue
+        values[start:] = [values[start + r] for r in used_rounds]
+        if not values:
+            del metrics[key]
+
+
 def _multimodal_check(batch: dict) -> None:
     present = [k for k in _MULTIMODAL if batch.get(k) is not None]
     if present:
@@ -339,9 +410,8 @@ def _log(trainer, rounds: list[Round], kept, padded, extra: int, names: list[str
     metrics["dynamic_sampling/groups_padded"].append(float(len(padded)))
     metrics["dynamic_sampling/frac_filtered"].append(float(filtered.double().mean()))
     metrics["dynamic_sampling/generated_tokens"].append(generated)
-    metrics["dynamic_sampling/generated_tokens_per_kept_sample"].append(
-        generated / kept_samples if kept_samples else float("nan")
-    )
+    if kept_samples:  # no kept sample: no value, left out of the record (not a null)
+        metrics["dynamic_sampling/generated_tokens_per_kept_sample"].append(generated / kept_samples)
     per_filtered = zero_std[filtered].sum(0).tolist()
     per_all = zero_std.mean(0).tolist()
     for name, count, frac in zip(names, per_filtered, per_all, strict=True):

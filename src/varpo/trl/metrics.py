@@ -27,7 +27,8 @@ def _clean(value):
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """All complete records of a metrics file (a torn or corrupt line is skipped); [] if the file is missing."""
+    """All complete records of a metrics file; [] if the file is missing. A torn or corrupt line, and a valid-JSON
+    line that is not a record (a list, a number: a hand edit or another tool's output), is skipped."""
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
@@ -39,18 +40,27 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
             if not raw.strip():
                 continue
             try:
-                records.append(json.loads(raw))
+                record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue
+            if isinstance(record, dict):
+                records.append(record)
     return records
 
 
+def _step(record: dict) -> float | None:
+    """A record's ``step`` as a number (0 when absent), None when it is not one (such a record cannot be placed)."""
+    step = record.get("step", 0)
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+
+
 def repair_metrics(path: str | os.PathLike, max_step: int | None = None) -> int:
-    """Rewrite ``path`` keeping whole, parseable records with ``step <= max_step``; return the number kept."""
+    """Rewrite ``path`` keeping whole, parseable records (JSON objects with a numeric or no ``step``) with
+    ``step <= max_step``; return the number kept."""
     path = Path(path)
     if not path.exists():
         return 0
-    kept = [r for r in read_metrics(path) if max_step is None or r.get("step", 0) <= max_step]
+    kept = [r for r in read_metrics(path) if (step := _step(r)) is not None and (max_step is None or step <= max_step)]
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)

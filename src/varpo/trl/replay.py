@@ -162,11 +162,29 @@ class ResponseBuffer:
             entries.append([key, list(e.ids), list(e.rewards), e.step, e.serial])
         return {"per_prompt": self.per_prompt, "total": self.total, "serial": self._serial, "entries": entries}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore entries (in their age order); the current caps apply (a smaller cap evicts the oldest)."""
+    def load_state_dict(self, state: dict, num_rewards: int | None = None) -> None:
+        """Restore entries (in their age order); the current caps apply (a smaller cap evicts the oldest).
+
+        Checked first (a ValueError saying what is wrong, instead of a KeyError at the first eviction or a zip
+        error at the first selection): serials are unique, and every reward vector has the same length —
+        ``num_rewards`` (the run's K) when given, since a resumed run whose task changed (``--override``) has K
+        reward functions that the buffered vectors do not match."""
         self._data, self._alive = {}, {}
+        given = num_rewards is not None
         for key, ids, rewards, step, serial in state["entries"]:
             entry = Response(tuple(int(i) for i in ids), tuple(float(r) for r in rewards), int(step), int(serial))
+            if entry.serial in self._alive:
+                raise ValueError(
+                    f"duplicate serial {entry.serial} (entries of prompts {self._alive[entry.serial]} and {key})"
+                )
+            k = num_rewards if num_rewards is not None else len(entry.rewards)
+            if len(entry.rewards) != k:
+                raise ValueError(
+                    f"a buffered reward vector has {len(entry.rewards)} components, "
+                    + (f"this run has K={k} reward functions" if given else f"others have {k}")
+                    + " (was the task changed on --resume?); delete the file to start with an empty buffer"
+                )
+            num_rewards = k
             self._data.setdefault(key, []).append(entry)
             self._alive[entry.serial] = key
         self._serial = int(state["serial"])
@@ -446,8 +464,8 @@ class OffPolicyGroups:
     def state_dict(self) -> dict:
         return {"buffer": self.buffer.state_dict(), "generated_tokens_total": self.generated_tokens_total}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
+    def load_state_dict(self, state: dict, num_rewards: int | None = None) -> None:
+        self.buffer.load_state_dict(state["buffer"], num_rewards)
         self.generated_tokens_total = int(state.get("generated_tokens_total", 0))
 
     def save(self, path: str) -> None:
@@ -457,11 +475,12 @@ class OffPolicyGroups:
             json.dump(self.state_dict(), f)
         os.replace(tmp, path)
 
-    def load(self, path: str) -> None:
+    def load(self, path: str, num_rewards: int | None = None) -> None:
+        """Restore a saved state; anything wrong with the file is a one-line ValueError naming it."""
         try:
             with gzip.open(path, "rt") as f:
                 state = json.load(f)
-            self.load_state_dict(state)
+            self.load_state_dict(state, num_rewards)
         except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: unreadable gvpo response buffer ({type(err).__name__}: {err})") from None
 

@@ -424,7 +424,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
                 self.sigma_ema.load_state_dict(json.load(f)["sigma_ema"])
         replay = os.path.join(checkpoint, REPLAY_FILE.format(rank=self.accelerator.process_index)) if checkpoint else ""
         if self.replay is not None and os.path.exists(replay):
-            self.replay.load(replay)
+            self.replay.load(replay, num_rewards=len(self.reward_funcs))
 
 
 def _isolate(func, mode: str = "isolate"):

@@ -183,15 +183,27 @@ def compute_score_batch(
     return out
 
 
+#: bits of a signal code: small enough that the sum of a group's codes is an exact float64 integer for any group of
+#: fewer than 2^21 samples, so verl's ``np.std(metric) == 0.0`` test holds exactly for a constant group (48-bit codes
+#: made a constant group of 100 look varied in 75 of 200 draws: its float64 mean is rounded).
+SIGNAL_BITS = 32
+
+
 def signal_code(components: Mapping[str, float]) -> float:
     """One float that is equal for two samples iff their whole component vectors are equal.
 
     verl's DAPO filter (``algorithm.filter_groups``) drops a group when one scalar per sample has zero std in the
     group. On ``score`` / ``reward`` (the summed reward) that drops groups whose components trade off, which still
     carry signal for per-objective estimators (gdpo, ac, rvpo, saw; SkyRL#2104). Filtering on this code drops a
-    group only when *every* component is constant in it. It is a 48-bit BLAKE2b digest of the values' ``repr``
-    (exact in float64; a collision within one group has probability ~G²/2^49). NaN (missing) is a value like any
+    group only when *every* component is constant in it. It is a 32-bit BLAKE2b digest of the values' ``repr``
+    (exact in float64; a collision within one group has probability ~G²/2^33), an integer below 2^32 so that
+    ``np.std`` of a constant group is exactly 0 for any group size below 2^21. NaN (missing) is a value like any
     other here, so a group with a component missing in only some samples is kept.
+
+    A per-sample code cannot see the group, so it cannot apply an estimator's own zero-advantage rule: groups whose
+    per-objective advantages cancel (K = 2, equal weights, a constant sum under ac or gdpo: every advantage 0) are
+    kept and train with zero advantage (``docs/verl.md``).
     """
     text = json.dumps([[k, repr(float(v))] for k, v in sorted(components.items())])
-    return float(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big"))
+    digest = hashlib.blake2b(text.encode(), digest_size=SIGNAL_BITS // 8).digest()
+    return float(int.from_bytes(digest, "big"))
