@@ -221,11 +221,7 @@ def dry_run(
     columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
     # Judged rewards (varpo.rewards) are not called: a dry run must not need the judge server.
     judged = [f for f in task.reward_funcs if getattr(f, "judge", None) is not None]
-    scores = {
-        f.__name__: f(prompts=gold["prompt"], completions=gold["completion"], **columns)
-        for f in task.reward_funcs
-        if f not in judged
-    }
+    scores = {f.__name__: _score_gold(f, gold, columns) for f in task.reward_funcs if f not in judged}
     scored = [f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items()] + [f"{f.__name__}: judged" for f in judged]
     rows.append(("rewards", ", ".join(scored)))
     if judged:
@@ -267,6 +263,25 @@ def _check_data(spec: RunSpec, skipped: str | None) -> str:
         return f"skipped: {skipped}"
     ds = data.train_data(spec)
     return f"{len(ds)} training prompts from {spec.train_file or 'the built-in generator'}"
+
+
+def _score_gold(fn, gold, columns: dict) -> list:
+    """``fn`` on the gold rows, as TRL calls it; a reward that raises or returns the wrong number of values is a
+    one-line ValueError naming it (a real run would fail at its first step)."""
+    try:
+        values = fn(prompts=gold["prompt"], completions=gold["completion"], **columns)
+    except Exception as err:  # noqa: BLE001 - whatever the reward raises, the dry run reports it on one line
+        message = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(
+            f"reward {fn.__name__!r} raised {type(err).__name__} on the data's rows (columns: {sorted(columns)}): "
+            f"{message}"
+        ) from None
+    if not isinstance(values, (list, tuple)) or len(values) != len(gold):
+        raise ValueError(
+            f"reward {fn.__name__!r} returned {type(values).__name__} for {len(gold)} completions; "
+            "expected a list of one float (or None) per completion"
+        )
+    return values
 
 
 def _mean(values) -> float:
