@@ -377,10 +377,12 @@ def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
     """Every check a real run makes before it builds anything; raises a one-line ValueError naming the field.
 
     The trainer config (``VarpoGRPOConfig.__post_init__``), one ``reward_weights`` / ``saw_offsets`` entry per
-    reward function of the task, and the files and models the run reads (:func:`check_sources`). With ``dry_run``,
-    a data file or hub model that is simply not on this machine (offline, or to be copied later) is recorded in
-    ``skipped`` instead of failing; anything that cannot work anywhere (a directory or wrong file type as data, a
-    file as a model, a warm start that is neither ``sft``, a model directory nor a hub id) fails in both modes.
+    reward function of the task, the judge endpoint of a judged task (URL and model; reachability is the dry run's
+    note, not a check), and the files and models the run reads (:func:`check_sources`). With ``dry_run``, a hub
+    dataset or hub model that cannot be looked up here (HF_HUB_OFFLINE=1, not cached) or a relative data path not
+    copied here yet is recorded in ``skipped`` instead of failing; an absolute path that does not exist, and anything that cannot work anywhere (a directory or
+    wrong file type as data, a file as a model, a warm start that is neither ``sft``, a model directory nor a hub
+    id) fails in both modes.
     """
     args = resolved.trainer_config(**cpu_defaults(resolved.train))
     spec = resolved.spec
@@ -390,6 +392,11 @@ def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
         value = getattr(args, name)
         if value is not None and len(value) != len(names):
             _invalid(name, value, f"{len(names)} numbers, one per reward function of task {spec.task!r}: {names}")
+    judge = getattr(task, "judge", None)
+    if judge is not None and hasattr(judge.backend, "base_url"):  # the OpenAI-compatible judge's endpoint
+        from varpo.rewards.backends import check_endpoint
+
+        check_endpoint(judge.backend.base_url, judge.backend.model)
     skipped = check_sources(spec, dry_run=dry_run)
     return Checked(args, task, skipped)
 
@@ -419,9 +426,9 @@ def check_sources(spec: RunSpec, *, dry_run: bool = False) -> dict[str, str]:
         if path.exists():
             continue
         if _path_like(source) or path.suffix.lower() in _DATA_SUFFIXES:
-            if not dry_run:
+            if not dry_run or path.is_absolute() or source.startswith("~"):  # this machine's path: it is not there
                 raise ValueError(f"{name}={source!r}: no such file or directory")
-            skipped[name] = f"{source} not found here (a real run fails without it)"
+            skipped[name] = f"{source} not found here (a relative path; a real run fails without it)"
         elif dry_run and models.offline():
             skipped[name] = f"hub dataset {source} not checked (HF_HUB_OFFLINE=1; loaded at train time)"
     for name in ("model", "warm_start"):

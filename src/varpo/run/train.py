@@ -225,7 +225,7 @@ def dry_run(
     scored = [f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items()] + [f"{f.__name__}: judged" for f in judged]
     rows.append(("rewards", ", ".join(scored)))
     if judged:
-        rows.append(("judge", judged[0].judge.describe() + " (not called in dry run)"))
+        rows.append(("judge", judged[0].judge.describe() + " (not called in dry run)" + _reachability(judged[0])))
     if spec.warm_start == "sft":
         rows.append(("warm start", f"SFT on {spec.sft_demos} demos, {spec.sft_epochs:g} epochs (skipped in dry run)"))
     elif spec.warm_start:
@@ -263,6 +263,17 @@ def _check_data(spec: RunSpec, skipped: str | None) -> str:
         return f"skipped: {skipped}"
     ds = data.train_data(spec)
     return f"{len(ds)} training prompts from {spec.train_file or 'the built-in generator'}"
+
+
+def _reachability(fn) -> str:
+    """``; reachable: yes/no`` for an OpenAI-compatible judge (a TCP connect, no request; a note, never an error:
+    a judge started after the dry run is normal)."""
+    url = getattr(fn.judge.backend, "base_url", None)
+    if not url:
+        return ""
+    from varpo.rewards.backends import reachable
+
+    return "; reachable now: " + ("yes" if reachable(url) else "no (a real run counts every judgment as failed)")
 
 
 def _score_gold(fn, gold, columns: dict) -> list:
