@@ -13,6 +13,7 @@ import varpo.testing as vt
 from varpo import registry
 from varpo.advantages import ESTIMATORS
 from varpo.aggregation import AGGREGATORS
+from varpo.experiments.grid import expand_grid
 from varpo.losses import POLICY_LOSSES
 
 
@@ -146,3 +147,40 @@ def test_effective_weights_follow_one_no_signal_rule(method):
     flat = varpo.compute_advantages(r[:, 1:], torch.tensor([0, 0, 1, 1]), method, names=["b", "c"])
     assert (flat.stats["weight/b"], flat.stats["weight/c"]) == (0.0, 0.0)
     assert torch.equal(flat.advantages, torch.zeros(4))
+
+
+def _config(**options):
+    from varpo.trl import VarpoGRPOConfig
+
+    return VarpoGRPOConfig(output_dir="/tmp/varpo-registry-test", use_cpu=True, report_to="none", **options)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _config(advantage_method="mine_not_registered"),
+        lambda: _config(policy_loss="mine_not_registered"),
+        lambda: registry.lookup({}, "mine_not_registered", "advantage method"),
+        lambda: expand_grid("mine_not_registered", "0.5", "1"),
+    ],
+)
+def test_unknown_method_error_says_how_plugins_are_found(make):
+    with pytest.raises(ValueError, match="mine_not_registered") as err:
+        make()
+    assert "VARPO_PLUGINS=<module>" in str(err.value) and "'varpo.methods' entry point" in str(err.value)
+
+
+def test_plugin_that_fails_to_import_is_one_line_exit_2(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from varpo.cli import app
+
+    monkeypatch.setenv("VARPO_PLUGINS", "no_such_plugin_module_xyz")
+    monkeypatch.setattr(registry, "_loaded", False)
+    config = tmp_path / "c.yaml"
+    config.write_text("advantage_method: mine_not_registered\n")
+    result = CliRunner().invoke(app, ["train", str(config), "--dry-run", f"output_dir={tmp_path}/o"])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: PluginError: VARPO_PLUGINS module 'no_such_plugin_module_xyz' failed to import:")
+    assert "ModuleNotFoundError" in line
