@@ -77,6 +77,25 @@ def _print(message: str) -> None:
     typer.echo(typer.style("error:", fg="red", bold=True) + " " + one_line(message), err=True)
 
 
+def _no_flag_metavar() -> None:
+    """Help without a ``<bool>`` type column for on/off flags (typer >= 0.2x shows one; a flag takes no value)."""
+    option = getattr(typer.core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if original is None or getattr(original, "varpo_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich.varpo_flags = True
+    option.display_type_rich = display_type_rich
+
+
+_no_flag_metavar()
+
+
 class OneLineErrors(typer.core.TyperGroup):
     """The app's click group: runs the command and turns every failure into one line (see the module doc)."""
 

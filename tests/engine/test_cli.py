@@ -78,3 +78,13 @@ def test_demo_yaml_matches_builtin_demo():
     config = CONFIGS[[p.stem for p in CONFIGS].index("demo")]
     values = spec_mod.load_yaml(config)
     assert {k: str(v) for k, v in values.items()} == {k: str(spec_mod.coerce(k, v)) for k, v in DEMO.items()}
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep"], ["eval"], ["lab", "allocate"], ["lab", "replay"]])
+def test_help_has_no_bool_metavar_and_no_unshipped_doc_path(command):
+    """Flags take no value (no ``<bool>`` column); the help points at what a pip install has (pydoc), not docs/."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    if command == ["train"]:
+        assert "docs/engine.md" not in result.output and "python -m pydoc varpo.run.spec" in result.output
