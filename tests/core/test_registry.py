@@ -184,3 +184,27 @@ def test_plugin_that_fails_to_import_is_one_line_exit_2(monkeypatch, tmp_path):
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: PluginError: VARPO_PLUGINS module 'no_such_plugin_module_xyz' failed to import:")
     assert "ModuleNotFoundError" in line
+
+
+def test_extending_md_batch_table_names_real_attributes(clean_registry):
+    """Every name in docs/extending.md's ``RewardBatch`` table exists on the batch an estimator receives."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "extending.md").read_text()
+    table = text[text.index("| `RewardBatch` attribute |") :].split("\n\n")[0]
+    names = [n for row in table.splitlines()[2:] for n in re.findall(r"`([\w.]+)(?:\(\w*\))?`", row.split("|")[1])]
+    assert {"index.inverse", "index.num_groups", "signal"} <= set(names)
+    seen = {}
+
+    def capture(batch, options):
+        seen["batch"] = batch
+        return batch.zscores(options.eps) @ batch.wbar, batch.wbar
+
+    registry.register_estimator("capture_batch", capture)
+    varpo.compute_advantages(torch.rand(8, 2), torch.arange(4).repeat_interleave(2), "capture_batch")
+    for name in names:
+        obj = seen["batch"]
+        for part in name.split("."):
+            assert hasattr(obj, part), name
+            obj = getattr(obj, part)
