@@ -25,7 +25,12 @@ app = typer.Typer(
 )
 console = Console()
 
-OVERRIDES = typer.Argument(None, help="key=value overrides (YAML keys; see `docs/engine.md`).", show_default=False)
+OVERRIDES = typer.Argument(
+    None,
+    help="key=value overrides, the YAML keys: RunSpec and VarpoGRPOConfig fields (shipped reference: "
+    "`python -m pydoc varpo.run.spec`, `python -m pydoc varpo.trl.config`; an unknown key lists the closest).",
+    show_default=False,
+)
 
 
 def _environment() -> None:

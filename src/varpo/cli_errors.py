@@ -6,7 +6,7 @@ to catch anything itself:
 
 * usage errors (unknown option, missing argument, a missing config file, ``--jobs 0``) and configuration or input
   errors (``ValueError``, ``TypeError``, ``OSError``, YAML errors: a bad key, value or combination, an unreadable
-  file) print ``error: <message>`` on one line and exit with status 2;
+  file; a ``VARPO_PLUGINS`` module or ``varpo.methods`` entry point that fails to import) print ``error: <message>`` on one line and exit with status 2;
 * anything else is a bug or a crash, not a bad input: ``error: <Type>: <message>`` on one line, exit status 1, and
   the full traceback is written to a file whose path the line names, so nothing is lost.
 
@@ -40,11 +40,13 @@ USAGE_ERROR = _base(typer.BadParameter, "UsageError")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from varpo.registry import PluginError  # a plug-in that fails to import: its name and error, not a traceback
+
     try:
         import yaml
     except ImportError:  # pragma: no cover - PyYAML is a dependency
-        return USER_ERRORS
-    return (*USER_ERRORS, yaml.YAMLError)
+        return (*USER_ERRORS, PluginError)
+    return (*USER_ERRORS, PluginError, yaml.YAMLError)
 
 
 def one_line(text: object) -> str:
@@ -73,6 +75,25 @@ def _crash_file(err: BaseException) -> str | None:
 
 def _print(message: str) -> None:
     typer.echo(typer.style("error:", fg="red", bold=True) + " " + one_line(message), err=True)
+
+
+def _no_flag_metavar() -> None:
+    """Help without a ``<bool>`` type column for on/off flags (typer >= 0.2x shows one; a flag takes no value)."""
+    option = getattr(typer.core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if original is None or getattr(original, "varpo_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False) and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich.varpo_flags = True
+    option.display_type_rich = display_type_rich
+
+
+_no_flag_metavar()
 
 
 class OneLineErrors(typer.core.TyperGroup):

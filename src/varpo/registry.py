@@ -39,7 +39,15 @@ PLUGIN_ENV = "VARPO_PLUGINS"
 
 
 class PluginError(RuntimeError):
-    """A ``varpo.methods`` entry point or a ``VARPO_PLUGINS`` module failed to load."""
+    """A ``varpo.methods`` entry point or a ``VARPO_PLUGINS`` module failed to load (the CLI: one line, exit 2)."""
+
+
+def unknown_hint() -> str:
+    """What to add to an unknown-method error: how a method of one's own is found in every process."""
+    return (
+        f"; a method of your own must be registered in this process: name its module in {PLUGIN_ENV}=<module> "
+        f"or a {PLUGIN_GROUP!r} entry point (docs/extending.md)"
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ def lookup(table: dict, name, kind: str) -> Callable:
     if isinstance(name, str) and name not in table:
         load_plugins()
     if not isinstance(name, str) or name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of {tuple(table)}")
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {tuple(table)}{unknown_hint()}")
     return table[name]
 
 
@@ -172,12 +180,14 @@ def load_plugins(force: bool = False) -> None:
             if callable(target):
                 target()
         except Exception as exc:
-            raise PluginError(f"varpo plug-in entry point {ep.name!r} ({ep.value}) failed: {exc}") from exc
+            raise PluginError(
+                f"varpo plug-in entry point {ep.name!r} ({ep.value}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(","))):
         try:
             importlib.import_module(module)
         except Exception as exc:
-            raise PluginError(f"{PLUGIN_ENV} module {module!r} failed to import: {exc}") from exc
+            raise PluginError(f"{PLUGIN_ENV} module {module!r} failed to import: {type(exc).__name__}: {exc}") from exc
 
 
 def estimators() -> tuple[str, ...]:

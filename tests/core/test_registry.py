@@ -13,6 +13,7 @@ import varpo.testing as vt
 from varpo import registry
 from varpo.advantages import ESTIMATORS
 from varpo.aggregation import AGGREGATORS
+from varpo.experiments.grid import expand_grid
 from varpo.losses import POLICY_LOSSES
 
 
@@ -196,3 +197,64 @@ def test_effective_weights_follow_one_no_signal_rule(method):
     flat = varpo.compute_advantages(r[:, 1:], torch.tensor([0, 0, 1, 1]), method, names=["b", "c"])
     assert (flat.stats["weight/b"], flat.stats["weight/c"]) == (0.0, 0.0)
     assert torch.equal(flat.advantages, torch.zeros(4))
+
+
+def _config(**options):
+    from varpo.trl import VarpoGRPOConfig
+
+    return VarpoGRPOConfig(output_dir="/tmp/varpo-registry-test", use_cpu=True, report_to="none", **options)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _config(advantage_method="mine_not_registered"),
+        lambda: _config(policy_loss="mine_not_registered"),
+        lambda: registry.lookup({}, "mine_not_registered", "advantage method"),
+        lambda: expand_grid("mine_not_registered", "0.5", "1"),
+    ],
+)
+def test_unknown_method_error_says_how_plugins_are_found(make):
+    with pytest.raises(ValueError, match="mine_not_registered") as err:
+        make()
+    assert "VARPO_PLUGINS=<module>" in str(err.value) and "'varpo.methods' entry point" in str(err.value)
+
+
+def test_plugin_that_fails_to_import_is_one_line_exit_2(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from varpo.cli import app
+
+    monkeypatch.setenv("VARPO_PLUGINS", "no_such_plugin_module_xyz")
+    monkeypatch.setattr(registry, "_loaded", False)
+    config = tmp_path / "c.yaml"
+    config.write_text("advantage_method: mine_not_registered\n")
+    result = CliRunner().invoke(app, ["train", str(config), "--dry-run", f"output_dir={tmp_path}/o"])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: PluginError: VARPO_PLUGINS module 'no_such_plugin_module_xyz' failed to import:")
+    assert "ModuleNotFoundError" in line
+
+
+def test_extending_md_batch_table_names_real_attributes(clean_registry):
+    """Every name in docs/extending.md's ``RewardBatch`` table exists on the batch an estimator receives."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "extending.md").read_text()
+    table = text[text.index("| `RewardBatch` attribute |") :].split("\n\n")[0]
+    names = [n for row in table.splitlines()[2:] for n in re.findall(r"`([\w.]+)(?:\(\w*\))?`", row.split("|")[1])]
+    assert {"index.inverse", "index.num_groups", "signal"} <= set(names)
+    seen = {}
+
+    def capture(batch, options):
+        seen["batch"] = batch
+        return batch.zscores(options.eps) @ batch.wbar, batch.wbar
+
+    registry.register_estimator("capture_batch", capture)
+    varpo.compute_advantages(torch.rand(8, 2), torch.arange(4).repeat_interleave(2), "capture_batch")
+    for name in names:
+        obj = seen["batch"]
+        for part in name.split("."):
+            assert hasattr(obj, part), name
+            obj = getattr(obj, part)

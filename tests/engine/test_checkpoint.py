@@ -131,3 +131,31 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
     (tmp_path / "checkpoint-6" / "trainer_state.json").write_text('{"global_step": 6, "log_hi')  # torn
     # checkpoint-10: model written, state not yet
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+
+
+def test_end_of_training_summary_never_repeats_a_step(tmp_path):
+    """TRL logs its end-of-training summary at the last step; it goes to train_summary.json, so metrics.jsonl keeps
+    one record per step — also when a finished run is resumed (the summary is logged again at the same step)."""
+    from types import SimpleNamespace
+
+    from varpo.trl.metrics import SUMMARY_FILE, MetricsJSONLCallback, read_metrics
+
+    args = SimpleNamespace(output_dir=str(tmp_path))
+    callback = MetricsJSONLCallback()
+    for resumed_at in (0, 3):
+        state = SimpleNamespace(is_world_process_zero=True, global_step=resumed_at)
+        callback.on_train_begin(args, state, None)
+        for step in range(resumed_at + 1, 4):
+            state.global_step = step
+            callback.on_log(args, state, None, logs={"loss": 0.1, "step_time": 0.5})
+        callback.on_log(args, state, None, logs={"train_runtime": 1.0, "train_loss": 0.1})
+        steps = [r["step"] for r in read_metrics(tmp_path)]
+        assert steps == [1, 2, 3]
+        assert json.loads((tmp_path / SUMMARY_FILE).read_text())["train_runtime"] == 1.0
+
+
+def test_engine_md_metrics_table_lists_step_time():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "engine.md").read_text()
+    assert "| `step_time` |" in text

@@ -117,3 +117,13 @@ def test_saw_tldr_config_gives_saw_the_cv_of_the_raw_judge_scores():
 def test_rvpo_config_never_trains_on_healthbench():
     cfg = _config("rvpo_healthbench_qwen25_7b")
     assert "healthbench" not in cfg["train_file"].lower() and "healthbench" in cfg["eval_file"].lower()
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep"], ["eval"], ["lab", "allocate"], ["lab", "replay"]])
+def test_help_has_no_bool_metavar_and_no_unshipped_doc_path(command):
+    """Flags take no value (no ``<bool>`` column); the help points at what a pip install has (pydoc), not docs/."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    if command == ["train"]:
+        assert "docs/engine.md" not in result.output and "python -m pydoc varpo.run.spec" in result.output

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import varpo
+from tests.engine.conftest import length
 from varpo.trl import read_metrics
 
 
@@ -112,3 +113,42 @@ def test_gradient_accumulation_is_exact(make_trainer, train_ds):
         split = grads(halves, 2)
         full = grads([batch], 1)
         torch.testing.assert_close(split, full, rtol=1e-4, atol=1e-6, msg=aggregation)
+
+
+def test_builtin_tiny_model_string_works_in_python(train_ds, tmp_path):
+    """The CLI's model string in Python: ``VarpoGRPOTrainer("builtin:tiny", …)`` builds the tiny model from the
+    training prompts and uses its tokenizer."""
+    from varpo.trl import VarpoGRPOConfig, VarpoGRPOTrainer
+
+    args = VarpoGRPOConfig(
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=4,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = VarpoGRPOTrainer("builtin:tiny", reward_funcs=[length], args=args, train_dataset=train_ds)
+    assert trainer.model.config.model_type == "qwen2" and trainer.processing_class.pad_token == "<|pad|>"
+    with pytest.raises(ValueError, match="builds its tokenizer from train_dataset's prompts"):
+        VarpoGRPOTrainer("builtin:tiny", reward_funcs=[length], args=args)
+
+
+def test_tied_lm_head_missing_from_a_checkpoint_is_not_warned_about(make_trainer, caplog):
+    """Resuming builtin:tiny (tied embeddings) loads a checkpoint without lm_head.weight: re-tied, no
+    "missing keys" warning; any other missing key is still reported."""
+    import logging
+
+    from torch.nn.modules.module import _IncompatibleKeys
+
+    trainer = make_trainer()
+    assert trainer.model.config.tie_word_embeddings
+    with caplog.at_level(logging.WARNING):
+        trainer._issue_warnings_after_load(_IncompatibleKeys(["lm_head.weight"], []))
+    assert "missing keys" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        trainer._issue_warnings_after_load(_IncompatibleKeys(["model.norm.weight"], []))
+    assert "missing keys in the checkpoint model loaded: ['model.norm.weight']" in caplog.text

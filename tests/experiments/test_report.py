@@ -162,3 +162,14 @@ def test_cli_sweep_dry_run_sweep_and_report(tmp_path, config, fake_runner):
     assert res.exit_code != 0 and "reference point has 1 values" in res.output
     res = cli.invoke(app, ["sweep", str(config), "--methods", "nope", "--out", str(sweep)])
     assert res.exit_code != 0 and "unknown method" in res.output
+
+
+def test_objectives_keep_the_task_order_through_sorted_json():
+    """eval.json is written with sorted keys; ``objective_order`` restores the task's reward order (weights and
+    report columns follow it), and a file without it keeps its key order."""
+    from varpo.experiments.results import _in_task_order
+
+    scores = {"concise": 0.5, "correct": 0.25}
+    assert list(_in_task_order(scores, ["correct", "concise"])) == ["correct", "concise"]
+    assert list(_in_task_order(scores, None)) == ["concise", "correct"]
+    assert _in_task_order(scores, ["correct", "gone"]) == {"correct": 0.25, "concise": 0.5}

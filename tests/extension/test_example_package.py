@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -110,3 +111,20 @@ def test_registers_in_verl_including_late_registrations(installed):
     # hand values of the package's own test: r = [1, 0, 2, 5], μ = 2, MAD = 1.5
     assert "mad_ac [-0.6667, -1.3333, 0.0, 2.0]" in proc.stdout
     assert "late True" in proc.stdout
+
+
+def test_extending_md_plugin_commands_run_with_the_example_installed(installed, tmp_path):
+    """docs/extending.md's plug-in block (skipped by the doc harness: it installs a package): its varpo lines run
+    here, where the example is installed, as the dry runs they are (demo.yaml has 4 objectives: 4 weights)."""
+    from tests.docs.test_doc_blocks import commands, discover
+
+    (block,) = [
+        b for b in discover([REPO / "docs" / "extending.md"]) if "pip install -e examples/varpo_mymethod" in b.text
+    ]
+    lines = [c for c in commands(block.text) if c.startswith("varpo ")]
+    assert len(lines) == 2
+    for line in lines:
+        args = shlex.split(line)[1:]
+        args += [f"output_dir={tmp_path}/o"] if args[0] == "train" else ["--out", str(tmp_path / "sweep")]
+        proc = run(installed, "-m", "varpo", *args)
+        assert proc.returncode == 0, line + "\n" + proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -228,8 +228,8 @@ def test_cli_allocate_run_and_errors(tmp_path):
         (["allocate", "--success", "0.1,0.9", "--seeds", "-3"], "--seeds"),
         (["run", "easy_hard", "--seeds", "-3"], "--seeds"),
         (["claim", "vl_norm", "--seeds", "0", "-o", "x"], "--seeds"),
-        (["allocate", "--success", "0.1,0.9,0.5", "--names", "a,b"], "--names has 2 entries; --success has 3"),
-        (["allocate", "--success", "0.1,0.9", "--kind", "binary"], "--kind has 1 entries; --success has 2"),
+        (["allocate", "--success", "0.1,0.9,0.5", "--names", "a,b"], "--names has 2 values for 3 objectives"),
+        (["allocate", "--success", "0.1,0.9", "--kind", "binary,partial,binary"], "--kind has 3 values for 2"),
         (["allocate", "--success", "0.1,0.9", "--correlation", "1.5"], "correlation must be finite and in [-1, 1]"),
         (["allocate", "--success", "0.1,0.9", "--correlation", "nan"], "correlation must be finite and in [-1, 1]"),
         (["allocate", "nope"], "nope"),
@@ -323,3 +323,28 @@ def test_replay_leaves_out_statistics_a_batch_does_not_have(tmp_path):
     assert row["batches"] == 2
     assert row["adv_sq_mean"] == pytest.approx(alone.stats["adv_sq_mean"]) and row["adv_sq_mean"] > 0
     assert row["adv_max_abs"] == pytest.approx(alone.stats["adv_max_abs"])
+
+
+def test_cli_allocate_per_objective_flags_and_log_prompts(tmp_path):
+    """``--scale 1`` applies to every objective; a wrong count is one line; ``--log`` with fewer logged prompts than
+    the default 8 per step runs with ``--prompts-per-step``, and the error names that flag."""
+    from varpo.cli import app
+
+    runner = CliRunner()
+    base = ["lab", "allocate", "--success", "0.1,0.9", "--seeds", "2", "--steps", "2", "--methods", "grpo"]
+    assert runner.invoke(app, [*base, "--scale", "1"]).exit_code == 0
+    bad = runner.invoke(app, [*base, "--scale", "1,2,3"])
+    assert bad.exit_code == 2 and "--scale has 3 values for 2 objectives" in bad.output
+    assert "list index" not in runner.invoke(app, [*base, "--names", "a"]).output
+    d = tmp_path / "log"
+    rng = np.random.default_rng(0)
+    for step in range(1):  # 4 logged prompts
+        rewards = (rng.random((16, 2)) < [0.2, 0.8]).astype(np.float32)
+        reward_log.append(d, step=step, rewards=rewards, group_ids=np.repeat(np.arange(4), 4), names=["a", "b"])
+    log = ["lab", "allocate", "--log", str(d), "--seeds", "2", "--steps", "2", "--methods", "grpo"]
+    refused = runner.invoke(app, log)
+    assert refused.exit_code == 2 and "--prompts-per-step" in refused.output
+    res = runner.invoke(app, [*log, "--prompts-per-step", "4"])
+    assert res.exit_code == 0, res.output
+    help_text = runner.invoke(app, ["lab", "replay", "--help"]).output
+    assert "Comma list of advantage estimators" in " ".join(help_text.split())

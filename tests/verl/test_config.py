@@ -32,8 +32,10 @@ def cfg(*overrides):
 
 
 def local_files(root: Path) -> dict[str, str]:
-    """Stand-ins for a cluster's data and model (the pre-flight checks that they exist, not what they hold):
-    every file the example scripts name under $DATA_DIR, and a model directory with a config.json."""
+    """Stand-ins for a cluster's data and model: every file the example scripts name under $DATA_DIR, holding rows
+    in verl's layout as ``Task.to_verl`` writes them (toolcall for train/test, math elsewhere; 1024 rows, the
+    largest ``data.train_batch_size`` of the examples; the pre-flight scores the first row and counts them), and a
+    model directory with a config.json."""
     data, model = root / "data", root / "model"
     for rel in (
         "train.parquet",
@@ -45,10 +47,30 @@ def local_files(root: Path) -> dict[str, str]:
         "math/test.parquet",
     ):
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
-        (data / rel).write_bytes(b"")
+        (data / rel).write_bytes(_verl_parquet("toolcall" if rel in ("train.parquet", "test.parquet") else "math"))
     model.mkdir(exist_ok=True)
     (model / "config.json").write_text("{}")
     return {"DATA_DIR": str(data), "MODEL": str(model)}
+
+
+_PARQUET: dict[str, bytes] = {}
+
+
+def _verl_parquet(task_name: str, rows: int = 1024) -> bytes:
+    if task_name not in _PARQUET:
+        import io
+
+        import datasets
+
+        import varpo.tasks
+
+        task = varpo.tasks.get_task(task_name)
+        one = task.to_verl(task.generate(32, seed=0))
+        full = datasets.concatenate_datasets([one] * (rows // 32))
+        buffer = io.BytesIO()
+        full.to_parquet(buffer)
+        _PARQUET[task_name] = buffer.getvalue()
+    return _PARQUET[task_name]
 
 
 def file_overrides(root: Path) -> list[str]:

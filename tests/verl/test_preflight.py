@@ -79,25 +79,102 @@ def test_missing_data_and_model_are_caught(files, capsys, tmp_path):
     ]
 
 
-def test_hub_model_offline_must_be_cached(files, capsys, monkeypatch):
+def test_hub_model_offline_uncached_is_skipped_in_a_dry_run_and_refused_for_a_launch(files, capsys, monkeypatch):
+    """As ``varpo train --dry-run``: a hub model not in the local cache offline is skipped (and said so) by a dry
+    run; a real launch is refused (its workers could not load it)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    lines = problems(capsys, *TOOLRL, *files[:2], "actor_rollout_ref.model.path=nobody/not-a-model")
-    assert lines == [
-        "actor_rollout_ref.model.path: hub model 'nobody/not-a-model' is not in the local Hugging Face "
-        "cache and HF_HUB_OFFLINE=1"
-    ]
+    hub = [*TOOLRL, *files[:2], "actor_rollout_ref.model.path=nobody/not-a-model"]
+    assert main(["--dry-run", *hub]) == 0
+    out = capsys.readouterr().out
+    assert "skipped: model nobody/not-a-model: not in the local Hugging Face cache (HF_HUB_OFFLINE=1)" in out
+    with pytest.raises(ValueError, match="hub model 'nobody/not-a-model' is not in the local Hugging Face cache"):
+        validate(compose_config(hub))
+
+
+def test_dry_run_prints_what_it_checked(files, capsys):
+    assert main(["--dry-run", *TOOLRL, *files]) == 0
+    out = capsys.readouterr().out
+    assert "checked: training data: 1024 rows in 1 file(s)" in out
+    assert "checked: reward function compute_score from pkg://varpo.verl.rewards: scored the first training row" in out
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "reward.custom_reward_function.path=pkg://varpo.verl.rewardz",
+            "reward.custom_reward_function (path=pkg://varpo.verl.rewardz, name=compute_score) cannot be loaded: ",
+        ),
+        (
+            "reward.custom_reward_function.name=compute_scor",
+            "reward.custom_reward_function (path=pkg://varpo.verl.rewards, name=compute_scor) cannot be loaded: ",
+        ),
+        (
+            "reward.custom_reward_function.path=/nonexistent/reward.py",
+            "reward.custom_reward_function (path=/nonexistent/reward.py, name=compute_score) cannot be loaded: ",
+        ),
+        (
+            "data.train_batch_size=2048",
+            "data.train_batch_size (2048) is larger than the training data (1024 rows in data.train_files)",
+        ),
+        (
+            "actor_rollout_ref.rollout.n=1",
+            "actor_rollout_ref.rollout.n=1: algorithm.adv_estimator=varpo_dvao compares the responses of a prompt",
+        ),
+    ],
+)
+def test_reward_function_data_size_and_group_mistakes_are_caught(files, capsys, override, message):
+    base = [o for o in TOOLRL if o.split("=")[0].lstrip("+") != override.split("=")[0].lstrip("+")]
+    lines = problems(capsys, *base, override, *files)
+    assert any(line.startswith(message) or message in line for line in lines), lines
+
+
+def test_varpo_reward_without_task_on_unknown_data_source_is_refused(files, capsys, tmp_path):
+    """No reward_kwargs.task and a data_source that names no task: the pre-flight asks for the task (the reward
+    workers would otherwise fail on the first batch)."""
+    import varpo.tasks
+
+    task = varpo.tasks.get_task("math")
+    path = tmp_path / "mine.parquet"
+    task.to_verl(task.generate(64, seed=0), data_source="my_lab/word_problems").to_parquet(str(path))
+    base = [o for o in TOOLRL if "reward_kwargs.task" not in o and "reward_keys" not in o]
+    (line,) = problems(capsys, *base, f"data.train_files={path}", *files[1:])
+    assert "data_source 'my_lab/word_problems' names no varpo task; set +reward.custom_reward_function" in line
+    # public GSM8K-style sources and varpo's own to_verl output need no task
+    task.to_verl(task.generate(64, seed=0), data_source="openai/gsm8k").to_parquet(str(path))
+    assert (
+        main(
+            [
+                "--dry-run",
+                *base,
+                "+algorithm.varpo.reward_keys=[accuracy,length]",
+                f"data.train_files={path}",
+                *files[1:],
+            ]
+        )
+        == 0
+    )
+
+
+def test_hydra_mistakes_are_one_line(files, capsys):
+    assert main(["--dry-run", *TOOLRL, *files, "algorithm.adv_estimatr=grpo"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: hydra: Could not override 'algorithm.adv_estimatr'.")
+    assert main(["--dry-run", *TOOLRL, *files, "+algorithm.varpo.reward_keys=["]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: hydra: no viable alternative at input '['")
 
 
 def test_batch_arithmetic_one_line_each(files, capsys):
     drop = ("ppo_micro_batch_size_per_gpu", "log_prob_micro_batch_size_per_gpu", "train_batch_size")
     base = [o for o in TOOLRL if not any(d in o for d in drop)]
-    lines = problems(capsys, *base, *files, "data.train_batch_size=6", "actor_rollout_ref.rollout.n=1")
+    lines = problems(capsys, *base, *files, "data.train_batch_size=6", "actor_rollout_ref.rollout.n=3")
     assert lines == [
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu is unset: set it (sequences per GPU per forward pass) "
         "or actor_rollout_ref.actor.use_dynamic_bsz=true",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu is unset: set it or "
         "actor_rollout_ref.actor.use_dynamic_bsz=true",
-        "data.train_batch_size (6) x actor_rollout_ref.rollout.n (1) = 6 sequences must be divisible by "
+        "data.train_batch_size (6) x actor_rollout_ref.rollout.n (3) = 18 sequences must be divisible by "
         "trainer.n_gpus_per_node x trainer.nnodes (8)",
         "actor_rollout_ref.actor.ppo_mini_batch_size (8) must be <= data.train_batch_size (6)",
     ]

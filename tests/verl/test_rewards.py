@@ -12,7 +12,7 @@ from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
 
 import varpo.tasks  # noqa: E402
 from tests.verl.helpers import compose  # noqa: E402
-from varpo.verl.rewards import compute_score, task_row  # noqa: E402
+from varpo.verl.rewards import compute_score, task_for, task_row  # noqa: E402
 
 
 def verl_loaded(task: str, *extra: str):
@@ -99,3 +99,42 @@ def test_real_toolrl_verl_parquet_rows(toolrl_path):
         result = call_like_naive_manager(fn, row["data_source"], gt, gt, dict(row["extra_info"]))
         assert result["format"] == 1.0 and result["correctness"] == (3.0 if "<tool_call>" in gt else 0.0)
         assert all(task.satisfied(gt, ground_truth=gt).values())
+
+
+@pytest.mark.parametrize("name", ["toolcall", "math", "countdown", "constraints"])
+def test_task_found_from_data_source_of_to_verl_output(name):
+    """No reward_kwargs.task: varpo's own to_verl rows (data_source 'varpo/<task>') grade their gold as full marks."""
+    task = varpo.tasks.get_task(name)
+    ds = task.generate(4, seed=3)
+    rows = task.to_verl(ds).to_list()
+    assert rows[0]["data_source"] == f"varpo/{name}"
+    for original, row in zip(ds, rows, strict=True):
+        gold = row["extra_info"]["completion"]
+        result = compute_score(row["data_source"], gold, row["reward_model"]["ground_truth"], row["extra_info"])
+        expected = {k: math.nan if v is None else v for k, v in task.score(original["completion"], **original).items()}
+        assert {k: result[k] for k in task.reward_names} == pytest.approx(expected, nan_ok=True)
+
+
+def test_gsm8k_layout_row_is_graded_as_math():
+    """verl's examples/data_preprocess/gsm8k.py row: data_source openai/gsm8k, ground_truth the final number,
+    extra_info.answer the worked solution."""
+    row = {
+        "data_source": "openai/gsm8k",
+        "prompt": [{"role": "user", "content": "Natalia sold 48 clips ... Let's think step by step."}],
+        "ability": "math",
+        "reward_model": {"style": "rule", "ground_truth": "72"},
+        "extra_info": {"split": "train", "index": 0, "answer": "48/2 = 24 ... 48+24 = 72\n#### 72", "question": "?"},
+    }
+    args = (row["data_source"], row["reward_model"]["ground_truth"], row["extra_info"])
+    right = compute_score(args[0], "So she sold \\boxed{72} clips.", *args[1:])
+    wrong = compute_score(args[0], "So she sold \\boxed{70} clips.", *args[1:])
+    assert right["accuracy"] == 1.0 and wrong["accuracy"] == 0.0
+    for source in ("DigitalLearningGmbH/MATH-lighteval", "math_dapo", "rlla", "countdown"):
+        assert task_for(source) in ("math", "toolcall", "countdown")
+
+
+def test_unknown_data_source_asks_for_the_task():
+    with pytest.raises(ValueError, match=r"data_source 'my/data' names no varpo task; set \+reward.custom_reward"):
+        compute_score("my/data", "x", "1", {})
+    with pytest.raises(ValueError, match="names no varpo task"):
+        compute_score(None, "x", "1", {})

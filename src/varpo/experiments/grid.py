@@ -118,7 +118,9 @@ def parse_seeds(text: str | int | Sequence[str]) -> list[int]:
 def _choices(kind: str, items: list[str], allowed: Sequence[str]) -> list[str]:
     bad = [i for i in items if i not in allowed]
     if bad:
-        raise ValueError(f"unknown {kind} {bad}; choose from {', '.join(allowed)}")
+        from varpo import registry
+
+        raise ValueError(f"unknown {kind} {bad}; choose from {', '.join(allowed)}{registry.unknown_hint()}")
     return _unique(items)
 
 

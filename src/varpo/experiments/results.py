@@ -3,7 +3,8 @@
 ``eval.json`` (written by the runner, last and atomically) — the schema the report reads::
 
     {
-      "objectives": {"correctness": 0.61, "format": 0.93},   # held-out score per objective, task reward order
+      "objectives": {"correctness": 0.61, "format": 0.93},   # held-out score per objective
+      "objective_order": ["correctness", "format"],           # optional: the task's reward order (else key order)
       "all": 0.58,                                            # fraction of samples meeting every objective
       "curve": [                                              # optional: held-out evals during training
         {"step": 0, "objectives": {...}, "all": 0.21}, ...    # (step 0 = the starting model)
@@ -207,6 +208,14 @@ SCORES = {
 }
 
 
+def _in_task_order(objectives: dict[str, float], order) -> dict[str, float]:
+    """``objectives`` in the task's reward order (``eval.json``'s ``objective_order``; its objects are key-sorted)."""
+    if not isinstance(order, list):
+        return objectives
+    first = {k: objectives[k] for k in order if isinstance(k, str) and k in objectives}
+    return {**first, **objectives}
+
+
 def load_sweep(sweep_dir: str | os.PathLike, score: str = "objectives") -> Sweep:
     """Every run the manifest knows (latest grid first-seen order), with eval results for the finished ones.
 
@@ -225,7 +234,10 @@ def load_sweep(sweep_dir: str | os.PathLike, score: str = "objectives") -> Sweep
         rdir = sweep_dir / RUNS / name
         result, reason = read_eval(rdir / EVAL_FILE)
         if result is not None:
-            objectives = {k: float(v) for k, v in (result.get(score) or {}).items() if _is_number(v)}
+            objectives = _in_task_order(
+                {k: float(v) for k, v in (result.get(score) or {}).items() if _is_number(v)},
+                result.get("objective_order"),
+            )
             all_rate = result.get("all")
             runs.append(
                 Run(

@@ -187,6 +187,7 @@ def run(config: str, run_dir: Path, overrides: list[str]) -> dict:
     final = curve[-1]
     payload = {
         "objectives": final["objectives"],
+        "objective_order": list(final["objectives"]),  # the task's reward order (JSON objects are written sorted)
         "all": final["all"],
         "mean_reward": final["mean_reward"],
         "pass_at_k": final["pass_at_k"],

@@ -29,15 +29,23 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _per_objective(option: str, values: list | None, k: int) -> list | None:
-    """A per-objective list given next to ``--success`` (k objectives): None, or exactly k entries."""
-    if values is not None and len(values) != k:
-        raise ValueError(f"{option} has {len(values)} entries; --success has {k} (one per objective)")
+def _csv(text: str | None, cast=str) -> list | None:
+    return None if text is None else [cast(x.strip()) for x in text.split(",") if x.strip()]
+
+
+def _per_objective(flag: str, text: str | None, k: int, default, cast=str) -> list:
+    """One value per objective (``k`` from ``--success``): a single value applies to every objective."""
+    values = _csv(text, cast)
+    if not values:
+        return [default] * k
+    if len(values) == 1:
+        return values * k
+    if len(values) != k:
+        raise ValueError(f"{flag} has {len(values)} values for {k} objectives (--success); give 1 or {k}")
     return values
 
 
-def _csv(text: str | None, cast=str) -> list | None:
-    return None if text is None else [cast(x.strip()) for x in text.split(",") if x.strip()]
+METHODS_HELP = "Comma list of advantage estimators (built-in or registered; see `varpo sweep --help`)."
 
 
 def _commit() -> str:
@@ -152,9 +160,12 @@ def allocate(
     weights: str | None = typer.Option(None, "--weights", help="Objective weights (default uniform)."),
     log: Path | None = typer.Option(None, "--log", help="A reward_log directory of a real run."),
     config: Path | None = typer.Option(None, "--config", help="Lab YAML."),
-    methods: str = typer.Option(DEFAULT_METHODS, "--methods"),
-    seeds: int = typer.Option(64, "--seeds", min=1),
+    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help=METHODS_HELP),
+    seeds: int = typer.Option(64, "--seeds", min=1, help="Simulated seeds."),
     steps: int = typer.Option(20, "--steps", min=1, help="Short horizon: allocation is about the first steps."),
+    prompts_per_step: int | None = typer.Option(
+        None, "--prompts-per-step", min=1, help="Prompts drawn per step (default 8; at most the log's prompts)."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write allocation.json here."),
 ) -> None:
     """Which objective each estimator learns, and which it neglects (effective weights, gain per step)."""
@@ -165,6 +176,8 @@ def allocate(
 
     try:
         overrides = dict(steps=steps)
+        if prompts_per_step is not None:
+            overrides["prompts_per_step"] = prompts_per_step
         if weights is not None:
             overrides["weights"] = tuple(_csv(weights, float))
         if log is not None:
@@ -172,12 +185,12 @@ def allocate(
         elif success is not None:
             rates = _csv(success, float)
             k = len(rates)
-            obj_names = _per_objective("--names", _csv(names), k) or [f"o{i}" for i in range(k)]
-            scales = _per_objective("--scale", _csv(scale, float), k) or [1.0] * k
-            kinds = _per_objective("--kind", _csv(kind), k) or ["binary"] * k
-            objs = [
-                env.Objective(name=obj_names[i], success=rates[i], scale=scales[i], kind=kinds[i]) for i in range(k)
-            ]
+            labels = _csv(names) or [f"o{i}" for i in range(k)]
+            if len(labels) != k:
+                raise ValueError(f"--names has {len(labels)} values for {k} objectives (--success)")
+            scales = _per_objective("--scale", scale, k, 1.0, float)
+            kinds = _per_objective("--kind", kind, k, "binary")
+            objs = [env.Objective(name=labels[i], success=rates[i], scale=scales[i], kind=kinds[i]) for i in range(k)]
             spec, cfg = env.synthetic(objs, correlation=correlation), sc.build_config(overrides)
         else:
             spec, cfg, _, _ = _spec_and_config(scenario, config, overrides)
@@ -207,7 +220,7 @@ def allocate(
 @app.command()
 def replay(
     log: Path = typer.Argument(..., help="A reward_log directory (TRL engine, log_reward_matrix: true)."),
-    methods: str = typer.Option(DEFAULT_METHODS, "--methods"),
+    methods: str = typer.Option(DEFAULT_METHODS, "--methods", help=METHODS_HELP),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write replay.json here."),
 ) -> None:
     """Recompute every estimator on every logged batch: mean effective weights, mean A², zero-signal groups."""

@@ -172,7 +172,10 @@ class Trainer:
     def __init__(self, spec: RewardSpec, cfg: LabConfig, seeds: int, seed: int = 0) -> None:
         p, y, k = spec.shape
         if cfg.prompts_per_step > p:
-            raise ValueError(f"prompts_per_step={cfg.prompts_per_step} exceeds the spec's {p} prompts")
+            raise ValueError(
+                f"prompts_per_step={cfg.prompts_per_step} exceeds the spec's {p} prompts (lab allocate: "
+                "--prompts-per-step; a lab YAML: train.prompts_per_step)"
+            )
         self.spec, self.cfg, self.seeds = spec, cfg, seeds
         self.policy = TabularPolicy(spec, seeds)
         self.ref_theta = self.policy.theta.detach().clone()

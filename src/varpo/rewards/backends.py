@@ -62,8 +62,7 @@ class OpenAIBackend:
     def check(self) -> None:
         """Raise the configuration error now (called before the first judgment, not at task construction, so data
         can be generated and loaded without a judge)."""
-        if not self.base_url or not self.model:
-            raise ValueError("the OpenAI-compatible judge needs task_options judge_base_url and judge_model")
+        check_endpoint(self.base_url, self.model)
         try:  # imported here, in the caller's thread: a first import inside the event loop would eat the timeout
             import openai  # noqa: F401
         except ImportError:
@@ -182,6 +181,38 @@ class TransformersBackend:
 
     async def complete(self, messages: list[dict], schema: dict | None, timeout: float) -> str:
         return await asyncio.to_thread(self.generate, messages)
+
+
+def check_endpoint(base_url: str | None, model: str | None) -> None:
+    """The judge endpoint settings a request needs: ``judge_base_url`` (an http(s) URL with a host) and
+    ``judge_model``; a one-line ValueError naming the option otherwise. Called by a real run before its first
+    judgment and by every run's (and dry run's) validation, so both reject the same settings."""
+    from urllib.parse import urlsplit
+
+    if not base_url:
+        raise ValueError("task_options judge_base_url is unset: the OpenAI-compatible judge needs its endpoint URL")
+    parts = urlsplit(str(base_url))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"task_options judge_base_url={base_url!r} is invalid; allowed: an http:// or https:// URL with a host "
+            "(e.g. http://127.0.0.1:8000/v1)"
+        )
+    if not model:
+        raise ValueError("task_options judge_model is unset: the OpenAI-compatible judge needs the served model name")
+
+
+def reachable(base_url: str, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to the URL's host and port opens within ``timeout`` (no request is sent)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def make_backend(

@@ -50,6 +50,8 @@ def train_data(spec: RunSpec, keep: tuple[str, ...] = ()):
     task = task_of(spec)
     if spec.train_file:
         ds = load_file(spec, "train_file")
+        if hasattr(task, "held_out") and not spec.eval_file:
+            ds = task.held_out(ds, "train")  # the rest of the file is the held-out evaluation set
     else:
         ds = task.generate(spec.train_prompts, spec.task_seed + 1)
     return ds.remove_columns([c for c in ("completion",) if c in ds.column_names and c not in keep])

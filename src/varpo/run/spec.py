@@ -39,7 +39,15 @@ class RunSpec:
 
     model: str = field(default="builtin:tiny", metadata={"help": "builtin:tiny, a local model directory or a hub id."})
     tiny: dict = field(default_factory=dict, metadata={"help": "builtin:tiny architecture overrides (TinySpec)."})
-    task: str = field(default="toolcall", metadata={"help": "varpo.tasks task name."})
+    task: str = field(
+        default="toolcall", metadata={"help": "varpo.tasks task name ('custom' with reward_funcs: your own rewards)."}
+    )
+    reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Your own TRL reward functions as module:function import paths (task 'custom'; data: train_file)."
+        },
+    )
     task_options: dict = field(default_factory=dict, metadata={"help": "Keyword options of get_task()."})
     train_file: str | None = field(default=None, metadata={"help": "User training data (task.load); else generated."})
     load_options: dict = field(
@@ -83,6 +91,12 @@ class RunSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 _invalid(name, value, "a non-empty string or null")
+        if not isinstance(self.reward_funcs, list) or not all(isinstance(p, str) for p in self.reward_funcs):
+            _invalid("reward_funcs", self.reward_funcs, "a list of module:function import paths")
+        if self.reward_funcs and self.task != "custom":
+            _invalid("task", self.task, "custom (or leave task unset) with reward_funcs")
+        if self.task == "custom" and not self.train_file:
+            _invalid("train_file", self.train_file, "your data file (task 'custom' has no generator)")
         for name, low in (
             ("train_prompts", 1),
             ("sft_demos", 1),
@@ -108,11 +122,21 @@ class RunSpec:
         """The configured task (``varpo.tasks.get_task(task, **task_options, **extra)``); a bad name or option is a
         one-line ValueError naming ``task`` or ``task_options``."""
         import varpo.tasks
+        from varpo.tasks.custom import RewardFuncsError
 
         if self.task not in varpo.tasks.TASKS:
             _invalid("task", self.task, " | ".join(varpo.tasks.TASKS))
+        if self.task == "custom":
+            extra = {
+                "rewards": self.reward_funcs,
+                "data_file": self.train_file,
+                "load_options": self.load_options,
+                **extra,
+            }
         try:
             return varpo.tasks.get_task(self.task, **{**self.task_options, **extra})
+        except RewardFuncsError:
+            raise
         except (TypeError, ValueError) as err:
             hint = _option_hint(self.task_options, varpo.tasks.TASKS[self.task])
             raise ValueError(
@@ -311,6 +335,8 @@ def resolve(values: dict[str, Any], source: str | None = None, default_output: s
     """Split a flat key -> value mapping into a RunSpec and trainer keyword arguments."""
     for key in values:
         check_key(key)
+    if values.get("reward_funcs") and "task" not in values:
+        values = {**values, "task": "custom"}
     spec = RunSpec(**{k: v for k, v in values.items() if k in _RUN_KEYS})  # validates each RunSpec value
     train = {k: v for k, v in values.items() if k in _TRAIN_KEYS and k not in _RUN_KEYS}
     if "output_dir" not in train and default_output:
@@ -351,10 +377,12 @@ def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
     """Every check a real run makes before it builds anything; raises a one-line ValueError naming the field.
 
     The trainer config (``VarpoGRPOConfig.__post_init__``), one ``reward_weights`` / ``saw_offsets`` entry per
-    reward function of the task, and the files and models the run reads (:func:`check_sources`). With ``dry_run``,
-    a data file or hub model that is simply not on this machine (offline, or to be copied later) is recorded in
-    ``skipped`` instead of failing; anything that cannot work anywhere (a directory or wrong file type as data, a
-    file as a model, a warm start that is neither ``sft``, a model directory nor a hub id) fails in both modes.
+    reward function of the task, the judge endpoint of a judged task (URL and model; reachability is the dry run's
+    note, not a check), and the files and models the run reads (:func:`check_sources`). With ``dry_run``, a hub
+    dataset or hub model that cannot be looked up here (HF_HUB_OFFLINE=1, not cached) or a relative data path not
+    copied here yet is recorded in ``skipped`` instead of failing; an absolute path that does not exist, and anything that cannot work anywhere (a directory or
+    wrong file type as data, a file as a model, a warm start that is neither ``sft``, a model directory nor a hub
+    id) fails in both modes.
     """
     args = resolved.trainer_config(**cpu_defaults(resolved.train))
     spec = resolved.spec
@@ -364,6 +392,11 @@ def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
         value = getattr(args, name)
         if value is not None and len(value) != len(names):
             _invalid(name, value, f"{len(names)} numbers, one per reward function of task {spec.task!r}: {names}")
+    judge = getattr(task, "judge", None)
+    if judge is not None and hasattr(judge.backend, "base_url"):  # the OpenAI-compatible judge's endpoint
+        from varpo.rewards.backends import check_endpoint
+
+        check_endpoint(judge.backend.base_url, judge.backend.model)
     skipped = check_sources(spec, dry_run=dry_run)
     return Checked(args, task, skipped)
 
@@ -393,9 +426,9 @@ def check_sources(spec: RunSpec, *, dry_run: bool = False) -> dict[str, str]:
         if path.exists():
             continue
         if _path_like(source) or path.suffix.lower() in _DATA_SUFFIXES:
-            if not dry_run:
+            if not dry_run or path.is_absolute() or source.startswith("~"):  # this machine's path: it is not there
                 raise ValueError(f"{name}={source!r}: no such file or directory")
-            skipped[name] = f"{source} not found here (a real run fails without it)"
+            skipped[name] = f"{source} not found here (a relative path; a real run fails without it)"
         elif dry_run and models.offline():
             skipped[name] = f"hub dataset {source} not checked (HF_HUB_OFFLINE=1; loaded at train time)"
     for name in ("model", "warm_start"):

@@ -287,15 +287,11 @@ def dry_run(
     columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
     # Judged rewards (varpo.rewards) are not called: a dry run must not need the judge server.
     judged = [f for f in task.reward_funcs if getattr(f, "judge", None) is not None]
-    scores = {
-        f.__name__: f(prompts=gold["prompt"], completions=gold["completion"], **columns)
-        for f in task.reward_funcs
-        if f not in judged
-    }
+    scores = {f.__name__: _score_gold(f, gold, columns) for f in task.reward_funcs if f not in judged}
     scored = [f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items()] + [f"{f.__name__}: judged" for f in judged]
     rows.append(("rewards", ", ".join(scored)))
     if judged:
-        rows.append(("judge", judged[0].judge.describe() + " (not called in dry run)"))
+        rows.append(("judge", judged[0].judge.describe() + " (not called in dry run)" + _reachability(judged[0])))
     if spec.warm_start == "sft":
         rows.append(("warm start", f"SFT on {spec.sft_demos} demos, {spec.sft_epochs:g} epochs (skipped in dry run)"))
     elif spec.warm_start:
@@ -333,6 +329,36 @@ def _check_data(spec: RunSpec, skipped: str | None) -> str:
         return f"skipped: {skipped}"
     ds = data.train_data(spec)
     return f"{len(ds)} training prompts from {spec.train_file or 'the built-in generator'}"
+
+
+def _reachability(fn) -> str:
+    """``; reachable: yes/no`` for an OpenAI-compatible judge (a TCP connect, no request; a note, never an error:
+    a judge started after the dry run is normal)."""
+    url = getattr(fn.judge.backend, "base_url", None)
+    if not url:
+        return ""
+    from varpo.rewards.backends import reachable
+
+    return "; reachable now: " + ("yes" if reachable(url) else "no (a real run counts every judgment as failed)")
+
+
+def _score_gold(fn, gold, columns: dict) -> list:
+    """``fn`` on the gold rows, as TRL calls it; a reward that raises or returns the wrong number of values is a
+    one-line ValueError naming it (a real run would fail at its first step)."""
+    try:
+        values = fn(prompts=gold["prompt"], completions=gold["completion"], **columns)
+    except Exception as err:  # noqa: BLE001 - whatever the reward raises, the dry run reports it on one line
+        message = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(
+            f"reward {fn.__name__!r} raised {type(err).__name__} on the data's rows (columns: {sorted(columns)}): "
+            f"{message}"
+        ) from None
+    if not isinstance(values, (list, tuple)) or len(values) != len(gold):
+        raise ValueError(
+            f"reward {fn.__name__!r} returned {type(values).__name__} for {len(gold)} completions; "
+            "expected a list of one float (or None) per completion"
+        )
+    return values
 
 
 def _mean(values) -> float:

@@ -1,5 +1,5 @@
 """Multi-objective tasks: verifiable (tool calling, math, countdown, constraints: the learnable K-objective testbed)
-and judged (rubric, judge; see varpo.rewards).
+and judged (rubric, judge; see varpo.rewards); ``custom``: your own TRL reward functions and data file.
 
     import varpo.tasks
     task = varpo.tasks.get_task("toolcall")           # "math", "countdown"; options as keyword arguments
@@ -18,6 +18,7 @@ from typing import Any
 from varpo.tasks.base import RewardFn, Task
 from varpo.tasks.constraints import ConstraintsTask
 from varpo.tasks.countdown import CountdownTask
+from varpo.tasks.custom import CustomTask
 from varpo.tasks.evaluation import EvalResult, evaluate, pass_at_k
 from varpo.tasks.judged import JudgeTask
 from varpo.tasks.math import MathTask
@@ -31,6 +32,7 @@ TASKS: dict[str, type[Task]] = {
     "constraints": ConstraintsTask,
     "rubric": RubricTask,
     "judge": JudgeTask,
+    "custom": CustomTask,
 }
 
 
@@ -52,6 +54,7 @@ __all__ = [
     "TASKS",
     "ConstraintsTask",
     "CountdownTask",
+    "CustomTask",
     "EvalResult",
     "JudgeTask",
     "MathTask",

@@ -217,9 +217,9 @@ class VarpoGRPOConfig(GRPOConfig):
     def _validate_varpo(self) -> None:
         self._validate_trl()
         # The registries are read here, not at import, so methods registered later (or by plug-ins) are accepted.
-        _choice("advantage_method", self.advantage_method, registry.estimators())
-        _choice("policy_loss", self.policy_loss, registry.policy_losses())
-        _choice("loss_aggregation", self.loss_aggregation, registry.aggregations())
+        _choice("advantage_method", self.advantage_method, registry.estimators(), registry.unknown_hint())
+        _choice("policy_loss", self.policy_loss, registry.policy_losses(), registry.unknown_hint())
+        _choice("loss_aggregation", self.loss_aggregation, registry.aggregations(), registry.unknown_hint())
         _choice("reward_errors", self.reward_errors, REWARD_ERROR_MODES)
         _choice("saw_base", self.saw_base, SAW_BASES)
         _choice("rvpo_variant", self.rvpo_variant, RVPO_VARIANTS)
@@ -340,9 +340,9 @@ def _fail(name: str, value, allowed: str) -> None:
     raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
 
 
-def _choice(name: str, value, allowed: tuple) -> None:
+def _choice(name: str, value, allowed: tuple, hint: str = "") -> None:
     if value not in allowed or isinstance(value, bool):
-        _fail(name, value, " | ".join(str(a) for a in allowed))
+        _fail(name, value, " | ".join(str(a) for a in allowed) + hint)
 
 
 def _number(name: str, value, allowed: str, ok) -> None:

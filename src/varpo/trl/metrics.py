@@ -16,6 +16,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "train_summary.json"
+#: a key only the Trainer's end-of-training log has (``train_runtime``, ``train_loss``, ...: not a step's metrics)
+_SUMMARY_KEY = "train_runtime"
 
 
 def _clean(value):
@@ -71,7 +74,9 @@ def repair_metrics(path: str | os.PathLike, max_step: int | None = None) -> int:
 
 
 class MetricsJSONLCallback(TrainerCallback):
-    """Append every ``on_log`` payload (plus ``step``) to ``<output_dir>/metrics.jsonl``, flushed and fsync-ed.
+    """Append every ``on_log`` payload (plus ``step``) to ``<output_dir>/metrics.jsonl``, flushed and fsync-ed;
+    the Trainer's end-of-training summary (``train_runtime``, ``train_loss``, ...) goes to ``train_summary.json``
+    instead, so no step appears twice in ``metrics.jsonl``, resumed or not.
 
     A fresh run (global step 0 at train start) starts a new file; a resumed run keeps the history up to the
     checkpoint's step.
@@ -95,6 +100,11 @@ class MetricsJSONLCallback(TrainerCallback):
         if not state.is_world_process_zero or self.path is None or not logs:
             return
         record = {"step": state.global_step, **{k: _clean(v) for k, v in logs.items()}}
+        if _SUMMARY_KEY in logs:  # the end-of-training summary repeats the last step: its own file, replaced
+            tmp = self.path.with_name(SUMMARY_FILE + ".tmp")
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+            os.replace(tmp, self.path.with_name(SUMMARY_FILE))
+            return
         line = (json.dumps(record) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

@@ -91,12 +91,32 @@ class Trace:
     trl_advantages: list[torch.Tensor] = field(default_factory=list)
 
 
+def _builtin_model(name: str, kwargs: dict):
+    """``builtin:tiny`` (the CLI's model string) in Python: built from the training prompts (and gold completions,
+    if the dataset has them) as ``varpo train`` builds it, cached; its tokenizer becomes ``processing_class``
+    unless one is given."""
+    from varpo import models
+    from varpo.tasks.base import completion_text, prompt_text
+
+    dataset = kwargs.get("train_dataset")
+    if dataset is None or "prompt" not in getattr(dataset, "column_names", ()):
+        raise ValueError(f"model={name!r} builds its tokenizer from train_dataset's prompts; pass train_dataset=")
+    completions = dataset["completion"] if "completion" in dataset.column_names else [""] * len(dataset)
+    texts = [prompt_text(p) + completion_text(c) for p, c in zip(dataset["prompt"], completions, strict=True)]
+    model, tokenizer = models.load(models.resolve(name, texts))
+    if kwargs.get("processing_class") is None:
+        kwargs["processing_class"] = tokenizer
+    return model
+
+
 class VarpoGRPOTrainer(GRPOTrainer):
     """Same constructor as :class:`trl.GRPOTrainer`; ``args`` must be a :class:`VarpoGRPOConfig`."""
 
     def __init__(self, model, reward_funcs=None, args: VarpoGRPOConfig | None = None, *pargs, callbacks=None, **kwargs):
         if not isinstance(args, VarpoGRPOConfig):
             raise TypeError(f"VarpoGRPOTrainer needs args=VarpoGRPOConfig(...), got {type(args).__name__}")
+        if isinstance(model, str) and model.startswith("builtin:"):
+            model = _builtin_model(model, kwargs)
         funcs = reward_funcs if isinstance(reward_funcs, list) else [] if reward_funcs is None else [reward_funcs]
         funcs = [_isolate(f, args.reward_errors) for f in funcs]
         callbacks = [*(callbacks or []), MetricsJSONLCallback()]
@@ -111,6 +131,16 @@ class VarpoGRPOTrainer(GRPOTrainer):
         self.weight_schedule = parse_schedule(args.reward_weight_schedule, len(self.reward_funcs))
         if args.dynamic_sampling:
             dynamic_sampling.check_trainer(self)
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """A checkpoint of a model with tied input/output embeddings (``builtin:tiny``) stores the embedding once;
+        ``lm_head.weight`` missing from it is expected, not a broken checkpoint: re-tie instead of warning."""
+        missing = set(getattr(load_result, "missing_keys", ()) or ())
+        config = getattr(self.model, "config", None)
+        if missing and missing <= {"lm_head.weight"} and getattr(config, "tie_word_embeddings", False):
+            self.model.tie_weights()
+            load_result = type(load_result)(missing_keys=[], unexpected_keys=load_result.unexpected_keys)
+        super()._issue_warnings_after_load(load_result)
 
     # ----------------------------------------------------------------------------------------------------------
     # Rewards and advantages

@@ -4,7 +4,7 @@ Use it with::
 
     reward.custom_reward_function.path=pkg://varpo.verl.rewards
     reward.custom_reward_function.name=compute_score
-    +reward.custom_reward_function.reward_kwargs.task=toolcall      # or math / countdown (default: data_source)
+    +reward.custom_reward_function.reward_kwargs.task=toolcall      # or math / countdown (default: from data_source)
     +algorithm.varpo.reward_keys=[correctness,format]                # the task's reward names
 
 verl's reward managers call ``compute_score(data_source=, solution_str=, ground_truth=, extra_info=,
@@ -77,6 +77,46 @@ def _task(name: str, options_json: str, tokenizer: str | None) -> Task:
     return task
 
 
+#: verl ``data_source`` values of the public datasets our tasks grade (verl's own preprocessing scripts, the papers'
+#: releases), lower case; ``varpo/<task>`` (what ``Task.to_verl`` writes) and a bare task name are read directly.
+DATA_SOURCES = {
+    "openai/gsm8k": "math",
+    "gsm8k": "math",
+    "lighteval/math": "math",
+    "digitallearninggmbh/math-lighteval": "math",
+    "huggingfaceh4/math-500": "math",
+    "math": "math",
+    "math_dapo": "math",
+    "math_dapo_reasoning": "math",
+    "bytedtsinghua-sia/dapo-math-17k": "math",
+    "rlla": "toolcall",
+    "toolrl": "toolcall",
+    "countdown": "countdown",
+    "jiayi-pan/countdown-tasks-3to4": "countdown",
+}
+
+
+def task_for(data_source: Any, task: str | None = None) -> str:
+    """The varpo task that grades a row: ``task`` when set, else the one its ``data_source`` names (``varpo/<task>``,
+    a task name, or a public source in :data:`DATA_SOURCES`); otherwise a one-line ValueError asking for
+    ``reward_kwargs.task``."""
+    from varpo.tasks import TASKS
+
+    if task:
+        return str(task)
+    source = str(data_source or "").strip()
+    name = source.removeprefix("varpo/")
+    if name in TASKS:
+        return name
+    if source.lower() in DATA_SOURCES:
+        return DATA_SOURCES[source.lower()]
+    known = sorted({*DATA_SOURCES, *(f"varpo/{t}" for t in TASKS)})
+    raise ValueError(
+        f"varpo.verl.rewards: data_source {source!r} names no varpo task; set "
+        f"+reward.custom_reward_function.reward_kwargs.task=<{'|'.join(TASKS)}> (data sources read directly: {known})"
+    )
+
+
 def task_row(task: Task, ground_truth: Any, extra_info: Mapping[str, Any] | None) -> dict[str, Any]:
     """The grader's row (column name -> value) for one verl sample."""
     row = dict(extra_info) if isinstance(extra_info, Mapping) else {}
@@ -117,16 +157,14 @@ def compute_score(
 ) -> dict[str, float]:
     """Score one response: ``{"score": Σ_k w_k r_k over present components, <reward name>: r_k, ...}``.
 
-    Args (``reward_kwargs`` from the config): ``task`` (default: ``data_source``), ``task_options`` (keyword options
+    Args (``reward_kwargs`` from the config): ``task`` (default: :func:`task_for` the row's ``data_source``), ``task_options`` (keyword options
     of :func:`varpo.tasks.get_task`, e.g. ``{max_tokens: 4000}``), ``tokenizer`` (name/path, for token-counting
     rewards such as math ``length``; verl passes only the decoded text), ``weights`` (list or name->weight mapping
     for ``"score"``, default 1 each). Other keyword arguments verl may add are ignored.
     """
-    name = task or data_source
-    if not name:
-        raise ValueError("varpo.verl.rewards: set reward_kwargs.task (or a data_source naming a varpo task)")
+    name = task_for(data_source, task)
     options = json.dumps(_plain(task_options) or {}, sort_keys=True)
-    grader = _task(str(name), options, None if tokenizer is None else str(tokenizer))
+    grader = _task(name, options, None if tokenizer is None else str(tokenizer))
     values = grader.score(solution_str, **task_row(grader, _plain(ground_truth), _plain(extra_info)))
     components = {k: (math.nan if v is None else float(v)) for k, v in values.items()}
     w = _weights(weights, list(components))
@@ -154,11 +192,11 @@ def compute_score_batch(
     """
     n = len(solution_strs)
     sources = list(data_sources) if data_sources is not None else []
-    names = {str(s) for s in sources}
-    if not task and len(names) != 1:
-        raise ValueError(f"varpo.verl.rewards: set reward_kwargs.task (the batch mixes data sources {sorted(names)})")
+    names = {task_for(s, task) for s in sources} if sources else {task_for(None, task)}
+    if len(names) != 1:
+        raise ValueError(f"varpo.verl.rewards: set reward_kwargs.task (the batch mixes tasks {sorted(names)})")
     options = json.dumps(_plain(task_options) or {}, sort_keys=True)
-    grader = _task(str(task or sources[0]), options, None if tokenizer is None else str(tokenizer))
+    grader = _task(names.pop(), options, None if tokenizer is None else str(tokenizer))
     infos = list(extra_infos) if extra_infos is not None else [None] * n
     truths = list(ground_truths) if ground_truths is not None else [None] * n
     rows = [task_row(grader, _plain(truths[i]), _plain(infos[i])) for i in range(n)]

@@ -65,11 +65,13 @@ def compose_config(overrides: Sequence[str], config_name: str = "ppo_trainer", c
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def validate(cfg, preflight_checks: bool = True) -> list[str]:
+def validate(cfg, preflight_checks: bool = True, dry_run: bool = False, report=None) -> list[str]:
     """All pre-launch checks; returns warnings, raises :class:`ConfigError` (one line per problem) on errors.
 
-    ``preflight_checks=False`` skips :mod:`varpo.verl.preflight` (local files, reward keys vs the task, batch
-    arithmetic) — for composing a config on a machine that does not hold its data or model.
+    ``preflight_checks=False`` skips :mod:`varpo.verl.preflight` (local files, reward keys vs the task, the reward
+    function on a training row, batch arithmetic) — for composing a config on a machine that does not hold its data
+    or model. ``dry_run``: what cannot be checked on this machine (an uncached hub model offline) is skipped, not
+    an error. ``report`` (a :class:`varpo.verl.preflight.Preflight`) receives what was checked and skipped.
     """
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
@@ -81,9 +83,12 @@ def validate(cfg, preflight_checks: bool = True) -> list[str]:
     warnings = check_config(cfg)
     if preflight_checks:
         keys = VarpoSettings.from_algorithm(cfg.get("algorithm")).reward_keys
-        problems = preflight.check(cfg, keys)
-        if problems:
-            raise ConfigError("verl pre-flight failed:\n- " + "\n- ".join(problems))
+        found = preflight.run(cfg, keys, dry_run=dry_run)
+        if found.errors:
+            raise ConfigError("verl pre-flight failed:\n- " + "\n- ".join(found.errors))
+        if report is not None:
+            report.checked += found.checked
+            report.skipped += found.skipped
     try:
         validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     except Exception as exc:  # verl raises AssertionError/ValueError, wrapped by hydra's InstantiationException
@@ -105,15 +110,31 @@ def _innermost(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _hydra_message(exc: BaseException) -> str:
+    """Hydra's own line (what failed, and its hint) plus the root cause when that adds something."""
+    outer = " ".join(str(exc).split()).split(" Config search path:")[0]
+    inner = _innermost(exc)
+    return outer if inner in ("", "None") or inner in outer else f"{outer} ({inner})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     overrides, config_name, config_path, dry_run = split_args(args)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     import varpo.verl.plugin  # noqa: F401  (raises here, loudly, if the plug-in is broken)
+    from varpo.verl.preflight import Preflight
     from varpo.verl.settings import ConfigError
 
-    cfg = compose_config(overrides, config_name, config_path)
     try:
-        warnings = validate(cfg)
+        cfg = compose_config(overrides, config_name, config_path)
+    except (HydraException, OmegaConfBaseException) as exc:  # a typo'd key, a bad override: one line, not a traceback
+        print(f"error: hydra: {_hydra_message(exc)}", file=sys.stderr)
+        return 2
+    report = Preflight()
+    try:
+        warnings = validate(cfg, dry_run=dry_run, report=report)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -125,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if dry_run:
         print(f"varpo: config OK ({summary}); --dry-run, not starting verl")
+        for line in report.checked:
+            print(f"  checked: {line}")
+        for line in report.skipped:
+            print(f"  skipped: {line}")
         return 0
     logger.warning("varpo: config OK (%s); starting verl.trainer.main_ppo", summary)
     from verl.trainer.main_ppo import main as verl_main
