@@ -1,17 +1,20 @@
 """The judge as an untrusted-input boundary: the completion reaches the judge delimited and declared data, a reply
 is parsed without ever raising, failures are counted and never cached, ``judge_failure`` scores them, the runner
-honours Retry-After with jittered backoff, and bad timeouts / cache paths are one-line errors naming them. A fake
-backend (no server) returns canned replies."""
+honours Retry-After with jittered backoff, and bad timeouts / cache paths are one-line errors naming them; the outage
+policy (``judge_max_failure_rate`` / ``judge_failure_window``) and the run's totals. A fake backend (no server)
+returns canned replies."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
 import time
 
 import pytest
 
 from varpo.rewards import JudgeRewards, ScoreScheme, parse_dimensions
-from varpo.rewards.judge import delimit
+from varpo.rewards.judge import JudgeOutageError, delimit
 from varpo.rewards.parse import ReplyError, json_object
 from varpo.rewards.runner import JudgeRunner, retry_after, retry_delay
 from varpo.run import spec as spec_mod
@@ -145,3 +148,91 @@ def test_a_cache_path_that_is_a_directory_or_corrupt_is_one_line_naming_it(tmp_p
     judge = judge_with(FakeBackend('{"quality": 1, "conciseness": 1}'), cache=corrupt)
     with pytest.raises(ValueError, match=rf"judge_cache='{corrupt}' is not a usable SQLite file"):
         scores(judge, ["a"])
+
+
+def _batches(judge, count, size=2):
+    """``count`` judged batches of new completions (a repeat would come from the memo: not a new batch)."""
+    for b in range(count):
+        scores(judge, [f"batch {b} sample {i}" for i in range(size)])
+
+
+def test_outage_policy_stops_when_the_failed_fraction_stays_above_the_rate_for_the_window():
+    down = judge_with(FakeBackend(RuntimeError("connection refused")), max_failure_rate=0.5, failure_window=3)
+    _batches(down, 2)  # two failing batches in a row: still running
+    with pytest.raises(JudgeOutageError) as stop:
+        _batches(down, 1)
+    message = str(stop.value)
+    assert "\n" not in message and "judge_max_failure_rate=0.5, judge_failure_window=3" in message
+    assert "6/6 failed this run" in message and "connection refused" in message
+    assert down.summary()["longest_failing_streak"] == 3
+    # a good batch breaks the streak; exactly the rate (1 of 2 failed) is not above it
+    ok = '{"quality": 5, "conciseness": 5}'
+    flaky = judge_with(
+        FakeBackend(RuntimeError("x"), RuntimeError("x"), ok, ok), max_failure_rate=0.5, failure_window=2
+    )
+    _batches(flaky, 9)  # replies cycle: a failing batch, then a good one, ...
+    assert flaky.summary()["failing_batches"] == 5 and flaky.summary()["longest_failing_streak"] == 1
+    half = judge_with(FakeBackend(RuntimeError("x"), ok), max_failure_rate=0.5, failure_window=1)
+    _batches(half, 4)
+    assert half.summary()["failing_batches"] == 4 and half.summary()["longest_failing_streak"] == 0
+    never = judge_with(FakeBackend(RuntimeError("x")))  # default: an outage only makes rewards missing
+    _batches(never, 12)
+    assert never.summary()["failures"] == never.summary()["judged"] == 24
+
+
+def test_judge_summary_holds_the_whole_runs_totals(tmp_path):
+    judge = judge_with(FakeBackend(RuntimeError("HTTP 500"), '{"quality": 10, "conciseness": 1}'))
+    _batches(judge, 3)
+    judge.pop_metrics()  # the per-step metrics reset; the run's totals do not
+    _batches(judge, 1)
+    s = judge.summary()
+    assert (s["batches"], s["judged"], s["failures"], s["requests"], s["failing_batches"]) == (4, 8, 4, 8, 4)
+    assert s["failure_rate"] == 0.5 and "HTTP 500" in s["first_error"]
+    line = judge.summary_line()
+    assert "\n" not in line and "4/8 judgments failed (50%) over 4 batches" in line
+    assert judge_with(FakeBackend("{}")).summary_line().endswith("no batch judged")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("judge_max_failure_rate", math.nan),
+        ("judge_max_failure_rate", math.inf),
+        ("judge_max_failure_rate", -0.1),
+        ("judge_max_failure_rate", 1.0),
+        ("judge_max_failure_rate", True),
+        ("judge_max_failure_rate", "half"),
+        ("judge_failure_window", 0),
+        ("judge_failure_window", 2.5),
+        ("judge_failure_window", True),
+    ],
+)
+def test_outage_options_are_rejected_at_config_time(key, value):
+    keyword = {"judge_max_failure_rate": "max_failure_rate", "judge_failure_window": "failure_window"}[key]
+    with pytest.raises(ValueError, match=rf"^{key}={re.escape(repr(value))} is invalid; allowed: "):
+        judge_with(FakeBackend("{}"), **{keyword: value})
+    with pytest.raises(ValueError, match=rf"{key}={re.escape(repr(value))} is invalid"):
+        spec_mod.resolve({"task": "judge", "task_options": {key: value, "judge_cache": None}})
+
+
+def test_a_mean_with_nothing_to_average_is_left_out_not_zero(tmp_path):
+    reply = '{"quality": 10, "conciseness": 1}'
+    scores(judge_with(FakeBackend(reply), cache=tmp_path / "c.sqlite"), ["a"])
+    cached = judge_with(FakeBackend(reply), cache=tmp_path / "c.sqlite")
+    scores(cached, ["a"])  # served from the disk cache: no request sent, so no latency to report
+    m = cached.pop_metrics()
+    assert m["judge/cache_hits"] == 1 and m["judge/requests"] == 0
+    assert "judge/latency" not in m and m["judge/batch_seconds"] >= 0
+    assert set(cached.pop_metrics()) == {
+        f"judge/{k}" for k in ("requests", "cache_hits", "failures", "retries", "missing")
+    }
+
+
+def test_a_request_cut_off_by_the_batch_deadline_has_its_running_time_as_latency():
+    class Stalled(FakeBackend):
+        async def complete(self, messages, schema, timeout):
+            await asyncio.sleep(30)
+
+    runner = JudgeRunner(Stalled(), timeout=20.0, retries=0, backoff=0.0, batch_timeout=0.3)
+    (outcome,) = runner.run([([{"role": "user", "content": "x"}], None)])
+    assert outcome.reply is None and "cut off" in outcome.error and 0.3 <= outcome.latency < 10

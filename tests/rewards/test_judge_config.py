@@ -27,6 +27,10 @@ CASES = [
     ("rubric", {**GOOD, "judge_base_url": "ftp://judge/v1"}, "judge_base_url='ftp://judge/v1' is invalid"),
     ("rubric", {**GOOD, "judge_base_url": "http:///v1"}, "judge_base_url='http:///v1' is invalid"),
     ("rubric", {**GOOD, "judge_backend": "nope"}, "judge_backend='nope' is invalid"),
+    ("rubric", {**GOOD, "judge_max_failure_rate": 0.9, "judge_failure_window": 3}, None),
+    ("rubric", {**GOOD, "judge_max_failure_rate": float("nan")}, "judge_max_failure_rate=nan is invalid"),
+    ("judge", {**GOOD, "judge_max_failure_rate": 1.5}, "judge_max_failure_rate=1.5 is invalid"),
+    ("rubric", {**GOOD, "judge_max_failure_rate": 0.5, "judge_failure_window": 0}, "judge_failure_window=0 is invalid"),
 ]
 
 
@@ -64,6 +68,18 @@ def test_cli_dry_run_fails_with_one_line_and_labels_reachability(tmp_path):
     assert rows["judge"].endswith(
         "(not called in dry run); reachable now: no (a real run counts every judgment as failed)"
     )
+    assert "never stops on failures" in rows["judge"]
+    policy = {**GOOD, "judge_max_failure_rate": 0.9, "judge_failure_window": 3}
+    assert (
+        "stop above 0.9 failed for 3 batches" in dict(train_mod.dry_run(_resolved("rubric", policy, tmp_path)))["judge"]
+    )
+    config.write_text(
+        "task: rubric\ntask_options: {judge_base_url: 'http://127.0.0.1:9/v1', judge_model: m, judge_cache: null,"
+        " judge_max_failure_rate: .nan}\n"
+    )
+    result = runner.invoke(app, ["train", str(config), "--dry-run", f"output_dir={tmp_path}/o"])
+    assert result.exit_code == 2 and "judge_max_failure_rate=nan is invalid" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("source", ["/nonexistent.jsonl", "/nonexistent", "/tmp/no/such/data.parquet", "~/no/such"])

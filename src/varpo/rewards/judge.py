@@ -17,8 +17,14 @@ TRL turns None into NaN and varpo's estimators leave NaN out of that component's
 untrusted input: it reaches the judge only inside :func:`delimit`'s markers, and a reply is parsed without ever
 raising (any problem: a failure). Counts go to the trainer's metrics through
 TRL's ``log_metric`` hook (``judge/requests``, ``judge/cache_hits``, ``judge/failures``, ``judge/retries``,
-``judge/missing``, ``judge/latency`` = mean seconds per sent request, ``judge/batch_seconds``), or, without a
-trainer, accumulate until :meth:`JudgeRewards.pop_metrics`.
+``judge/missing``, ``judge/latency`` = mean seconds per sent request, ``judge/batch_seconds``; a mean with nothing
+to average is left out, never 0), or, without a trainer, accumulate until :meth:`JudgeRewards.pop_metrics`.
+
+Outages: by default a judge that stays down only makes its rewards missing. ``max_failure_rate`` (the
+``judge_max_failure_rate`` option) stops the run with :class:`JudgeOutageError` instead once more than that
+fraction of a batch's judgments failed in each of ``failure_window`` judged batches in a row (a run that would
+otherwise go on learning nothing from the judge). :meth:`JudgeRewards.summary` holds the whole run's totals for the
+end-of-run report.
 """
 
 from __future__ import annotations
@@ -40,6 +46,17 @@ from varpo.tasks.base import completion_text
 logger = logging.getLogger(__name__)
 BASE_FIELDS = {"prompt", "completion"}
 METRICS = ("requests", "cache_hits", "failures", "retries", "missing", "latency", "batch_seconds")
+#: the run's totals kept for :meth:`JudgeRewards.summary`
+TOTALS = (
+    "batches",
+    "judged",
+    "failures",
+    "requests",
+    "cache_hits",
+    "retries",
+    "failing_batches",
+    "longest_failing_streak",
+)
 
 
 def delimit(text: str) -> str:
@@ -67,6 +84,29 @@ def failure_value(policy: Any) -> float | None:
     if isinstance(policy, int | float) and not isinstance(policy, bool) and math.isfinite(policy) and 0 <= policy <= 1:
         return float(policy)
     raise ValueError(f"judge_failure={policy!r} is invalid; allowed: 'missing' or a penalty value in [0, 1]")
+
+
+class JudgeOutageError(RuntimeError):
+    """The judge failed for more than ``judge_max_failure_rate`` of the samples of ``judge_failure_window`` judged
+    batches in a row: the run stops (a reward wrapper must let it through, not score it as missing)."""
+
+
+def outage_policy(max_failure_rate: Any, window: Any) -> tuple[float | None, int]:
+    """``judge_max_failure_rate`` / ``judge_failure_window`` checked: ``(rate or None, window)``; else a one-line
+    ValueError naming the option. The rate is a fraction in [0, 1): a batch whose failed fraction is above it counts
+    towards the window (1 could never be exceeded); None (default) never stops the run."""
+    if max_failure_rate is not None:
+        number = isinstance(max_failure_rate, int | float) and not isinstance(max_failure_rate, bool)
+        if not number or not math.isfinite(max_failure_rate) or not 0 <= max_failure_rate < 1:
+            raise ValueError(
+                f"judge_max_failure_rate={max_failure_rate!r} is invalid; allowed: null (never stop) or a fraction "
+                "in [0, 1) (stop when more than that fraction of a batch's judgments fail, judge_failure_window "
+                "batches in a row)"
+            )
+        max_failure_rate = float(max_failure_rate)
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ValueError(f"judge_failure_window={window!r} is invalid; allowed: an int >= 1 (judged batches in a row)")
+    return max_failure_rate, window
 
 
 def conversation_text(prompt: Any) -> str:
@@ -97,6 +137,8 @@ class JudgeRewards:
         failure: what a failed judgment (no usable dimension: no reply, unparseable, ``{}``) scores in every
             dimension: ``"missing"`` (default; the estimators leave it out, so the sample gets its group's mean) or
             a penalty in [0, 1], so a completion that breaks the judge does not earn the mean.
+        max_failure_rate, failure_window: stop with :class:`JudgeOutageError` when more than ``max_failure_rate``
+            of a batch's judgments failed, ``failure_window`` judged batches in a row (None: never stop).
     """
 
     def __init__(
@@ -113,9 +155,12 @@ class JudgeRewards:
         batch_timeout: float = 300.0,
         prefix: str = "",
         failure: str | float = "missing",
+        max_failure_rate: float | None = None,
+        failure_window: int = 10,
     ) -> None:
         self.scheme = scheme
         self.failure = failure_value(failure)
+        self.max_failure_rate, self.failure_window = outage_policy(max_failure_rate, failure_window)
         self.backend = backend
         self.template = template if isinstance(template, Template) else load_template(template)
         builtin = BASE_FIELDS | scheme.fields
@@ -129,6 +174,9 @@ class JudgeRewards:
         self._memo: dict[str, dict[str, float | None]] = {}
         self._pending = self._zero()
         self._warned_at = 0.0
+        self.totals = dict.fromkeys(TOTALS, 0)  # the whole run's counts (summary); never reset
+        self.first_error: str | None = None
+        self._streak = 0  # judged batches in a row with more than max_failure_rate failed
         self.reward_funcs = [JudgedReward(self, d, prefix + d) for d in scheme.dimensions]
 
     def __getstate__(self) -> dict:
@@ -139,10 +187,15 @@ class JudgeRewards:
     def describe(self) -> str:
         cache = f"cache {self.cache.path}" if self.cache is not None else "no cache"
         r = self.runner
+        stop = (
+            f"stop above {self.max_failure_rate:g} failed for {self.failure_window} batches"
+            if self.max_failure_rate is not None
+            else "never stops on failures"
+        )
         return (
             f"{self.backend.describe()}, template {self.template.name}, {len(self.reward_funcs)} dimensions, "
             f"concurrency {r.concurrency}, timeout {r.timeout:g}s x {r.retries + 1} tries, batch deadline "
-            f"{r.batch_timeout:g}s, {cache}"
+            f"{r.batch_timeout:g}s, {cache}, {stop}"
         )
 
     @staticmethod
@@ -181,14 +234,16 @@ class JudgeRewards:
             if key not in self._memo and key not in todo:
                 todo[key] = (messages, schema, context)
         if todo:
-            self._run(todo)
+            failed, error = self._run(todo)
             self._pending["failures"] += bad_rows
+            self._account(len(todo) + bad_rows, failed + bad_rows, error)
         memo = {k: self._memo[k] for k in keys if k is not None}
         self._memo = memo  # keep only this batch
         empty = dict.fromkeys(self.scheme.dimensions)
         return [memo[k] if k is not None else empty for k in keys]
 
-    def _run(self, todo: dict[str, tuple]) -> None:
+    def _run(self, todo: dict[str, tuple]) -> tuple[int, str | None]:
+        """Judge ``todo`` (cache first, then the runner) into the memo; returns (failed judgments, first error)."""
         start = time.monotonic()
         m = self._pending
         cached = self.cache.get_many(list(todo)) if self.cache is not None else {}
@@ -198,16 +253,20 @@ class JudgeRewards:
             if parsed is not None:  # an unusable cached reply (written by an older version) is asked again
                 results[key] = parsed
         m["cache_hits"] += len(results)
+        self.totals["cache_hits"] += len(results)
         send = [k for k in todo if k not in results]
         outcomes = self.runner.run([(todo[k][0], todo[k][1]) for k in send])
         store = []
         first_error = None
+        failed = 0
         for key, outcome in zip(send, outcomes):
             m["retries"] += max(outcome.attempts - 1, 0)
+            self.totals["retries"] += max(outcome.attempts - 1, 0)
             m["latency"] += outcome.latency
             parsed = None if outcome.reply is None else self._parse(outcome.reply, todo[key][2])
             if parsed is None:  # a failure: counted, never cached (asked again next time)
                 m["failures"] += 1
+                failed += 1
                 first_error = first_error or outcome.error or f"no usable dimension in reply {outcome.reply[:80]!r}"
                 parsed = dict.fromkeys(self.scheme.dimensions, self.failure)
             else:
@@ -219,6 +278,7 @@ class JudgeRewards:
             except Exception as err:  # noqa: BLE001 - a full disk must not stop training; the replies are in memory
                 self._warn(f"judge cache write failed ({type(err).__name__}: {err}); continuing without it")
         m["requests"] += len(send)
+        self.totals["requests"] += len(send)
         m["missing"] += sum(v is None for r in results.values() for v in r.values())
         m["batch_seconds"] += time.monotonic() - start
         m["_batches"] += 1
@@ -228,6 +288,51 @@ class JudgeRewards:
                 f"judge: {int(m['failures'])} failed judgment(s) this batch (scored {scored}); e.g. {first_error}"
             )
         self._memo.update(results)
+        return failed, first_error
+
+    def _account(self, judged: int, failed: int, error: str | None) -> None:
+        """Add one judged batch to the run's totals and apply the outage policy: raise :class:`JudgeOutageError`
+        when this batch is the ``failure_window``-th in a row with more than ``max_failure_rate`` failed."""
+        t = self.totals
+        t["batches"] += 1
+        t["judged"] += judged
+        t["failures"] += failed
+        if failed:
+            t["failing_batches"] += 1
+            self.first_error = self.first_error or error
+        rate = self.max_failure_rate
+        self._streak = self._streak + 1 if rate is not None and failed > rate * judged else 0
+        t["longest_failing_streak"] = max(t["longest_failing_streak"], self._streak)
+        if rate is not None and self._streak >= self.failure_window:
+            raise JudgeOutageError(
+                f"the judge failed more than {rate:g} of the judgments in each of the last {self._streak} judged "
+                f"batches (judge_max_failure_rate={rate:g}, judge_failure_window={self.failure_window}); "
+                f"{t['failures']}/{t['judged']} failed this run; last error: {error or self.first_error}"
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """The whole run's judge counts (``judge_summary/*`` in ``train_summary.json``): judged batches and samples
+        (cache hits included), failed judgments, their fraction, requests sent, cache hits, retries, batches with a
+        failure, the longest run of batches above ``judge_max_failure_rate`` and the first error seen."""
+        t = self.totals
+        out: dict[str, Any] = dict(t)
+        if t["judged"]:
+            out["failure_rate"] = t["failures"] / t["judged"]
+        if self.first_error:
+            out["first_error"] = self.first_error
+        return out
+
+    def summary_line(self) -> str:
+        """:meth:`summary` as the one line logged at the end of a run."""
+        t = self.totals
+        if not t["batches"]:
+            return f"judge {self.backend.identity}: no batch judged"
+        line = (
+            f"judge {self.backend.identity}: {t['failures']}/{t['judged']} judgments failed "
+            f"({t['failures'] / max(t['judged'], 1):.0%}) over {t['batches']} batches ({t['failing_batches']} with a "
+            f"failure); {t['requests']} requests, {t['cache_hits']} cache hits, {t['retries']} retries"
+        )
+        return line + (f"; first error: {self.first_error}" if self.first_error else "")
 
     def _parse(self, reply: str, context: Any) -> dict[str, float | None] | None:
         """The reply's values, or None when it gives no usable dimension (not an object, ``{}``, every value bad).
@@ -248,11 +353,15 @@ class JudgeRewards:
 
     def pop_metrics(self) -> dict[str, float]:
         """Judge metrics since the last call: counts summed, ``latency`` = mean seconds per sent request,
-        ``batch_seconds`` = mean wall time of a judged batch."""
+        ``batch_seconds`` = mean wall time of a judged batch. A mean over nothing (no request sent: everything came
+        from the cache; no batch judged) is left out: a logged 0.0 would read as an instant judge."""
         m, self._pending = self._pending, self._zero()
         batches = m.pop("_batches")
-        m["latency"] = m["latency"] / m["requests"] if m["requests"] else 0.0
-        m["batch_seconds"] = m["batch_seconds"] / batches if batches else 0.0
+        means = {"latency": m.pop("latency"), "batch_seconds": m.pop("batch_seconds")}
+        if m["requests"]:
+            m["latency"] = means["latency"] / m["requests"]
+        if batches:
+            m["batch_seconds"] = means["batch_seconds"] / batches
         return {f"judge/{k}": v for k, v in m.items()}
 
     def log_to(self, log_metric) -> None:

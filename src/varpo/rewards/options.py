@@ -36,6 +36,10 @@ class JudgeOptions:
     judge_prefix: str = ""  # prepended to the judged reward names
     # a failed judgment (no usable dimension): "missing" (left out: the group mean is imputed) or a penalty in [0, 1]
     judge_failure: str | float = "missing"
+    # stop the run (JudgeOutageError; exit 2 from the CLI) when more than this fraction of a batch's judgments fail,
+    # judge_failure_window judged batches in a row; None: never stop (an outage only makes the rewards missing)
+    judge_max_failure_rate: float | None = None
+    judge_failure_window: int = 10
 
     def judge_cache_path(self) -> Path | None:
         if self.judge_cache in (None, "", "none", "off"):
@@ -71,4 +75,6 @@ class JudgeOptions:
             batch_timeout=self.judge_batch_timeout,
             prefix=self.judge_prefix,
             failure=self.judge_failure,
+            max_failure_rate=self.judge_max_failure_rate,
+            failure_window=self.judge_failure_window,
         )

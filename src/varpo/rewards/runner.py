@@ -113,6 +113,7 @@ class JudgeRunner:
             return [Outcome(None, f"batch deadline: {type(err).__name__}") for _ in requests]
 
     async def _batch(self, requests) -> list[Outcome]:
+        start = time.monotonic()
         semaphore = asyncio.Semaphore(self.concurrency)
         tasks = [asyncio.create_task(self._one(semaphore, messages, schema)) for messages, schema in requests]
         done, pending = await asyncio.wait(tasks, timeout=self.batch_timeout)
@@ -127,10 +128,9 @@ class JudgeRunner:
         for task in tasks:
             if task in done and not task.cancelled() and task.exception() is None:
                 out.append(task.result())
-            else:
-                out.append(
-                    Outcome(None, f"cut off after judge_batch_timeout={self.batch_timeout:g}s", self.retries + 1)
-                )
+            else:  # its latency is the time it ran before the cut (not 0: that would read as an instant reply)
+                error = f"cut off after judge_batch_timeout={self.batch_timeout:g}s"
+                out.append(Outcome(None, error, self.retries + 1, time.monotonic() - start))
         return out
 
     async def _one(self, semaphore: asyncio.Semaphore, messages: list[dict], schema: dict | None) -> Outcome:
