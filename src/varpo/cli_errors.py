@@ -6,7 +6,8 @@ to catch anything itself:
 
 * usage errors (unknown option, missing argument, a missing config file, ``--jobs 0``) and configuration or input
   errors (``ValueError``, ``TypeError``, ``OSError``, YAML errors: a bad key, value or combination, an unreadable
-  file; a ``VARPO_PLUGINS`` module or ``varpo.methods`` entry point that fails to import) print ``error: <message>`` on one line and exit with status 2;
+  file; a ``VARPO_PLUGINS`` module or ``varpo.methods`` entry point that fails to import; a run stopped by
+  ``judge_max_failure_rate``) print ``error: <message>`` on one line and exit with status 2;
 * anything else is a bug or a crash, not a bad input: ``error: <Type>: <message>`` on one line, exit status 1, and
   the full traceback is written to a file whose path the line names, so nothing is lost.
 
@@ -41,12 +42,13 @@ USAGE_ERROR = _base(typer.BadParameter, "UsageError")
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from varpo.registry import PluginError  # a plug-in that fails to import: its name and error, not a traceback
+    from varpo.rewards.judge import JudgeOutageError  # judge_max_failure_rate stopped the run: a verdict, not a bug
 
     try:
         import yaml
     except ImportError:  # pragma: no cover - PyYAML is a dependency
-        return (*USER_ERRORS, PluginError)
-    return (*USER_ERRORS, PluginError, yaml.YAMLError)
+        return (*USER_ERRORS, PluginError, JudgeOutageError)
+    return (*USER_ERRORS, PluginError, JudgeOutageError, yaml.YAMLError)
 
 
 def one_line(text: object) -> str:

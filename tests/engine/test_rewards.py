@@ -3,10 +3,12 @@ of a batch stops the run with a clear error."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
 
+from varpo.rewards.judge import JudgeOutageError
 from varpo.trl import IsolatedReward, RewardFunctionError, read_metrics
 
 from .conftest import length
@@ -151,3 +153,35 @@ def test_training_survives_a_reward_returning_strings(make_trainer):
     rewards = trainer.trace.rollouts[0]["rewards"][:, 1]
     assert rewards.isnan().sum().item() == bad + none
     assert not trainer.trace.rollouts[0]["advantages"].isnan().any()
+
+
+def test_a_judge_outage_stop_passes_through_isolation_unchanged():
+    calls = []
+
+    def judge_down(completions, **kwargs):
+        calls.append(len(completions))
+        raise JudgeOutageError("the judge failed more than 0.5 of the judgments ...")
+
+    for mode in ("isolate", "raise"):
+        calls.clear()
+        with pytest.raises(JudgeOutageError, match="the judge failed more than 0.5"):
+            IsolatedReward(judge_down, "judged", mode)(prompts=["p"] * 3, completions=["a", "b", "c"])
+        assert calls == [3]  # a deliberate stop: not re-scored row by row, not turned into RewardFunctionError
+
+
+def nothing(completions, **kwargs):
+    return [None] * len(completions)
+
+
+def test_rows_without_any_reward_are_one_varpo_line_not_trls_row_dump(make_trainer, caplog):
+    trainer = make_trainer(reward_funcs=[nothing], advantage_method="grpo", max_steps=2)
+    with caplog.at_level(logging.WARNING):
+        trainer.train()
+    assert not [r for r in caplog.records if r.getMessage().startswith("All reward functions returned None")]
+    said = [r.getMessage() for r in caplog.records if "no reward from any reward function" in r.getMessage()]
+    assert said == [
+        "8/8 samples of a batch have no reward from any reward function (every component missing, e.g. "
+        "the judge failed): advantage 0, no learning signal; said once, adv/frac_unscorable tracks it per step"
+    ]
+    records = [r for r in read_metrics(trainer.args.output_dir) if "adv/frac_unscorable" in r]
+    assert [r["adv/frac_unscorable"] for r in records] == [1.0, 1.0]

@@ -4,6 +4,7 @@ through one that is down for all of them."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import yaml
@@ -17,7 +18,7 @@ from varpo.trl.metrics import read_metrics
 runner = CliRunner()
 
 
-def write_config(tmp_path, url: str, steps: int, method: str = "dvao"):
+def write_config(tmp_path, url: str, steps: int, method: str = "dvao", **judge_options):
     config = {
         "model": "builtin:tiny",
         "tiny": TINY,
@@ -32,6 +33,7 @@ def write_config(tmp_path, url: str, steps: int, method: str = "dvao"):
             "judge_batch_timeout": 15.0,
             "judge_cache": str(tmp_path / "judge.sqlite"),
             "max_words": 8,
+            **judge_options,
         },
         "train_prompts": 16,
         "sft_demos": 32,
@@ -87,3 +89,25 @@ def test_varpo_train_survives_judge_outage(server, tmp_path):
         assert record[f"adv/frac_missing/{axis}"] == 1.0
     assert record["adv/frac_missing/length"] == 0.0 and record["reward/length/mean"] > 0
     assert (tmp_path / "run" / "final" / "config.json").is_file()
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())  # TRL's summary + the judge's totals
+    assert "train_runtime" in summary and "stopped" not in summary
+    assert summary["judge_summary/failures"] == summary["judge_summary/judged"] == record["judge/requests"]
+    assert summary["judge_summary/failure_rate"] == 1.0 and summary["judge_summary/batches"] == 1
+    assert "HTTP 500" in summary["judge_summary/first_error"] or "500" in summary["judge_summary/first_error"]
+
+
+def test_varpo_train_stops_on_a_judge_outage_with_one_line(server, tmp_path):
+    config = write_config(
+        tmp_path, server.url("error"), steps=5, judge_max_failure_rate=0.5, judge_failure_window=2, judge_retries=0
+    )
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]  # one line, exit 2
+    assert line.startswith("error: JudgeOutageError: the judge failed more than 0.5 of the judgments in each of the ")
+    assert "judge_max_failure_rate=0.5, judge_failure_window=2" in line
+    assert len([r for r in read_metrics(tmp_path / "run") if "reward/length/mean" in r]) == 1  # stopped in step 2
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["stopped"].startswith("JudgeOutageError: the judge failed more than 0.5")
+    assert summary["judge_summary/batches"] == 2 and summary["judge_summary/longest_failing_streak"] == 2
+    assert summary["judge_summary/failures"] == summary["judge_summary/judged"] > 0
+    assert "train_runtime" not in summary and not (tmp_path / "run" / "final").exists()

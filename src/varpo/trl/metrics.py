@@ -73,6 +73,29 @@ def repair_metrics(path: str | os.PathLike, max_step: int | None = None) -> int:
     return len(kept)
 
 
+def _write_summary(path: Path, record: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def update_summary(output_dir: str | os.PathLike, record: dict, step: int) -> Path:
+    """Merge ``record`` into ``<output_dir>/train_summary.json`` (atomically replaced). The file's own content is
+    kept only when it is this run's, written at ``step``; a run stopped before TRL's summary (or an older run's file
+    left from before a resume) gets a fresh one, so the two never mix."""
+    path = Path(output_dir) / SUMMARY_FILE
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        current = {}
+    if not isinstance(current, dict) or current.get("step") != step:
+        current = {"step": step}
+    current.update({key: _clean(value) for key, value in record.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_summary(path, current)
+    return path
+
+
 class MetricsJSONLCallback(TrainerCallback):
     """Append every ``on_log`` payload (plus ``step``) to ``<output_dir>/metrics.jsonl``, flushed and fsync-ed;
     the Trainer's end-of-training summary (``train_runtime``, ``train_loss``, ...) goes to ``train_summary.json``
@@ -101,9 +124,7 @@ class MetricsJSONLCallback(TrainerCallback):
             return
         record = {"step": state.global_step, **{k: _clean(v) for k, v in logs.items()}}
         if _SUMMARY_KEY in logs:  # the end-of-training summary repeats the last step: its own file, replaced
-            tmp = self.path.with_name(SUMMARY_FILE + ".tmp")
-            tmp.write_text(json.dumps(record, indent=1) + "\n")
-            os.replace(tmp, self.path.with_name(SUMMARY_FILE))
+            _write_summary(self.path.with_name(SUMMARY_FILE), record)
             return
         line = (json.dumps(record) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

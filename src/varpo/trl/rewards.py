@@ -18,6 +18,9 @@ A value that is not a number (a string, a list, a dict; TRL's ``torch.tensor`` w
 dimensions 'str'") is a failure of that sample too: in ``isolate`` mode it is scored missing, counted and warned
 about exactly like an exception (it is not re-scored: the function answered); in ``raise`` mode it stops the run.
 Numbers (``int``, ``float``, ``bool``, numpy and 0-d torch scalars) are passed on as ``float``; ``None`` and NaN stay missing without counting as errors (the documented way to say "not applicable").
+
+A deliberate stop is not a grader error: :class:`~varpo.rewards.judge.JudgeOutageError` (the judge's
+``judge_max_failure_rate`` policy) passes through both modes unchanged, without re-scoring any row.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from varpo.rewards.judge import JudgeOutageError
+
+#: exceptions that stop the run by design: re-raised as they are, never isolated or re-scored row by row
+STOPS = (JudgeOutageError,)
 logger = logging.getLogger(__name__)
 
 REWARD_ERROR_MODES = ("isolate", "raise")
@@ -58,6 +65,8 @@ class IsolatedReward:
         self.calls += 1
         try:
             out = _values(self.func(prompts=prompts, completions=completions, **kwargs), n)
+        except STOPS:
+            raise
         except Exception as batch_error:  # noqa: BLE001 - any grader bug must be isolated, not fatal
             out = self._rows(prompts, completions, kwargs)
             if self.mode == "raise" and not any(isinstance(v, _Invalid) for v in out):
@@ -103,6 +112,8 @@ class IsolatedReward:
                 (value,) = _values(
                     self.func(prompts=prompts[i : i + 1], completions=completions[i : i + 1], **sample), 1
                 )
+            except STOPS:
+                raise
             except Exception as err:  # noqa: BLE001
                 value = _Invalid(err)
             out.append(value)

@@ -25,11 +25,17 @@ Tested against trl 1.16.x (pinned in pyproject). The override surface is deliber
   logic lives in :mod:`varpo.trl.replay`.
 * ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: persist the dvao ``SigmaEMA`` state and the gvpo
   response buffer with checkpoints.
+* ``train``: when it ends, finished or stopped (e.g. by a judge's ``judge_max_failure_rate``), each LLM judge's
+  run totals are logged in one line and merged into ``train_summary.json`` as ``judge_summary/*``.
+
+TRL's "All reward functions returned None for the following kwargs: <the whole row>" warning, which repeats a full
+prompt every batch while a judge is down, is filtered out of TRL's logger; varpo says it once, in one line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -50,10 +56,11 @@ from varpo import registry, reward_log
 from varpo.schedules import linear_anneal, parse_schedule
 from varpo.trl import dynamic_sampling
 from varpo.trl.config import VarpoGRPOConfig
-from varpo.trl.metrics import MetricsJSONLCallback
+from varpo.trl.metrics import MetricsJSONLCallback, update_summary
 from varpo.trl.replay import REPLAY_FILE, OffPolicyGroups
 from varpo.trl.rewards import IsolatedReward
 
+logger = logging.getLogger(__name__)
 STATE_FILE = "varpo_state.json"
 # TRL metrics that duplicate (or, with missing rewards, misstate) what varpo logs under one name.
 _TRL_DUPLICATES = ("reward", "reward_std", "frac_reward_zero_std")
@@ -72,6 +79,24 @@ _FORWARD_KEYS = (
     "mm_token_type_ids",
     "image_position_ids",
 )
+
+
+#: how TRL's per-batch warning about rows without any reward starts (trl/trainer/grpo_trainer.py)
+TRL_ALL_NONE = "All reward functions returned None"
+
+
+class _NoRowDump(logging.Filter):
+    """Drops TRL's ``All reward functions returned None for the following kwargs: {...}`` record: it prints a whole
+    prompt and completion every batch (a judge outage floods the log); :class:`VarpoGRPOTrainer` says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(TRL_ALL_NONE)
+
+
+def _silence_trl_row_dump() -> None:
+    trl_logger = logging.getLogger("trl.trainer.grpo_trainer")
+    if not any(isinstance(f, _NoRowDump) for f in trl_logger.filters):
+        trl_logger.addFilter(_NoRowDump())
 
 
 @dataclass
@@ -120,7 +145,9 @@ class VarpoGRPOTrainer(GRPOTrainer):
         funcs = reward_funcs if isinstance(reward_funcs, list) else [] if reward_funcs is None else [reward_funcs]
         funcs = [_isolate(f, args.reward_errors) for f in funcs]
         callbacks = [*(callbacks or []), MetricsJSONLCallback()]
+        _silence_trl_row_dump()
         super().__init__(model, funcs, args, *pargs, callbacks=callbacks, **kwargs)
+        self._said_unscorable = False
         self.sigma_ema = None
         if args.sigma_ema is not None:
             self.sigma_ema = varpo.SigmaEMA(decay=args.sigma_ema, shrink=args.sigma_ema_shrink)
@@ -161,6 +188,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         else:
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # global [N, K]
         self._varpo_rewards = rewards
+        self._say_unscorable(rewards)
         mode = "train" if self.model.training else "eval"
         isolated = [(i, f) for i, f in enumerate(self.reward_funcs) if isinstance(f, IsolatedReward)]
         if isolated:
@@ -169,6 +197,64 @@ class VarpoGRPOTrainer(GRPOTrainer):
             for (i, _), count in zip(isolated, counts, strict=True):
                 self._metrics[mode][f"reward/{self.reward_func_names[i]}/errors"].append(count)
         return rewards
+
+    def _say_unscorable(self, rewards: torch.Tensor) -> None:
+        """One line, the first time a batch has samples without any reward (TRL's own warning, which dumps the
+        row every batch, is filtered out); ``adv/frac_unscorable`` counts them every step."""
+        empty = int(torch.isnan(rewards).all(dim=1).sum()) if rewards.numel() else 0
+        if empty and not self._said_unscorable and self.accelerator.is_main_process:
+            self._said_unscorable = True
+            logger.warning(
+                "%d/%d samples of a batch have no reward from any reward function (every component missing, e.g. "
+                "the judge failed): advantage 0, no learning signal; said once, adv/frac_unscorable tracks it per step",
+                empty,
+                rewards.shape[0],
+            )
+
+    # ----------------------------------------------------------------------------------------------------------
+    # End of run: judge summary
+    # ----------------------------------------------------------------------------------------------------------
+
+    def train(self, *args, **kwargs):
+        """TRL's ``train``, then (finished or stopped) the judges' run totals: :meth:`report_judges`."""
+        try:
+            out = super().train(*args, **kwargs)
+        except BaseException as err:
+            self.report_judges(stopped=err)
+            raise
+        self.report_judges()
+        return out
+
+    def judges(self) -> list:
+        """The LLM judges (:class:`~varpo.rewards.judge.JudgeRewards`) behind the reward functions, each once."""
+        found: list = []
+        for func in self.reward_funcs:
+            judge = getattr(getattr(func, "func", func), "judge", None)
+            if callable(getattr(judge, "summary", None)) and not any(judge is j for j in found):
+                found.append(judge)
+        return found
+
+    def report_judges(self, stopped: BaseException | None = None) -> dict:
+        """Log each judge's one-line run summary (a warning when judgments failed) and merge its totals into
+        ``<output_dir>/train_summary.json`` as ``judge_summary/<key>`` (``judge_summary/<i>/<key>`` with several
+        judges), with ``stopped`` (the error) when the run did not finish. Counts are this process's. Returns the
+        record written ({} without a judge). Never raises: the run's own outcome must not be masked."""
+        judges = self.judges()
+        if not judges or not self.accelerator.is_main_process:
+            return {}
+        record: dict = {}
+        for i, judge in enumerate(judges):
+            prefix = "judge_summary/" if len(judges) == 1 else f"judge_summary/{i}/"
+            summary = judge.summary()
+            (logger.warning if summary.get("failures") else logger.info)("run summary: %s", judge.summary_line())
+            record.update({prefix + key: value for key, value in summary.items()})
+        if stopped is not None:
+            record["stopped"] = f"{type(stopped).__name__}: {' '.join(str(stopped).split())}"
+        try:
+            update_summary(self.args.output_dir, record, step=self.state.global_step)
+        except OSError as err:
+            logger.warning("judge summary not written to %s: %s", self.args.output_dir, err)
+        return record
 
     def current_rvpo_k(self) -> float:
         """RVPO temperature at the current step: linear from ``rvpo_k`` to ``rvpo_k_end`` over ``max_steps``."""
