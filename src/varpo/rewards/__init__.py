@@ -14,7 +14,7 @@ transformers), :mod:`~varpo.rewards.runner` (concurrency, timeouts, retries, bat
 
 from varpo.rewards.backends import OpenAIBackend, PermanentError, TransformersBackend, make_backend
 from varpo.rewards.cache import JudgeCache
-from varpo.rewards.judge import JudgedReward, JudgeRewards
+from varpo.rewards.judge import JudgedReward, JudgeOutageError, JudgeRewards
 from varpo.rewards.options import JudgeOptions
 from varpo.rewards.runner import JudgeRunner
 from varpo.rewards.schemes import HEALTHBENCH_AXES, Dimension, RubricScheme, ScoreScheme, parse_dimensions, parse_rubric
@@ -25,6 +25,7 @@ __all__ = [
     "Dimension",
     "JudgeCache",
     "JudgeOptions",
+    "JudgeOutageError",
     "JudgeRewards",
     "JudgeRunner",
     "JudgedReward",
