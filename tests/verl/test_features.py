@@ -1,5 +1,6 @@
 """verl plug-in: reward-weight schedules through the estimators, and verl's DAPO filter (algorithm.filter_groups)
-with varpo estimators (the varpo_signal key and the config check)."""
+with varpo estimators (the deprecated per-sample varpo_signal code and the config check; the group rule itself is
+tested in test_group_filter.py)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ from typing import Any
 from varpo.tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
-#: reward_extra_info key for verl's DAPO filter (``algorithm.filter_groups.metric=varpo_signal``), see signal_code.
+#: deprecated per-sample key (see signal_code); ``algorithm.filter_groups.metric=varpo_signal`` now makes varpo's V1
+#: modes judge each group with the estimator on its components (varpo.verl.group_filter), not read this value.
 SIGNAL_KEY = "varpo_signal"
 
 
@@ -228,19 +229,18 @@ SIGNAL_BITS = 32
 
 
 def signal_code(components: Mapping[str, float]) -> float:
-    """One float that is equal for two samples iff their whole component vectors are equal.
+    """Deprecated: one float that is equal for two samples iff their whole component vectors are equal.
 
-    verl's DAPO filter (``algorithm.filter_groups``) drops a group when one scalar per sample has zero std in the
-    group. On ``score`` / ``reward`` (the summed reward) that drops groups whose components trade off, which still
-    carry signal for per-objective estimators (gdpo, ac, rvpo, saw; SkyRL#2104). Filtering on this code drops a
-    group only when *every* component is constant in it. It is a 32-bit BLAKE2b digest of the values' ``repr``
-    (exact in float64; a collision within one group has probability ~G²/2^33), an integer below 2^32 so that
-    ``np.std`` of a constant group is exactly 0 for any group size below 2^21. NaN (missing) is a value like any
-    other here, so a group with a component missing in only some samples is kept.
+    Returned as ``varpo_signal`` by :func:`compute_score` for one more release, then dropped. It was verl's DAPO
+    filter metric: verl evicts a group whose metric has ``np.std == 0``, so filtering on this code evicted a group
+    only when *every* component was constant. A per-sample value cannot see the group, so groups whose
+    per-objective advantages cancel (K = 2, equal weights, constant sum under gdpo/ac/saw/rvpo: every advantage 0)
+    were kept and trained on zero advantage. ``algorithm.filter_groups.metric=varpo_signal`` now selects
+    :mod:`varpo.verl.group_filter` in varpo's V1 modes, which reads the components and applies the estimator's own
+    rule; nothing in varpo reads this value, and ``check_config`` rejects the metric with verl's own trainer modes.
 
-    A per-sample code cannot see the group, so it cannot apply an estimator's own zero-advantage rule: groups whose
-    per-objective advantages cancel (K = 2, equal weights, a constant sum under ac or gdpo: every advantage 0) are
-    kept and train with zero advantage (``docs/verl.md``).
+    A 32-bit BLAKE2b digest of the values' ``repr``, an integer below 2^32 so that ``np.std`` of a constant group
+    is exactly 0 for any group size below 2^21; NaN (missing) is a value like any other.
     """
     text = json.dumps([[k, repr(float(v))] for k, v in sorted(components.items())])
     digest = hashlib.blake2b(text.encode(), digest_size=SIGNAL_BITS // 8).digest()

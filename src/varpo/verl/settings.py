@@ -265,27 +265,48 @@ def _plugin_policy_error() -> str | None:
 #: methods whose zero-advantage groups are exactly those with a constant weighted-sum reward (dvao: eq. 9's
 #: numerator is the deviation of Σ w_k r_k), so verl's DAPO filter on the summed reward is right for them.
 SUM_FILTER_METHODS = ("grpo", "dr_grpo", "dvao")
+#: ``algorithm.filter_groups.metric`` that makes varpo's V1 modes judge each group with the estimator
+#: (:mod:`varpo.verl.group_filter`); also the deprecated per-sample key of :func:`varpo.verl.rewards.signal_code`.
+SIGNAL_METRIC = "varpo_signal"
 
 
-def _filter_groups_errors(cfg: Any, method: str | None, settings: VarpoSettings) -> list[str]:
-    """verl's DAPO filter drops groups whose ``algorithm.filter_groups.metric`` (one scalar per sample: ``reward`` =
-    the summed score, or a ``reward_extra_info`` key) is constant. For per-objective estimators that must be
-    ``varpo_signal`` (see :func:`varpo.verl.rewards.signal_code`), or groups with signal are dropped."""
-    if not _select(cfg, "algorithm.filter_groups.enable", False) or method is None or not settings.reward_keys:
-        return []
+def _filter_groups_problems(
+    cfg: Any, method: str | None, settings: VarpoSettings, use_v1: bool, our_mode: bool
+) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)`` for ``algorithm.filter_groups``. verl's V1 replay buffer evicts a group whose metric
+    (one scalar per sample: ``reward`` = the summed score, or a ``reward_extra_info`` key) is constant; with
+    ``metric=varpo_signal`` varpo's V1 modes evict a group iff the estimator gives it no signal instead."""
+    if not _select(cfg, "algorithm.filter_groups.enable", False):
+        return [], []
+    if not use_v1:
+        return [], [
+            "algorithm.filter_groups is ignored: verl 0.9.1's legacy trainer (trainer.use_v1=false) has no group "
+            "filter; DAPO filtering needs the V1 trainer (trainer.v1.trainer_mode=varpo)"
+        ]
     metric = _select(cfg, "algorithm.filter_groups.metric")
-    if method not in SUM_FILTER_METHODS and metric != "varpo_signal":
+    if metric == SIGNAL_METRIC:
+        if method is None or not settings.reward_keys or not our_mode:
+            return [
+                f"algorithm.filter_groups.metric={SIGNAL_METRIC} judges each group with a varpo_* estimator on "
+                "algorithm.varpo.reward_keys in varpo's V1 trainer modes (trainer.v1.trainer_mode=varpo); "
+                "with a single reward use metric=reward"
+            ], []
+        return [], []
+    if method is None or not settings.reward_keys:
+        return [], []
+    if method not in SUM_FILTER_METHODS:
         return [
             f"algorithm.filter_groups.metric={metric!r} with varpo_{method}: DAPO would drop groups whose summed "
             "reward (or one component) is constant although another component varies, which carry signal for "
-            f"{method}; set algorithm.filter_groups.metric=varpo_signal (varpo.verl.rewards adds it)"
-        ]
-    if method in SUM_FILTER_METHODS and metric in settings.reward_keys:
+            f"{method}; set algorithm.filter_groups.metric={SIGNAL_METRIC} (evicts a group iff {method} gives it "
+            "no signal)"
+        ], []
+    if metric in settings.reward_keys:
         return [
             f"algorithm.filter_groups.metric={metric!r} is one component; varpo_{method} has signal when the "
-            "weighted sum varies: use metric=score (same weights) or varpo_signal"
-        ]
-    return []
+            f"weighted sum varies: use metric=score (same weights) or {SIGNAL_METRIC}"
+        ], []
+    return [], []
 
 
 def check_config(cfg: Any) -> list[str]:
@@ -346,7 +367,9 @@ def check_config(cfg: Any) -> list[str]:
             "reward.custom_reward_function.path is unset (varpo's: pkg://varpo.verl.rewards, name compute_score)"
         )
 
-    errors += _filter_groups_errors(cfg, method, settings)
+    filter_errors, filter_warnings = _filter_groups_problems(cfg, method, settings, use_v1, our_mode)
+    errors += filter_errors
+    warnings += filter_warnings
 
     if settings.vl_norm_alpha is not None:
         agg = _select(cfg, "actor_rollout_ref.actor.loss_agg_mode")

@@ -11,6 +11,9 @@ sample in ``extra_fields["reward_extra_info"]``) never reach an estimator — no
   reward-model path puts components) for the batch's keys, open :func:`varpo.verl.state.advantage_context` with
   the components, the step and this trainer's state, run verl's own method unchanged, then log the core's
   diagnostics as ``varpo/<stat>`` metrics.
+* ``_build_replay_buffer``: with ``algorithm.filter_groups.metric=varpo_signal``, verl's replay buffer judges each
+  finished group with the configured estimator on its components (:mod:`varpo.verl.group_filter`) instead of
+  ``np.std`` of one scalar per sample.
 * ``_save_checkpoint`` / ``_load_checkpoint``: after verl's own, save / restore the trainer's varpo state (dvao's
   running σ̄) in the same ``global_step_<n>`` folder.
 * ``_balance_batch`` (GVPO only): verl balances sequence lengths across DP ranks row by row, which splits groups.
@@ -41,6 +44,7 @@ from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from varpo.verl import state
 from varpo.verl.batching import group_aligned_order, reward_components
 from varpo.verl.context import as_list
+from varpo.verl.group_filter import SignalRule, use_signal_rule
 from varpo.verl.losses import worker_loss
 from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings, check_config, uses_gvpo
 
@@ -91,6 +95,17 @@ class VarpoTrainerMixin:
             batch = super()._compute_advantage(batch, metrics)
         metrics.update({f"varpo/{k}": v for k, v in inputs.stats.items()})
         return batch
+
+    # -- DAPO group filtering with the estimator's own rule ----------------------------------------------------
+
+    def _build_replay_buffer(self):
+        buffer = super()._build_replay_buffer()
+        method = METHOD_OF_ESTIMATOR.get(self.config.algorithm.adv_estimator)
+        settings = self.varpo_settings
+        if method is None or not settings.reward_keys:  # check_config rejects varpo_signal here at init
+            return buffer
+        rule = SignalRule(method, settings, total_steps=lambda: getattr(self, "total_training_steps", None))
+        return use_signal_rule(buffer, rule)
 
     # -- estimator state (dvao's running σ̄) saved and restored with verl's checkpoints --------------------
 
