@@ -249,3 +249,28 @@ def test_verl_v1_internals_we_rely_on_are_still_there():
     assert "force_group_size" in inspect.getsource(__import__("verl.workers.engine.utils", fromlist=["x"]))
     assert 'extra_fields["reward_extra_info"]' in inspect.getsource(AgentLoopWorker._compute_score)
     assert "set_loss_fn" in dir(__import__("verl.workers.engine_workers", fromlist=["x"]).ActorRolloutRefWorker)
+
+
+@pytest.mark.parametrize(
+    ("mode", "verl_mode"),
+    [("varpo", "sync"), ("varpo_colocate_async", "colocate_async"), ("varpo_separate_async", "separate_async")],
+)
+def test_varpo_modes_run_verls_code_paths_for_the_mode_they_extend(mode, verl_mode):
+    """verl branches on ``trainer_mode == "sync"`` (replay buffer class, prompt submission, checkpoints) and reads
+    ``trainer.v1.<mode>.*``: built by verl's own ``__init__``, our modes present verl's name for their mode."""
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+
+    # separate_async's own checks: train_batch = parameter_sync_step * mini_batch, rollout on its own nodes
+    separate = [
+        "trainer.v1.separate_async.parameter_sync_step=2",
+        "actor_rollout_ref.rollout.nnodes=1",
+        "actor_rollout_ref.rollout.n_gpus_per_node=1",
+        "actor_rollout_ref.rollout.checkpoint_engine.backend=nccl",
+    ]
+    t = MODES[mode](compose(COMMON + DVAO + [f"trainer.v1.trainer_mode={mode}", *separate]))
+    assert t.trainer_mode == verl_mode
+    assert t.parameter_sync_step == (2 if verl_mode == "separate_async" else 1)  # read from trainer.v1.<verl mode>
+    assert t.config.trainer.v1.trainer_mode == mode  # the registry name is unchanged
+    assert isinstance(t.replay_buffer, ReplayBufferAsync) is (verl_mode != "sync")
+    assert isinstance(t.replay_buffer, ReplayBuffer)
+    assert t.replay_buffer.trainer_mode == verl_mode

@@ -11,6 +11,8 @@ sample in ``extra_fields["reward_extra_info"]``) never reach an estimator — no
   reward-model path puts components) for the batch's keys, open :func:`varpo.verl.state.advantage_context` with
   the components, the step and this trainer's state, run verl's own method unchanged, then log the core's
   diagnostics as ``varpo/<stat>`` metrics.
+* ``trainer_mode``: verl's own mode name (``sync``, ``colocate_async``, ``separate_async``), so verl's
+  mode-dependent code paths and ``trainer.v1.<mode>.*`` settings apply to the mode we extend.
 * ``_build_replay_buffer``: with ``algorithm.filter_groups.metric=varpo_signal``, verl's replay buffer judges each
   finished group with the configured estimator on its components (:mod:`varpo.verl.group_filter`) instead of
   ``np.std`` of one scalar per sample.
@@ -41,7 +43,7 @@ from verl.trainer.ppo.v1 import trainer_base as _base
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.seqlen_balancing import log_seqlen_unbalance
 
-from varpo.verl import state
+from varpo.verl import TRAINER_MODES, state
 from varpo.verl.batching import group_aligned_order, reward_components
 from varpo.verl.context import as_list
 from varpo.verl.group_filter import SignalRule, use_signal_rule
@@ -53,6 +55,21 @@ logger = logging.getLogger("varpo.verl")
 
 class VarpoTrainerMixin:
     """The overrides shared by all varpo V1 modes (put before a verl ``PPOTrainer`` subclass in the bases)."""
+
+    #: verl's own mode this varpo mode extends (set by each subclass).
+    verl_mode: str = "sync"
+
+    @property
+    def trainer_mode(self) -> str:
+        """verl's mode name, not ours: verl branches on ``self.trainer_mode == "sync"`` (replay buffer class, prompt
+        submission, checkpoints, refill) and reads ``trainer.v1.<mode>.*`` settings, so ``varpo`` must behave as
+        ``sync`` and ``varpo_colocate_async`` read ``trainer.v1.colocate_async.*`` (verl assigns
+        ``self.trainer_mode = config.trainer.v1.trainer_mode`` in ``__init__``; the setter maps it)."""
+        return self.__dict__["_verl_trainer_mode"]
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        self.__dict__["_verl_trainer_mode"] = self.verl_mode if value in TRAINER_MODES else value
 
     @property
     def varpo_settings(self) -> VarpoSettings:
@@ -168,15 +185,21 @@ class VarpoTrainerMixin:
 class VarpoTrainerSync(VarpoTrainerMixin, PPOTrainerSync):
     """verl's ``sync`` trainer with varpo's components, GVPO grouping and worker loss."""
 
+    verl_mode = "sync"
+
 
 @register_trainer("varpo_colocate_async")
 class VarpoTrainerColocateAsync(VarpoTrainerMixin, PPOTrainerColocateAsync):
     """verl's ``colocate_async`` trainer with varpo's overrides."""
 
+    verl_mode = "colocate_async"
+
 
 @register_trainer("varpo_separate_async")
 class VarpoTrainerSeparateAsync(VarpoTrainerMixin, PPOTrainerSeparateAsync):
     """verl's ``separate_async`` trainer with varpo's overrides."""
+
+    verl_mode = "separate_async"
 
 
 #: mode name -> class, for tests and docs.
