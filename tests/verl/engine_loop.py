@@ -331,7 +331,7 @@ def main(out_path: str, work: str) -> None:
     task, path, data, tokenizer = build_model_and_data(work)
 
     # 1. dvao + reward-weight schedule + running σ̄, verl's PPO loss; 2 steps, a checkpoint after each.
-    ema = ["+algorithm.varpo.sigma_ema_decay=0.5", "+algorithm.varpo.sigma_ema_shrink=0.5"]
+    ema = ["+algorithm.varpo.sigma_ema=0.5", "+algorithm.varpo.sigma_ema_shrink=0.5"]
     cfg = compose(
         path,
         data,

@@ -277,3 +277,20 @@ def test_gpu_smoke_recipe_parses_verls_console_metrics():
         {"step": 2, "actor/pg_loss": -1.5e-03, "varpo/rvpo_k": 0.875},
     ]
     assert smoke._merge(["a=1", "+b=2", "c=3"], ["b=5", "a=0"]) == ["c=3", "b=5", "a=0"]
+
+
+def test_sigma_ema_has_the_trl_name_and_the_old_verl_name_is_deprecated():
+    from varpo.verl.settings import VarpoSettings
+
+    new = VarpoSettings.from_algorithm({"varpo": {"sigma_ema": 0.8}})
+    old = VarpoSettings.from_algorithm({"varpo": {"sigma_ema_decay": 0.8}})
+    assert new.sigma_ema_args() == old.sigma_ema_args() == (0.8, 0.5)
+    assert VarpoSettings.from_algorithm({"varpo": {"sigma_ema": True}}).sigma_ema_args() == (0.9, 0.5)
+    assert not VarpoSettings.from_algorithm({"varpo": {"sigma_ema": False}}).uses_sigma_ema
+    with pytest.raises(ConfigError, match="not both"):
+        VarpoSettings.from_algorithm({"varpo": {"sigma_ema": 0.8, "sigma_ema_decay": 0.8}})
+    base = ["algorithm.adv_estimator=varpo_dvao", "trainer.v1.trainer_mode=varpo"]
+    assert any(
+        "sigma_ema_decay is deprecated" in w for w in check_config(cfg(*base, "+algorithm.varpo.sigma_ema_decay=0.8"))
+    )
+    assert not any("deprecated" in w for w in check_config(cfg(*base, "+algorithm.varpo.sigma_ema=0.8")))

@@ -192,7 +192,7 @@ def test_dvao_sigma_ema_state_is_the_trainers_and_persists_across_its_calls():
     for seed in (11, 12):
         data, uids, rewards, _ = make_batch(seed=seed)
         with verl_state.advantage_context(trainer, data.non_tensor_batch):
-            got = run_verl(data, "varpo_dvao", reward_keys=list(KEYS), sigma_ema_decay=0.8, sigma_ema_shrink=0.3)
+            got = run_verl(data, "varpo_dvao", reward_keys=list(KEYS), sigma_ema=0.8, sigma_ema_shrink=0.3)
         want = core(rewards, uids, "dvao", data.batch["response_mask"], names=KEYS, sigma_ema=ema)
         torch.testing.assert_close(got, want.to(got.dtype), **F32)
     assert verl_state.of(trainer).sigma_ema[(0.8, 0.3)].state_dict() == ema.state_dict()

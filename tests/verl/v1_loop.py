@@ -222,7 +222,7 @@ def run(out_path: str, work: str, t0: float) -> None:
 
     result: dict = {"tq_ready_s": time.time() - t0}
     _, path, data, tokenizer = build_model_and_data(work)
-    ema = ("+algorithm.varpo.sigma_ema_decay=0.5", "+algorithm.varpo.sigma_ema_shrink=0.5")
+    ema = ("+algorithm.varpo.sigma_ema=0.5", "+algorithm.varpo.sigma_ema_shrink=0.5")
     common = (*V1, f"+algorithm.varpo.reward_weight_schedule={SCHEDULE}", *ema)
 
     # 1. two V1 steps, a checkpoint after each (actor, dataloader, TransferQueue, varpo state).

@@ -58,7 +58,9 @@ KEYS: dict[str, str] = {
     "reward_weight_schedule": "weights over steps: {type: linear|cosine, points: [[step, [w_1..w_K]], ...]}",
     "vl_norm_alpha": "VL Norm α: scale advantages by L^-α/mean L^-α (needs loss_agg_mode=seq-mean-token-sum-norm)",
     "gvpo_beta": "GVPO β of the implicit reward R = β·(log π - log π_old) (default 0.1)",
-    "sigma_ema_decay": "dvao only: EMA decay of the per-component σ (enables varpo.SigmaEMA, default 0.9)",
+    "sigma_ema": "dvao only: EMA decay in [0, 1) of the per-component σ, or true for 0.9 (enables varpo.SigmaEMA; "
+    "the TRL engine's name)",
+    "sigma_ema_decay": "deprecated name of sigma_ema (still accepted)",
     "sigma_ema_shrink": "dvao only: shrinkage of group σ toward the EMA (enables varpo.SigmaEMA, default 0.5)",
     "eps": "added to every std denominator (default 1e-6, as verl)",
     "ddof": "std degrees of freedom, 1 = unbiased as verl/TRL, 0 = population",
@@ -87,6 +89,21 @@ def _plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+#: old verl-only option names -> the one name both engines use (accepted, with a deprecation warning).
+DEPRECATED_KEYS = {"sigma_ema_decay": "sigma_ema"}
+
+
+def _sigma_ema_decay(raw: Mapping[str, Any], number) -> float | None:
+    """``sigma_ema`` as on TRL (a decay, or ``true`` for 0.9); ``sigma_ema_decay`` is its deprecated verl name."""
+    if raw.get("sigma_ema") is not None and raw.get("sigma_ema_decay") is not None:
+        raise ConfigError("algorithm.varpo: set sigma_ema or its deprecated name sigma_ema_decay, not both")
+    if raw.get("sigma_ema") is True:
+        return 0.9
+    if raw.get("sigma_ema") is False:
+        return None
+    return number("sigma_ema") if raw.get("sigma_ema") is not None else number("sigma_ema_decay")
 
 
 def _tuple(value: Any, cast, key: str) -> tuple | None:
@@ -158,7 +175,7 @@ class VarpoSettings:
             reward_weight_schedule=schedule,
             vl_norm_alpha=number("vl_norm_alpha"),
             gvpo_beta=number("gvpo_beta", 0.1),
-            sigma_ema_decay=number("sigma_ema_decay"),
+            sigma_ema_decay=_sigma_ema_decay(raw, number),
             sigma_ema_shrink=number("sigma_ema_shrink"),
             rvpo_k_end=number("rvpo_k_end"),
             advantage_options=options,
@@ -330,7 +347,11 @@ def check_config(cfg: Any) -> list[str]:
     settings = VarpoSettings.from_algorithm(_select(cfg, "algorithm"))
     settings.validate(method)
     errors: list[str] = []
-    warnings: list[str] = []
+    warnings: list[str] = [
+        f"algorithm.varpo.{old} is deprecated; use algorithm.varpo.{new} (the same name as the TRL engine)"
+        for old, new in DEPRECATED_KEYS.items()
+        if _select(cfg, f"algorithm.varpo.{old}") is not None
+    ]
 
     plugin_error = _plugin_policy_error()
     if plugin_error:
