@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     data = load(ns.sweep)
     report: dict = {"pairs": {}, "learnability": {}, "hypervolume": {}}
+    if not data["runs"]:
+        print(
+            f"error: no runs/*/eval.json under {ns.sweep}: nothing to recompute (per-run results are committed under <sweep>/runs/)",
+            file=sys.stderr,
+        )
+        return 2
     for weights, by_method in data["runs"].items():
         methods = list(by_method)
         for base in [b for b in ns.baselines.split(",") if b in by_method]:

@@ -173,3 +173,16 @@ def test_objectives_keep_the_task_order_through_sorted_json():
     assert list(_in_task_order(scores, ["correct", "concise"])) == ["correct", "concise"]
     assert list(_in_task_order(scores, None)) == ["concise", "correct"]
     assert _in_task_order(scores, ["correct", "gone"]) == {"correct": 0.25, "concise": 0.5}
+
+
+def test_testbed_claims_refuses_a_folder_without_runs(tmp_path, capsys):
+    """A published claim folder whose per-run files are missing must not print nothing and exit 0."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "testbed" / "claims.py"
+    spec = importlib.util.spec_from_file_location("testbed_claims", path)
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    assert claims.main([str(tmp_path)]) == 2
+    assert "no runs/*/eval.json" in capsys.readouterr().err
