@@ -6,7 +6,7 @@ Usage::
     python benchmarks/advantages.py --n 65536 --out benchmarks/results/advantages_64k.json
     python benchmarks/advantages.py --losses-only --out benchmarks/results/losses.json
     python benchmarks/advantages.py --memory                   # peak RSS per call, one subprocess each
-    python benchmarks/advantages.py --table benchmarks/results/advantages_64k_r4.json ...   # the README table
+    python benchmarks/advantages.py --table benchmarks/results/advantages_64k_r4.json ...   # the benchmarks/README.md summary table
 
 Without ``--out`` results go to the run directory, ``runs/bench/advantages/advantages.json`` (untracked, see
 :mod:`varpo.experiments.outdir`); ``--out`` names the file to write (committed results use
