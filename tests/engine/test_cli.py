@@ -127,3 +127,17 @@ def test_help_has_no_bool_metavar_and_no_unshipped_doc_path(command):
     assert "<bool>" not in result.output
     if command == ["train"]:
         assert "docs/engine.md" not in result.output and "python -m pydoc varpo.run.spec" in result.output
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_schedule_with_the_wrong_k_is_refused_the_same_way_by_dry_run_and_real_run(tmp_path, dry_run):
+    """The demo task has 4 reward functions: a 2-weight schedule used to print "ok" in the dry run and fail only
+    when the trainer was built. Both now stop at the same check, before anything is created."""
+    config = CONFIGS[[p.stem for p in CONFIGS].index("demo")]
+    schedule = "reward_weight_schedule={type: linear, points: [[0, [0.5, 0.5]], [10, [1, 0]]]}"
+    argv = ["train", str(config), schedule, f"output_dir={tmp_path / 'out'}", *(["--dry-run"] if dry_run else [])]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert lines == ["error: reward_weight_schedule has 2 weights per point; expected K=4 (one per reward)"]
+    assert not (tmp_path / "out").exists()

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from varpo.schedules import parse_schedule
 from varpo.trl.config import VarpoGRPOConfig
 
 
@@ -376,8 +377,8 @@ class Checked:
 def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
     """Every check a real run makes before it builds anything; raises a one-line ValueError naming the field.
 
-    The trainer config (``VarpoGRPOConfig.__post_init__``), one ``reward_weights`` / ``saw_offsets`` entry per
-    reward function of the task, the judge endpoint of a judged task (URL and model; reachability is the dry run's
+    The trainer config (``VarpoGRPOConfig.__post_init__``), one ``reward_weights`` / ``saw_offsets`` entry and one
+    weight per point of ``reward_weight_schedule`` per reward function of the task, the judge endpoint of a judged task (URL and model; reachability is the dry run's
     note, not a check), and the files and models the run reads (:func:`check_sources`). With ``dry_run``, a hub
     dataset or hub model that cannot be looked up here (HF_HUB_OFFLINE=1, not cached) or a relative data path not
     copied here yet is recorded in ``skipped`` instead of failing; an absolute path that does not exist, and anything that cannot work anywhere (a directory or
@@ -392,6 +393,7 @@ def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
         value = getattr(args, name)
         if value is not None and len(value) != len(names):
             _invalid(name, value, f"{len(names)} numbers, one per reward function of task {spec.task!r}: {names}")
+    parse_schedule(args.reward_weight_schedule, len(names))  # the trainer's own check: K = its reward functions
     judge = getattr(task, "judge", None)
     if judge is not None and hasattr(judge.backend, "base_url"):  # the OpenAI-compatible judge's endpoint
         from varpo.rewards.backends import check_endpoint
