@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/demo-repeat"), help="where the demo runs go")
     parser.add_argument("--out", type=Path, default=None, help="summary JSON (default RUNS/summary.json)")
     ns = parser.parse_args(argv)
-    from varpo.run import demo
+    from varpo.experiments import demo
 
     stated = json.loads(STATED.read_text())
     repeats = []

@@ -27,7 +27,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from varpo.registry import ESTIMATOR_INFO, EstimatorInfo, lookup
+from varpo.registry import ESTIMATORS, lookup, register_estimator
 from varpo.stats import (
     F64_MAX,
     STAT_DTYPE,
@@ -541,7 +541,7 @@ def rvpo(b: RewardBatch, o: AdvantageOptions) -> Estimate:
     return batch_whiten(torch.where(b.scorable, x, 0.0), b.scorable, o.eps, b.ddof), eff
 
 
-ESTIMATORS: dict[str, Estimator] = {
+_BUILT_IN: dict[str, Estimator] = {
     "grpo": grpo,
     "dr_grpo": dr_grpo,
     "ac": ac,
@@ -550,14 +550,13 @@ ESTIMATORS: dict[str, Estimator] = {
     "saw": saw,
     "rvpo": rvpo,
 }
-#: the built-in methods; :func:`varpo.registry.estimators` lists these plus every registered one.
-METHODS: tuple[str, ...] = tuple(ESTIMATORS)
-ESTIMATOR_INFO.update(
-    {
-        name: EstimatorInfo(multi_reward=name not in ("grpo", "dr_grpo"), description=_first_line(fn))
-        for name, fn in ESTIMATORS.items()
-    }
-)
+for _name, _fn in _BUILT_IN.items():
+    register_estimator(
+        _name, _fn, multi_reward=_name not in ("grpo", "dr_grpo"), description=_first_line(_fn), replace=True
+    )
+#: the built-in methods; :func:`varpo.registry.estimators` lists these plus every registered one (the table,
+#: :data:`ESTIMATORS`, is :data:`varpo.registry.ESTIMATORS`).
+METHODS: tuple[str, ...] = tuple(_BUILT_IN)
 
 
 # --------------------------------------------------------------------------------------------------------------

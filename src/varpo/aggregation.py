@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from varpo.registry import AGGREGATION_INFO, AggregationInfo, lookup, needs_max_length
+from varpo.registry import AGGREGATORS, lookup, needs_max_length, register_aggregation
 
 #: the built-in modes; :func:`varpo.registry.aggregations` lists these plus every registered one.
 AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "vl_norm")
@@ -221,14 +221,10 @@ def vl_norm(per_token_loss: Tensor, mask: Tensor, scale: LossScale, max_length, 
     return (share * _seq_sums(per_token_loss, mask)).sum() / max_length
 
 
-#: name -> aggregator; built-ins plus whatever :func:`varpo.register_aggregation` adds.
-AGGREGATORS: dict = {
-    "token_mean": token_mean,
-    "seq_mean_token_mean": seq_mean_token_mean,
-    "seq_mean_token_sum_norm": seq_mean_token_sum_norm,
-    "vl_norm": vl_norm,
-}
-AGGREGATION_INFO.update({name: AggregationInfo(needs_max_length=name in _NEEDS_MAX_LENGTH) for name in AGGREGATIONS})
+# the built-ins, registered into :data:`varpo.registry.AGGREGATORS` (name -> aggregator; re-read here as
+# :data:`AGGREGATORS`), which :func:`varpo.register_aggregation` extends.
+for _name, _fn in zip(AGGREGATIONS, (token_mean, seq_mean_token_mean, seq_mean_token_sum_norm, vl_norm), strict=True):
+    register_aggregation(_name, _fn, needs_max_length=_name in _NEEDS_MAX_LENGTH, replace=True)
 
 
 def _check_alpha(alpha: float) -> None:

@@ -52,7 +52,7 @@ def demo(
     """The main job: tiny model, constraints testbed, one SFT warm start, then RL with grpo and saw over 3 seeds;
     held-out rates with standard errors, paired differences, and a picture."""
     _environment()
-    from varpo.run import demo as demo_mod
+    from varpo.experiments import demo as demo_mod
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from varpo.aggregation import check_mask
-from varpo.registry import LOSS_INFO, LossInfo, is_per_sequence, lookup
+from varpo.registry import POLICY_LOSSES, is_per_sequence, lookup, register_policy_loss
 from varpo.stats import as_group_ids, broadcast, group_index, segment_sum
 
 # exp() of a log-ratio beyond this overflows float32; verl clamps the same way (negative_approx_kl in [-20, 20]).
@@ -260,9 +259,10 @@ def gvpo(
 # ppo_clip options an engine may pass uniformly; GVPO has no ratio/clip and its KL regularisation is gvpo_beta.
 _PPO_ONLY_OPTIONS = {"ref_logprobs", "beta", "clip_low", "clip_high", "importance_sampling_level", "clip_ratio_c"}
 
-#: name -> loss; built-ins plus whatever :func:`varpo.register_policy_loss` adds.
-POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, float]]]] = {"ppo_clip": ppo_clip, "gvpo": gvpo}
-LOSS_INFO.update({"ppo_clip": LossInfo(per_sequence=False), "gvpo": LossInfo(per_sequence=True)})
+# the built-ins, registered into :data:`varpo.registry.POLICY_LOSSES` (name -> loss; re-read here as
+# :data:`POLICY_LOSSES`), which :func:`varpo.register_policy_loss` extends.
+register_policy_loss("ppo_clip", ppo_clip, per_sequence=False, replace=True)
+register_policy_loss("gvpo", gvpo, per_sequence=True, replace=True)
 
 
 def policy_loss(name: str, **kwargs) -> tuple[Tensor, dict[str, float]]:

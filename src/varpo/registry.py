@@ -80,6 +80,12 @@ class AggregationInfo:
     description: str = ""
 
 
+#: The method tables: name -> function, built-ins (registered by :mod:`varpo.advantages`, :mod:`varpo.losses` and
+#: :mod:`varpo.aggregation` when they are imported) plus whatever the ``register_*`` functions add. The registry owns
+#: them; the modules that define methods import the registry, never the reverse.
+ESTIMATORS: dict[str, Callable] = {}
+POLICY_LOSSES: dict[str, Callable] = {}
+AGGREGATORS: dict[str, Callable] = {}
 ESTIMATOR_INFO: dict[str, EstimatorInfo] = {}
 LOSS_INFO: dict[str, LossInfo] = {}
 AGGREGATION_INFO: dict[str, AggregationInfo] = {}
@@ -134,8 +140,6 @@ def register_estimator(
     :func:`varpo.advantages.no_signal_rule` (``docs/engine.md``): 0 for components without signal, the rest
     renormalized to sum to 1, all 0 when no component has signal. Returns ``fn``.
     """
-    from varpo.advantages import ESTIMATORS
-
     info = EstimatorInfo(multi_reward=multi_reward, description=description)
     return _register("estimator", "estimator", ESTIMATORS, ESTIMATOR_INFO, name, fn, info, replace)
 
@@ -148,8 +152,6 @@ def register_policy_loss(
     Engines pass ``ppo_clip``'s keywords (``ref_logprobs``, ``beta``, ``clip_low``, ``clip_high``,
     ``importance_sampling_level``); accept ``**kwargs`` for the ones you ignore. Returns ``fn``.
     """
-    from varpo.losses import POLICY_LOSSES
-
     info = LossInfo(per_sequence=per_sequence, description=description)
     return _register("policy loss", "policy_loss", POLICY_LOSSES, LOSS_INFO, name, fn, info, replace)
 
@@ -162,8 +164,6 @@ def register_aggregation(
     Divide only by the *global* normalizers in ``scale`` (never by this call's own mask sums) so micro-batch
     losses sum to the full-batch loss (see :mod:`varpo.aggregation`). Returns ``fn``.
     """
-    from varpo.aggregation import AGGREGATORS
-
     info = AggregationInfo(needs_max_length=needs_max_length, description=description)
     return _register("loss aggregation", "aggregation", AGGREGATORS, AGGREGATION_INFO, name, fn, info, replace)
 
@@ -192,22 +192,16 @@ def load_plugins(force: bool = False) -> None:
 
 def estimators() -> tuple[str, ...]:
     """Names of all advantage estimators (built-in + registered + plug-ins), in registration order."""
-    from varpo.advantages import ESTIMATORS
-
     load_plugins()
     return tuple(ESTIMATORS)
 
 
 def policy_losses() -> tuple[str, ...]:
-    from varpo.losses import POLICY_LOSSES
-
     load_plugins()
     return tuple(POLICY_LOSSES)
 
 
 def aggregations() -> tuple[str, ...]:
-    from varpo.aggregation import AGGREGATORS
-
     load_plugins()
     return tuple(AGGREGATORS)
 

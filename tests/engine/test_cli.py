@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from varpo.cli import app
+from varpo.experiments.demo import DEMO
 from varpo.run import spec as spec_mod
 from varpo.run import train as train_mod
-from varpo.run.demo import DEMO
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 runner = CliRunner()

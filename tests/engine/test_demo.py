@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from varpo.run import demo, demo_stats
+from varpo.experiments import demo, demo_stats
 from varpo.trl import shuffle_groups
 from varpo.trl.trainer import _assert_whole_groups
 
@@ -169,7 +169,7 @@ def test_demo_figure_integer_step_ticks(tmp_path):
     """A 2-step run: the step axes carry whole-number ticks only (matplotlib's default would put ticks at 0.25)."""
     import matplotlib.pyplot as plt
 
-    from varpo.run import demo_plots
+    from varpo.experiments import demo_plots
 
     curve = [{"step": s, "objectives": {"a": 0.1 * s}, "all": 0.0} for s in (0, 1, 2)]
     runs = {m: {0: {"curve": curve}, 1: {"curve": curve}} for m in ("grpo", "saw")}
@@ -199,8 +199,8 @@ def test_demo_figure_legend_smoothing_and_never_varied(tmp_path):
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from varpo.experiments import demo_plots
     from varpo.experiments.analysis import NEVER_VARIED_NOTE
-    from varpo.run import demo_plots
 
     curve = [{"step": s, "objectives": {"a": 0.2 * s, "b": 0.5}, "all": 0.0} for s in (0, 2, 4)]
     runs = {"grpo": {0: {"curve": curve}, 1: {"curve": curve}}, "saw": {0: {"curve": curve}, 1: {"curve": curve[:2]}}}

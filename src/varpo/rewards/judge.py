@@ -41,7 +41,7 @@ from varpo.rewards.cache import JudgeCache, request_key
 from varpo.rewards.parse import ReplyError, json_object
 from varpo.rewards.runner import JudgeRunner
 from varpo.rewards.templates import Template, load_template
-from varpo.tasks.base import completion_text
+from varpo.text import completion_text, conversation_text
 
 logger = logging.getLogger(__name__)
 BASE_FIELDS = {"prompt", "completion"}
@@ -107,21 +107,6 @@ def outage_policy(max_failure_rate: Any, window: Any) -> tuple[float | None, int
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
         raise ValueError(f"judge_failure_window={window!r} is invalid; allowed: an int >= 1 (judged batches in a row)")
     return max_failure_rate, window
-
-
-def conversation_text(prompt: Any) -> str:
-    """A prompt for the judge: plain text as is; chat messages as "role: content" turns separated by blank lines."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, Sequence) and not isinstance(prompt, bytes | bytearray):
-        turns = []
-        for m in prompt:
-            if isinstance(m, Mapping):
-                turns.append(
-                    f"{m.get('role', 'user')}: {completion_text([{'role': 'x', 'content': m.get('content')}])}"
-                )
-        return "\n\n".join(turns)
-    return ""
 
 
 class JudgeRewards:

@@ -79,6 +79,6 @@ def corpus(spec: RunSpec) -> list[str]:
 
 
 def _text(x) -> str:
-    from varpo.tasks.base import completion_text, prompt_text
+    from varpo.text import completion_text, prompt_text
 
     return x if isinstance(x, str) else prompt_text(x) or completion_text(x)

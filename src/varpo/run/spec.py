@@ -125,7 +125,7 @@ class RunSpec:
         import varpo.tasks
         from varpo.tasks.custom import RewardFuncsError
 
-        if self.task not in varpo.tasks.TASKS:
+        if self.task not in varpo.tasks.task_names():
             _invalid("task", self.task, " | ".join(varpo.tasks.TASKS))
         if self.task == "custom":
             extra = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from varpo.registry import load_plugins
 from varpo.tasks.base import RewardFn, Task
 from varpo.tasks.constraints import ConstraintsTask
 from varpo.tasks.countdown import CountdownTask
@@ -36,8 +37,31 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
+def register_task(name: str, cls: type[Task], *, replace: bool = False) -> type[Task]:
+    """Make ``get_task(name, **options)`` (and ``task=<name>`` in a run spec or verl's ``reward_kwargs``) build
+    ``cls(**options)``: a :class:`Task` subclass (a dataclass whose fields are its options). In another process
+    (sweep runs, verl workers) ship the call as a plug-in (``VARPO_PLUGINS`` or a ``varpo.methods`` entry point,
+    loaded on the first unknown name). Returns ``cls``."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"task name must be a Python identifier (it is used in config values), got {name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError(f"task {name!r}: expected a subclass of varpo.tasks.Task, got {cls!r}")
+    if name in TASKS and TASKS[name] is not cls and not replace:
+        raise ValueError(f"task {name!r} is already registered; pass replace=True to override it")
+    TASKS[name] = cls
+    return cls
+
+
+def task_names() -> tuple[str, ...]:
+    """Names of all tasks (built-in, registered, and those the plug-ins register), in registration order."""
+    load_plugins()
+    return tuple(TASKS)
+
+
 def get_task(name: str, **options: Any) -> Task:
     """The task called `name` with its options set (see each task class for the options it takes)."""
+    if isinstance(name, str) and name not in TASKS:
+        load_plugins()
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
     cls = TASKS[name]
@@ -65,4 +89,6 @@ __all__ = [
     "evaluate",
     "get_task",
     "pass_at_k",
+    "register_task",
+    "task_names",
 ]

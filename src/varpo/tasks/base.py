@@ -1,4 +1,4 @@
-"""What every task shares: named reward functions, the `Task` interface, completion/prompt helpers.
+"""What every task shares: named reward functions and the `Task` interface (text helpers: :mod:`varpo.text`).
 
 A task is a dataset builder (`generate`, `load`) plus an ordered list of named reward functions. The order of
 `Task.reward_funcs` is the column index K of the reward matrix the engines build, with the task's main objective
@@ -17,49 +17,12 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from varpo.text import as_chat, completion_text
+
 # One sample's scorer: (completion text, **row fields, **task options) -> float | None.
 Scorer = Callable[..., "float | None"]
 # One sample's success test: (value, completion text, **row fields) -> bool.
 SuccessTest = Callable[..., bool]
-
-
-def completion_text(completion: Any) -> str:
-    """The text of one completion, whether TRL passes a plain string or chat messages.
-
-    Chat completions are lists of `{"role", "content"}` dicts (TRL: `[{"role": "assistant", "content": ...}]`);
-    the assistant messages' contents are joined (all messages if none is marked assistant). Content given as a
-    list of parts (`[{"type": "text", "text": ...}]`) is flattened. Anything else reads as "".
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Mapping):
-        completion = [completion]
-    if not isinstance(completion, Sequence) or isinstance(completion, bytes | bytearray):
-        return ""
-    messages = [m for m in completion if isinstance(m, Mapping)]
-    assistant = [m for m in messages if m.get("role") == "assistant"]
-    return "".join(_content_text(m.get("content")) for m in (assistant or messages))
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence) and not isinstance(content, bytes | bytearray):
-        return "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
-    return ""
-
-
-def prompt_text(prompt: Any) -> str:
-    """A prompt as one string: plain prompts as they are, chat prompts as their contents joined by blank lines."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, Sequence) and not isinstance(prompt, bytes | bytearray):
-        return "\n\n".join(_content_text(m.get("content")) for m in prompt if isinstance(m, Mapping))
-    return ""
-
-
-def as_chat(text: str, role: str) -> list[dict[str, str]]:
-    return [{"role": role, "content": text}]
 
 
 class RewardFn:

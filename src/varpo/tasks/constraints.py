@@ -34,8 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from varpo.tasks.base import RewardFn, Task, as_chat, completion_text, in_split, prompt_text
+from varpo.tasks.base import RewardFn, Task, in_split
 from varpo.tasks.io import read_records, to_dataset
+from varpo.text import as_chat, completion_text, prompt_text
 
 MAX_CHARS = 2000
 KINDS = ("binary", "partial")

@@ -26,8 +26,9 @@ from fractions import Fraction
 from typing import Any
 
 from varpo.tasks import arith
-from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
+from varpo.tasks.base import RewardFn, Task, in_split
 from varpo.tasks.io import Skipped, get_field, read_records, to_dataset
+from varpo.text import as_chat, prompt_text
 
 MAX_CHARS = 10_000
 _FORMAT = re.compile(r"^<think>.*?</think>\s*<answer>.*?</answer>$", re.DOTALL)

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from varpo.tasks.base import Task, as_chat, completion_text, in_split, prompt_text
+from varpo.tasks.base import Task, in_split
 from varpo.tasks.io import get_field, read_records, to_dataset
+from varpo.text import as_chat, completion_text, prompt_text
 
 
 class RewardFuncsError(ValueError):

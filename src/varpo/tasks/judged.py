@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from varpo.rewards.options import JudgeOptions
 from varpo.rewards.schemes import ScoreScheme, parse_dimensions
-from varpo.tasks.base import Task, as_chat, in_split
+from varpo.tasks.base import Task, in_split
 from varpo.tasks.io import get_field, read_records, to_dataset
 from varpo.tasks.judged_common import length_reward, to_verl_with_prompt
+from varpo.text import as_chat
 
 PROMPT = "Summarize the following post in one sentence.\n\nPOST: {post}\n\nTL;DR:"
 _OPENERS = [

@@ -18,7 +18,7 @@ def _score_length(text: str, max_words: int = 300) -> float:
 def to_verl_with_prompt(ds, base_to_verl, data_source=None):
     """verl rows whose ``extra_info.prompt`` holds the conversation as text: verl's reward managers pass
     ``extra_info`` but not the prompt, and a judge must see what the response answers."""
-    from varpo.rewards.judge import conversation_text
+    from varpo.text import conversation_text
 
     prompts = [conversation_text(p) for p in ds["prompt"]]
     out = base_to_verl(ds, data_source)

@@ -19,9 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
+from varpo.tasks.base import RewardFn, Task, in_split
 from varpo.tasks.io import Skipped, first_field, get_field, read_records, to_dataset
 from varpo.tasks.math_grader import DEFAULT_TIMEOUT_S, answers_match, extract_answer, gold_answer, last_boxed
+from varpo.text import as_chat, prompt_text
 
 PROMPT = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 

@@ -23,9 +23,10 @@ from typing import Any
 
 from varpo.rewards.options import JudgeOptions
 from varpo.rewards.schemes import HEALTHBENCH_AXES, RubricScheme, parse_rubric
-from varpo.tasks.base import Task, as_chat, in_split
+from varpo.tasks.base import Task, in_split
 from varpo.tasks.io import read_records, to_dataset
 from varpo.tasks.judged_common import length_reward, to_verl_with_prompt
+from varpo.text import as_chat
 
 # Synthetic rubric data: (condition, advice words a complete answer uses, a harmful suggestion).
 _TOPICS = [

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from varpo.tasks.base import RewardFn, Task, as_chat, in_split, prompt_text
+from varpo.tasks.base import RewardFn, Task, in_split
 from varpo.tasks.io import Skipped, get_field, read_records, to_dataset
 from varpo.tasks.toolrl_rules import check_ground_truth, correctness_fraction, format_ok, parse_ground_truth
+from varpo.text import as_chat, prompt_text
 
 CORRECTNESS_RANGES: dict[str, tuple[float, float]] = {
     "toolrl": (-3.0, 3.0),  # the official default

@@ -121,7 +121,7 @@ def _builtin_model(name: str, kwargs: dict):
     if the dataset has them) as ``varpo train`` builds it, cached; its tokenizer becomes ``processing_class``
     unless one is given."""
     from varpo import models
-    from varpo.tasks.base import completion_text, prompt_text
+    from varpo.text import completion_text, prompt_text
 
     dataset = kwargs.get("train_dataset")
     if dataset is None or "prompt" not in getattr(dataset, "column_names", ()):

@@ -27,7 +27,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from varpo.run import data, demo_plots, demo_stats, sft
+from varpo.experiments import demo_plots, demo_stats
+from varpo.run import data, sft
 from varpo.run import train as train_mod
 from varpo.run.spec import load_yaml, parse_overrides, resolve, validate
 
