@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -143,6 +144,31 @@ def test_matches_loop_oracle(method, batch, ddof, eps):
     want = oracle_advantages(rewards, ids, method, weights, eps=eps, ddof=ddof)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float32), rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.skipif(
+    os.environ.get("VARPO_HYPOTHESIS_PROFILE", "deterministic") != "deterministic",
+    reason="a random-search hypothesis profile was asked for",
+)
+def test_property_tests_draw_the_same_examples_every_run():
+    """tests/conftest.py loads a derandomized profile: the oracle test above inherits it, and two runs of a property
+    test draw identical examples."""
+    assert test_matches_loop_oracle._hypothesis_internal_use_settings.derandomize
+    assert settings.default.derandomize and settings.default.database is None
+
+    def draws() -> list[bytes]:
+        seen = []
+
+        @settings(max_examples=20)
+        @given(st.binary(min_size=16, max_size=16))
+        def prop(blob):
+            seen.append(blob)
+
+        prop()
+        return seen
+
+    first = draws()
+    assert len(set(first)) > 1 and first == draws()
 
 
 @pytest.mark.parametrize("option", [dict(saw_base="gdpo"), dict(saw_offsets=[3.0, 0.0])])
