@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -145,6 +146,31 @@ def test_matches_loop_oracle(method, batch, ddof, eps):
     torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float32), rtol=2e-4, atol=2e-4)
 
 
+@pytest.mark.skipif(
+    os.environ.get("VARPO_HYPOTHESIS_PROFILE", "deterministic") != "deterministic",
+    reason="a random-search hypothesis profile was asked for",
+)
+def test_property_tests_draw_the_same_examples_every_run():
+    """tests/conftest.py loads a derandomized profile: the oracle test above inherits it, and two runs of a property
+    test draw identical examples."""
+    assert test_matches_loop_oracle._hypothesis_internal_use_settings.derandomize
+    assert settings.default.derandomize and settings.default.database is None
+
+    def draws() -> list[bytes]:
+        seen = []
+
+        @settings(max_examples=20)
+        @given(st.binary(min_size=16, max_size=16))
+        def prop(blob):
+            seen.append(blob)
+
+        prop()
+        return seen
+
+    first = draws()
+    assert len(set(first)) > 1 and first == draws()
+
+
 @pytest.mark.parametrize("option", [dict(saw_base="gdpo"), dict(saw_offsets=[3.0, 0.0])])
 def test_saw_options_match_oracle(option):
     g = torch.Generator().manual_seed(0)
@@ -164,6 +190,114 @@ def test_rvpo_options_match_oracle(variant, k):
     got = varpo.compute_advantages(rewards, ids, method="rvpo", rvpo_k=k, rvpo_variant=variant, rvpo_beta=0.7)
     want = oracle_advantages(rewards.tolist(), ids.tolist(), "rvpo", rvpo_k=k, rvpo_variant=variant, rvpo_beta=0.7)
     torch.testing.assert_close(got.advantages, torch.tensor(want, dtype=torch.float32), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fixed (non-random) oracle cases with unscorable rows: three groups of unequal size in shuffled order, K = 2, two
+# rows with every reward missing (unscorable: out of every statistic, advantage 0) and three with one missing.
+# They pin the masked batch whitening (gdpo, rvpo, saw with gdpo base) with both ddof values, and SAW's batch
+# count (a component's CV is over its present rows only), independently of what a random draw happens to cover.
+# --------------------------------------------------------------------------------------------------------------
+NAN = float("nan")
+MISSING_IDS = [0, 1, 0, 2, 1, 0, 2, 1, 2, 0, 2, 2]
+MISSING_REWARDS = [
+    [1.0, 0.5],
+    [NAN, NAN],  # unscorable
+    [0.0, NAN],
+    [2.0, 1.0],
+    [1.0, 0.0],
+    [NAN, NAN],  # unscorable
+    [0.0, 0.25],
+    [3.0, 0.75],
+    [1.0, NAN],
+    [0.5, 1.0],
+    [NAN, 0.5],
+    [1.5, 0.0],
+]
+FIXED_CASES = {
+    "gdpo": dict(method="gdpo"),
+    "rvpo-softmin": dict(method="rvpo", rvpo_k=2.0),
+    "rvpo-explicit": dict(method="rvpo", rvpo_variant="explicit", rvpo_beta=0.7),
+    "saw": dict(method="saw"),
+    "saw-gdpo": dict(method="saw", saw_base="gdpo"),
+    "saw-offsets": dict(method="saw", saw_offsets=[3.0, 0.0]),
+}
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+@pytest.mark.parametrize("case", list(FIXED_CASES))
+def test_unscorable_rows_match_oracle(case, ddof):
+    options = dict(FIXED_CASES[case])
+    method = options.pop("method")
+    got = varpo.compute_advantages(
+        torch.tensor(MISSING_REWARDS, dtype=torch.float64),
+        torch.tensor(MISSING_IDS),
+        method=method,
+        weights=[1.0, 2.0],
+        ddof=ddof,
+        **options,
+    ).advantages
+    want = oracle_advantages(MISSING_REWARDS, MISSING_IDS, method, [1.0, 2.0], ddof=ddof, **options)
+    assert got[1] == 0 and got[5] == 0  # unscorable rows
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_saw_batch_cv_counts_present_rows_only():
+    """Hand values: the batch CV of a component is over the rows where it is present (9 and 8 of 12 rows)."""
+    rewards = torch.tensor(MISSING_REWARDS, dtype=torch.float64)
+    stats = varpo.compute_advantages(rewards, torch.tensor(MISSING_IDS), method="saw", names=["a", "b"]).stats
+    for j, name in enumerate(["a", "b"]):
+        vals = [r[j] for r in MISSING_REWARDS if math.isfinite(r[j])]
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+        assert stats[f"saw_cv/{name}"] == pytest.approx(std / (abs(mean) + 1e-8), rel=1e-9)
+    # a: 9 present values, sum 10, sum of squares 18.5 -> mean 10/9, σ² = (18.5 - 100/9) / 8 = 133/144
+    assert stats["saw_cv/a"] == pytest.approx(math.sqrt(133 / 144) / (10 / 9 + 1e-8), rel=1e-9)
+
+
+# SAW with a near-zero batch mean: component a's values are ~1e-8 with mean 1.25e-9, so its CV σ / (|μ| + 1e-8) is
+# set by the official CV eps (1e-8, in reward units) — without it the CV is 8x larger, with eps = 1e-6 ~80x
+# smaller; b is on the same scale, so the weights, and hence the advantages, depend on it. eps = 0 for the
+# advantage eps (a different eps), so the z-scores are scale-free at this tiny scale.
+NEAR_ZERO_IDS = [0, 1, 0, 1, 1, 0, 0, 1]
+NEAR_ZERO_REWARDS = [
+    [1e-8, 0.0],
+    [-1e-8, 1e-8],
+    [2e-8, 2e-8],
+    [-1.5e-8, 1e-8],
+    [0.5e-8, 3e-8],
+    [-1e-8, 0.0],
+    [1e-8, 1e-8],
+    [0.0, 2e-8],
+]
+
+
+@pytest.mark.parametrize("saw_base", ["grpo", "gdpo"])
+@pytest.mark.parametrize("scale", [1.0, 2.0**20], ids=["tiny", "scaled"])
+@pytest.mark.parametrize("missing", [False, True], ids=["all-present", "one-missing"])
+def test_saw_near_zero_mean_uses_the_cv_eps(saw_base, scale, missing):
+    """Both SAW routes: every reward present (CV from the pooled group statistics) and one missing a-entry (the
+    exact-sum route over the rewards). At scale 2^20 the mean is ~1e-3 and the eps is a ~1e-5 relative effect on
+    the CV, still pinned by the hand value."""
+    rows, ids = NEAR_ZERO_REWARDS, NEAR_ZERO_IDS
+    if missing:
+        rows, ids = [*rows, [NAN, 1.5e-8]], [*ids, 0]
+    rewards = [[v * scale for v in row] for row in rows]
+    out = varpo.compute_advantages(
+        torch.tensor(rewards, dtype=torch.float64),
+        torch.tensor(ids),
+        method="saw",
+        saw_base=saw_base,
+        eps=0.0,
+        names=["a", "b"],
+    )
+    want = oracle_advantages(rewards, ids, "saw", eps=0.0, saw_base=saw_base)
+    torch.testing.assert_close(out.advantages, torch.tensor(want, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    a = [r[0] for r in rewards if math.isfinite(r[0])]
+    mean = sum(a) / len(a)
+    std = math.sqrt(sum((v - mean) ** 2 for v in a) / (len(a) - 1))
+    assert mean == pytest.approx(1.25e-9 * scale, rel=1e-12)
+    assert out.stats["saw_cv/a"] == pytest.approx(std / (abs(mean) + 1e-8), rel=1e-9)
 
 
 def test_contiguous_fast_path_equals_general_path():

@@ -31,6 +31,38 @@ def test_ppo_clip_hand_values():
     assert m["ratio_max"] == pytest.approx(math.e) and m["ratio_min"] == pytest.approx(math.exp(-1))
 
 
+@pytest.mark.parametrize("per_token", [False, True], ids=["per-row-A", "per-token-A"])
+def test_ppo_clip_dual_clip_metric_at_zero_advantage_and_at_the_cap(per_token):
+    """``clip_frac_dual`` counts A < 0 tokens whose loss is strictly above the cap -c·A: never an A = 0 token (its
+    loss 0 equals its cap 0 — common in GRPO, every row of a solved or failed group) and never a token exactly at
+    the cap (the cap does not change it)."""
+
+    def run(logp, adv, c):
+        logp = torch.tensor(logp).unsqueeze(1)
+        adv = torch.tensor(adv)
+        if per_token:
+            adv = adv.unsqueeze(1)
+        return varpo.policy_loss(
+            "ppo_clip",
+            logprobs=logp,
+            old_logprobs=torch.zeros_like(logp),
+            advantages=adv,
+            mask=torch.ones_like(logp),
+            clip_ratio_c=c,
+        )
+
+    # On-policy batch, three zero-advantage rows and one A > 0 row: nothing is capped.
+    loss, m = run([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], 3.0)
+    assert m["clip_frac_dual"] == 0.0
+    torch.testing.assert_close(loss.squeeze(1), torch.tensor([0.0, 0.0, 0.0, -1.0]))
+    # A = -1 and ratio e: loss e·1; c = e as the float32 exp gives it, so the loss sits exactly at the cap c·1.
+    c = float(torch.exp(torch.tensor(1.0)))
+    # rows: at the cap; above it (ratio e^2 > c: capped to c); below it (on-policy, loss 1 < c); A = 0 off-policy.
+    loss, m = run([1.0, 2.0, 0.0, 1.0], [-1.0, -1.0, -1.0, 0.0], c)
+    torch.testing.assert_close(loss.squeeze(1), torch.tensor([c, c, 1.0, 0.0]), rtol=0, atol=0)
+    assert m["clip_frac_dual"] == 0.25  # only the row above the cap
+
+
 def test_ppo_clip_sequence_level_ratio_gspo():
     logp = torch.tensor([[0.3, 0.1, 9.0]])  # third token is padding
     old = torch.zeros(1, 3)

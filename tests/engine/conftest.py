@@ -63,7 +63,7 @@ def make_trainer(tiny_dir, task, train_ds, tmp_path):
     """``make_trainer(**config) -> VarpoGRPOTrainer`` with a fresh copy of the tiny model, 2 steps by default."""
     from varpo.trl import Trace, VarpoGRPOConfig, VarpoGRPOTrainer
 
-    def make(reward_funcs=None, dataset=None, **overrides):
+    def make(reward_funcs=None, dataset=None, eval_dataset=None, **overrides):
         config = dict(
             output_dir=str(tmp_path / "run"),
             use_cpu=True,
@@ -85,6 +85,7 @@ def make_trainer(tiny_dir, task, train_ds, tmp_path):
             reward_funcs=reward_funcs if reward_funcs is not None else [length, vowels],
             args=VarpoGRPOConfig(**config),
             train_dataset=dataset if dataset is not None else train_ds,
+            eval_dataset=eval_dataset,
             processing_class=tokenizer,
         )
         trainer.trace = Trace()

@@ -6,6 +6,7 @@ Each run checks that parameters moved, the loss is finite, the advantages the tr
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -14,6 +15,7 @@ import torch
 import varpo
 from tests.engine.conftest import length
 from varpo.trl import read_metrics
+from varpo.trl.trainer import STATE_FILE
 
 
 def _params(model) -> dict[str, torch.Tensor]:
@@ -82,6 +84,64 @@ def test_sigma_ema_state_is_kept(make_trainer):
     trainer = make_trainer(advantage_method="dvao", sigma_ema=0.9)
     _check_run(trainer, "dvao")
     assert trainer.sigma_ema.value is not None
+
+
+def _sigma_ema_after(state: dict, rollout: dict) -> dict:
+    """The running σ state after folding ``rollout``'s rewards into ``state`` (the trainer's own update)."""
+    ema = varpo.SigmaEMA()
+    ema.load_state_dict(state)
+    varpo.compute_advantages(
+        rollout["rewards"],
+        rollout["group_ids"],
+        "dvao",
+        weights=rollout["weights"],
+        sigma_ema=ema,
+        **rollout["options"],
+    )
+    return ema.state_dict()
+
+
+def test_sigma_ema_is_restored_on_resume(make_trainer, tmp_path):
+    """dvao's running σ is training state: checkpoint-1 holds the state going into step 1, and a run resumed from it
+    starts step 1 from exactly that state (a fresh one would start from nothing) and ends where the full run ends."""
+    common = dict(advantage_method="dvao", sigma_ema=0.9, max_steps=2, save_strategy="steps", save_steps=1)
+    full = make_trainer(**common)
+    full.train()
+    saved = json.loads((tmp_path / "run" / "checkpoint-1" / STATE_FILE).read_text())["sigma_ema"]
+    assert saved["value"] is not None and saved == full.trace.rollouts[1]["sigma_ema_state"]
+
+    resumed = make_trainer(**common, output_dir=str(tmp_path / "resumed"))
+    assert resumed.sigma_ema.state_dict() != saved  # what a resume without the restore would start step 1 from
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
+    (again,) = resumed.trace.rollouts
+    assert again["step"] == 1 and again["sigma_ema_state"] == saved
+    torch.testing.assert_close(again["rewards"], full.trace.rollouts[1]["rewards"], equal_nan=True)
+    torch.testing.assert_close(again["advantages"], full.trace.rollouts[1]["advantages"], rtol=0, atol=0)
+    assert resumed.sigma_ema.state_dict() == full.sigma_ema.state_dict()
+
+
+def test_evaluation_leaves_sigma_ema_unchanged_and_logs_eval_metrics(make_trainer, train_ds):
+    """Evaluation after every step generates and scores eval groups but must not move the running σ: each training
+    step starts from the state the previous training step left, and the run ends in the last step's state."""
+    trainer = make_trainer(
+        advantage_method="dvao",
+        sigma_ema=0.9,
+        max_steps=2,
+        eval_dataset=train_ds.select(range(4)),
+        eval_strategy="steps",
+        eval_steps=1,
+        per_device_eval_batch_size=8,
+    )
+    trainer.train()
+    rollouts = trainer.trace.rollouts
+    assert len(rollouts) == 2 and rollouts[0]["sigma_ema_state"]["value"] is None
+    after_first = _sigma_ema_after(rollouts[0]["sigma_ema_state"], rollouts[0])
+    assert rollouts[1]["sigma_ema_state"] == after_first  # the evaluation after step 1 did not move it
+    assert trainer.sigma_ema.state_dict() == _sigma_ema_after(after_first, rollouts[1])  # nor the one after step 2
+    evals = [r for r in read_metrics(trainer.args.output_dir) if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [1, 2]
+    for key in ("eval_loss", "eval_reward/length/mean", "eval_reward/vowels/mean", "eval_adv/adv_abs_mean"):
+        assert all(math.isfinite(r[key]) for r in evals), key
 
 
 def test_gradient_accumulation_is_exact(make_trainer, train_ds):

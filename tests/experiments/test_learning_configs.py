@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("varpo.run.spec", reason="the TRL engine (varpo.run) is not installed")
-
-from varpo.experiments.grid import expand_grid  # noqa: E402
-from varpo.run import data  # noqa: E402
-from varpo.run.spec import load_config  # noqa: E402
+from varpo.experiments.grid import expand_grid
+from varpo.run import data
+from varpo.run.spec import load_config
 
 LEARNING = Path(__file__).resolve().parents[2] / "benchmarks" / "learning"
 

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("varpo.run.train", reason="the TRL engine (varpo.run) is not installed")
-
-from varpo.experiments.grid import expand_grid  # noqa: E402
-from varpo.experiments.report import write_report  # noqa: E402
-from varpo.experiments.results import load_sweep  # noqa: E402
-from varpo.experiments.sweep import run_sweep  # noqa: E402
+from varpo.experiments.grid import expand_grid
+from varpo.experiments.report import write_report
+from varpo.experiments.results import load_sweep
+from varpo.experiments.sweep import run_sweep
 
 CONFIG = """\
 model: builtin:tiny

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.verl.conftest import require_verl_extra
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "varpo_mymethod"
 
@@ -90,7 +92,7 @@ def test_trains_through_varpo_train_and_sweep(installed, tmp_path):
 
 
 def test_registers_in_verl_including_late_registrations(installed):
-    pytest.importorskip("verl")
+    require_verl_extra()  # skip, or fail in CI, without the verl extra
     proc = run(
         installed,
         "-c",

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.rewards.conftest import SLOW_SECONDS
+from tests.timing import median_seconds
 from varpo.rewards import JudgeRewards, OpenAIBackend, RubricScheme, ScoreScheme, TransformersBackend, parse_dimensions
 from varpo.tasks import get_task
 
@@ -77,10 +78,15 @@ def test_concurrency_bound_respected(server, stats, batch):
 
 def test_timeout_honoured_and_retries_counted(server, batch):
     # /stall/v1 answers after 10 x SLOW_SECONDS = 6 s; two 1 s attempts must give up long before that
-    judge = rubric_judge(server.url("stall"), timeout=1.0, retries=1, backoff=0.0, concurrency=6)
-    start = time.monotonic()
-    values = call_all(judge, batch)
-    elapsed = time.monotonic() - start
+    # median of 3 runs (a fresh judge each: nothing cached), so one stalled scheduler slice cannot fail it
+    judges = []
+
+    def run():
+        judges.append(rubric_judge(server.url("stall"), timeout=1.0, retries=1, backoff=0.0, concurrency=6))
+        return call_all(judges[-1], batch)
+
+    elapsed, values = median_seconds(run)
+    judge = judges[-1]
     assert 2.0 <= elapsed < 10 * SLOW_SECONDS - 1.0
     assert all(v is None for vs in values.values() for v in vs)
     m = judge.pop_metrics()
@@ -89,10 +95,15 @@ def test_timeout_honoured_and_retries_counted(server, batch):
 
 
 def test_batch_deadline_bounds_an_outage(server, batch):
-    judge = rubric_judge(server.url("stall"), timeout=30.0, retries=5, batch_timeout=1.0, concurrency=2)
-    start = time.monotonic()
-    values = call_all(judge, batch)
-    assert time.monotonic() - start < 10 * SLOW_SECONDS - 2.0  # the deadline, not the 6 s stall
+    judges = []
+
+    def run():
+        judges.append(rubric_judge(server.url("stall"), timeout=30.0, retries=5, batch_timeout=1.0, concurrency=2))
+        return call_all(judges[-1], batch)
+
+    elapsed, values = median_seconds(run)  # median of 3 runs, a fresh judge each
+    judge = judges[-1]
+    assert elapsed < 10 * SLOW_SECONDS - 2.0  # the deadline, not the 6 s stall
     assert all(v is None for vs in values.values() for v in vs)
     assert judge.pop_metrics()["judge/failures"] == 6
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 import varpo.tasks
+from tests.timing import median_seconds
 from varpo.tasks.constraints import MAX_CHARS, WORDS
 
 
@@ -121,9 +121,9 @@ def test_hostile_completions_are_bounded_in_time_and_score_zero():
         "alpha" + "!" * 10**5,
     ]
     for text in hostile:
-        start = time.perf_counter()
-        scores = t.score(text)
-        assert time.perf_counter() - start < 0.5
+        # median of 5 runs: the bound is about the work (linear, no backtracking blow-up), not one scheduler stall
+        seconds, scores = median_seconds(lambda text=text: t.score(text), runs=5)
+        assert seconds < 0.5, (text[:20], seconds)
         if len(text) > MAX_CHARS:
             assert set(scores.values()) == {0.0}
 

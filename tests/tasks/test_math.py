@@ -7,6 +7,7 @@ import time
 import pytest
 
 import varpo.tasks
+from tests.timing import median_seconds
 from varpo.tasks import math_grader
 from varpo.tasks.math import count_tokens
 from varpo.tasks.math_grader import _Worker, answers_match, extract_answer, gold_answer, last_boxed, to_number
@@ -207,16 +208,18 @@ def test_accuracy_off_the_main_thread_uses_the_worker_and_agrees(task):
 
 def test_runaway_math_verify_is_bounded_on_and_off_the_main_thread(task):
     bomb = r"\boxed{9^{9^{9^{9}}}}"
-    t0 = time.monotonic()
-    assert accuracy(task, bomb, "42") == 0.0
-    assert time.monotonic() - t0 < task.timeout_s + 0.1
-    math_grader.clear_cache()
+    # medians of 3 runs, the verdict cache cleared before each so every run grades the bomb
+    seconds, score = median_seconds(lambda: accuracy(task, bomb, "42"), setup=math_grader.clear_cache)
+    assert score == 0.0 and seconds < task.timeout_s + 0.1
     out = []
-    worker = threading.Thread(target=lambda: out.append(accuracy(task, bomb, "42")))
-    t0 = time.monotonic()
-    worker.start()
-    worker.join(timeout=60)
-    assert out == [0.0] and time.monotonic() - t0 < 3 * task.timeout_s + 4
+
+    def on_a_thread():
+        worker = threading.Thread(target=lambda: out.append(accuracy(task, bomb, "42")))
+        worker.start()
+        worker.join(timeout=60)
+
+    seconds, _ = median_seconds(on_a_thread, setup=math_grader.clear_cache)
+    assert out == [0.0, 0.0, 0.0] and seconds < 3 * task.timeout_s + 4
 
 
 def test_a_hung_worker_is_killed_and_replaced(tmp_path):

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("verl")
-
-import varpo.verl.plugin  # noqa: E402,F401
-from tests.verl.helpers import compose  # noqa: E402
-from varpo.verl.settings import ConfigError, VarpoSettings, check_config  # noqa: E402
-from varpo.verl.train import main, split_args, validate  # noqa: E402
+import varpo.verl.plugin  # noqa: F401
+from tests.verl.helpers import compose
+from varpo.verl.settings import ConfigError, VarpoSettings, check_config
+from varpo.verl.train import main, split_args, validate
 
 ROOT = Path(__file__).parents[2]
 # Paper set-ups (smoke.sh, the GPU smoke run, is tested on its own below).

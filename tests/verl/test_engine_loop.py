@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("verl")
-
-import varpo  # noqa: E402
-from tests.verl.cpu_platform import engine_env  # noqa: E402
+import varpo
+from tests.verl.cpu_platform import engine_env
 
 pytestmark = pytest.mark.verl
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,18 +8,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("verl")
-
 from verl.trainer.ppo import (
-    core_algos,  # noqa: E402
-    ray_trainer,  # noqa: E402
+    core_algos,
+    ray_trainer,
 )
 
-import varpo  # noqa: E402
-import varpo.verl.plugin  # noqa: E402,F401  (normally loaded by `import verl` through the entry point)
-from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch  # noqa: E402
-from varpo.verl import state as verl_state  # noqa: E402
+import varpo
+import varpo.verl.plugin  # noqa: F401  (normally loaded by `import verl` through the entry point)
+from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch
+from varpo.verl import state as verl_state
 
 ESTIMATORS = [f"varpo_{m}" for m in varpo.METHODS]
 # verl's advantages are float32: two routes to the same value may differ by a few float32 ulps (2^-23 ≈ 1.2e-7

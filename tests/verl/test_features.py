@@ -8,18 +8,15 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import open_dict
+from verl.trainer.ppo import ray_trainer
 
-pytest.importorskip("verl")
-
-from verl.trainer.ppo import ray_trainer  # noqa: E402
-
-import varpo  # noqa: E402
-import varpo.verl.plugin  # noqa: E402,F401
-from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch  # noqa: E402
-from tests.verl.test_config import cfg  # noqa: E402
-from varpo.verl.context import advantage_inputs  # noqa: E402
-from varpo.verl.rewards import SIGNAL_KEY, signal_code  # noqa: E402
-from varpo.verl.settings import ConfigError, VarpoSettings, check_config  # noqa: E402
+import varpo
+import varpo.verl.plugin  # noqa: F401
+from tests.verl.helpers import KEYS, algo_config, group_ids, make_batch
+from tests.verl.test_config import cfg
+from varpo.verl.context import advantage_inputs
+from varpo.verl.rewards import SIGNAL_KEY, signal_code
+from varpo.verl.settings import ConfigError, VarpoSettings, check_config
 
 SCHEDULE = {"type": "linear", "points": [[0, [0.9, 0.1, 0.0]], [10, [0.1, 0.1, 0.8]]]}
 

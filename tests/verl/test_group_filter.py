@@ -8,20 +8,16 @@ import math
 
 import numpy as np
 import pytest
+from verl.trainer.ppo.v1 import replay_buffer as rb
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
-pytest.importorskip("verl")
-pytest.importorskip("transfer_queue")
-
-from verl.trainer.ppo.v1 import replay_buffer as rb  # noqa: E402
-from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync  # noqa: E402
-
-import varpo.verl.plugin  # noqa: E402,F401
-from tests.verl.test_config import cfg  # noqa: E402
-from tests.verl.test_v1 import FakeTQ, trainer  # noqa: E402
-from varpo.verl.group_filter import SignalRule, VarpoReplayBuffer, VarpoReplayBufferAsync, use_signal_rule  # noqa: E402
-from varpo.verl.rewards import SIGNAL_KEY, signal_code  # noqa: E402
-from varpo.verl.settings import ConfigError, VarpoSettings, check_config  # noqa: E402
-from varpo.verl.trainer import VarpoTrainerColocateAsync, VarpoTrainerSync  # noqa: E402
+import varpo.verl.plugin  # noqa: F401
+from tests.verl.test_config import cfg
+from tests.verl.test_v1 import FakeTQ, trainer
+from varpo.verl.group_filter import SignalRule, VarpoReplayBuffer, VarpoReplayBufferAsync, use_signal_rule
+from varpo.verl.rewards import SIGNAL_KEY, signal_code
+from varpo.verl.settings import ConfigError, VarpoSettings, check_config
+from varpo.verl.trainer import VarpoTrainerColocateAsync, VarpoTrainerSync
 
 KEYS = ("a", "b")
 #: K = 2, equal weights: the components trade off, the sum is constant; gdpo/ac/saw/rvpo give every sample 0.

@@ -6,20 +6,17 @@ import math
 
 import pytest
 import torch
+from verl.trainer.ppo.core_algos import get_policy_loss_fn
+from verl.utils import tensordict_utils as tu
+from verl.workers.config import ActorConfig, PolicyLossConfig
+from verl.workers.engine.utils import prepare_micro_batches
 
-pytest.importorskip("verl")
-
-from verl.trainer.ppo.core_algos import get_policy_loss_fn  # noqa: E402
-from verl.utils import tensordict_utils as tu  # noqa: E402
-from verl.workers.config import ActorConfig, PolicyLossConfig  # noqa: E402
-from verl.workers.engine.utils import prepare_micro_batches  # noqa: E402
-
-import varpo  # noqa: E402
-import varpo.verl.plugin  # noqa: E402,F401
-from tests.verl.helpers import group_ids  # noqa: E402
-from varpo.verl.batching import group_aligned_order  # noqa: E402
-from varpo.verl.context import loss_groups  # noqa: E402
-from varpo.verl.losses import worker_loss  # noqa: E402
+import varpo
+import varpo.verl.plugin  # noqa: F401
+from tests.verl.helpers import group_ids
+from varpo.verl.batching import group_aligned_order
+from varpo.verl.context import loss_groups
+from varpo.verl.losses import worker_loss
 
 N_PER_GROUP, BETA = 4, 0.1
 

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from verl.trainer.ppo.core_algos import get_policy_loss_fn
+from verl.workers.config import ActorConfig, PolicyLossConfig
 
-pytest.importorskip("verl")
-
-from verl.trainer.ppo.core_algos import get_policy_loss_fn  # noqa: E402
-from verl.workers.config import ActorConfig, PolicyLossConfig  # noqa: E402
-
-import varpo  # noqa: E402
+import varpo
 
 CLIP_LOW, CLIP_HIGH = 0.2, 0.28
 # verl's seq-mean-token-mean divides each sequence by L_i + 1e-8 (varpo: L_i), a relative difference <= 1e-8.

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("verl")
-
-import varpo.verl.plugin  # noqa: E402,F401
-from tests.verl.test_config import local_files  # noqa: E402
-from varpo.verl.train import compose_config, main, validate  # noqa: E402
+import varpo.verl.plugin  # noqa: F401
+from tests.verl.test_config import local_files
+from varpo.verl.train import compose_config, main, validate
 
 ROOT = Path(__file__).parents[2]
 TOOLRL = [

@@ -12,17 +12,15 @@ import types
 from pathlib import Path
 
 import pytest
+import verl
+from verl.trainer.ppo import core_algos, ray_trainer
 
-verl = pytest.importorskip("verl")
-
-from verl.trainer.ppo import core_algos, ray_trainer  # noqa: E402
-
-import varpo  # noqa: E402
-import varpo.verl.plugin  # noqa: E402,F401
-from tests.verl.helpers import make_batch  # noqa: E402
-from varpo.verl import POLICY_LOSS_NAME, legacy  # noqa: E402
-from varpo.verl.estimators import ESTIMATORS  # noqa: E402
-from varpo.verl.losses import gvpo_policy_loss  # noqa: E402
+import varpo
+import varpo.verl.plugin  # noqa: F401
+from tests.verl.helpers import make_batch
+from varpo.verl import POLICY_LOSS_NAME, legacy
+from varpo.verl.estimators import ESTIMATORS
+from varpo.verl.losses import gvpo_policy_loss
 
 NAMES = [f"varpo_{m}" for m in varpo.METHODS]
 SHIPPED_TESTS = Path(verl.__file__).parent.parent / "tests" / "trainer" / "ppo" / "test_core_algos_on_cpu.py"

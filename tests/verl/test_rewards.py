@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from verl.trainer.ppo.reward import get_custom_reward_fn
 
-pytest.importorskip("verl")
-
-from verl.trainer.ppo.reward import get_custom_reward_fn  # noqa: E402
-
-import varpo.tasks  # noqa: E402
-from tests.verl.helpers import compose  # noqa: E402
-from varpo.verl.rewards import compute_score, task_for, task_row  # noqa: E402
+import varpo.tasks
+from tests.verl.helpers import compose
+from varpo.verl.rewards import compute_score, task_for, task_row
 
 
 def verl_loaded(task: str, *extra: str):

@@ -13,27 +13,23 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("verl")
-pytest.importorskip("transfer_queue")
-
-from transfer_queue import KVBatchMeta  # noqa: E402
-from verl.experimental.agent_loop.agent_loop import AgentLoopWorker  # noqa: E402
-from verl.trainer.ppo.v1 import (  # noqa: E402
+from transfer_queue import KVBatchMeta
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+from verl.trainer.ppo.v1 import (
     PPOTrainer,
     PPOTrainerSync,
     get_trainer_cls,
-    trainer_base,  # noqa: E402
+    trainer_base,
 )
-from verl.utils import tensordict_utils as tu  # noqa: E402
+from verl.utils import tensordict_utils as tu
 
-import varpo  # noqa: E402
-import varpo.verl.plugin  # noqa: E402,F401
-from tests.verl.helpers import KEYS, compose, group_ids, make_rows  # noqa: E402
-from varpo.verl import TRAINER_MODES  # noqa: E402
-from varpo.verl.losses import worker_loss  # noqa: E402
-from varpo.verl.settings import ConfigError  # noqa: E402
-from varpo.verl.trainer import MODES, VarpoTrainerMixin, VarpoTrainerSync  # noqa: E402
+import varpo
+import varpo.verl.plugin  # noqa: F401
+from tests.verl.helpers import KEYS, compose, group_ids, make_rows
+from varpo.verl import TRAINER_MODES
+from varpo.verl.losses import worker_loss
+from varpo.verl.settings import ConfigError
+from varpo.verl.trainer import MODES, VarpoTrainerMixin, VarpoTrainerSync
 
 COMMON = [
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
