@@ -166,3 +166,20 @@ def test_the_shipped_example_dry_runs(monkeypatch, tmp_path):
     result = runner.invoke(app, ["train", str(config.relative_to(ROOT)), "--dry-run", f"output_dir={tmp_path}/o"])
     assert result.exit_code == 0, result.output
     assert "custom: rewards ['correct', 'concise']" in " ".join(result.output.split())
+
+
+def test_sft_warm_start_key_follows_the_users_data(project, tmp_path):
+    """The custom task's demonstrations come from train_file, which is not among the spec's task options: the warm
+    start's cache key digests the demonstrations themselves, so another file never reuses a stale warm start."""
+    from varpo.run import sft
+
+    _, values = project
+    spec = spec_mod.resolve({**values, "warm_start": "sft"}).spec
+    key = sft.sft_key(spec, "base", 0, data.sft_data(spec))
+    assert key == sft.sft_key(spec, "base", 0, data.sft_data(spec))  # same data, same key
+    rows = [{"question": f"What is {i} * 3?", "answer": str(3 * i)} for i in range(60)]
+    (tmp_path / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    other = spec_mod.resolve({**values, "warm_start": "sft", "train_file": "other.jsonl"}).spec
+    assert sft.sft_key(other, "base", 0, data.sft_data(other)) != key
+    (tmp_path / "train.jsonl").write_text((tmp_path / "other.jsonl").read_text())  # same path, new content
+    assert sft.sft_key(spec, "base", 0, data.sft_data(spec)) != key

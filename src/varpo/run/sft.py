@@ -38,12 +38,20 @@ def tiny_spec(spec: RunSpec) -> models.TinySpec:
         ) from err
 
 
-def sft_key(spec: RunSpec, base: str, seed: int) -> str:
+def demos_digest(demos) -> str:
+    """Digest of the demonstrations themselves: a task whose data is not in the spec's options (``reward_funcs``
+    with a ``train_file``, a registered task reading its own files) still gets a new warm start when they change."""
+    as_text = (p if isinstance(p, str) else json.dumps(p, sort_keys=True) for p in demos["prompt"])
+    return models.text_digest(f"{p}\0{c}" for p, c in zip(as_text, demos["completion"], strict=True))
+
+
+def sft_key(spec: RunSpec, base: str, seed: int, demos) -> str:
     import trl
 
     fields = {k: getattr(spec, k) for k in RunSpec.__dataclass_fields__ if k.startswith("sft_")}
     return digest(
         {
+            "demos": demos_digest(demos),
             "base": base if spec.model != models.BUILTIN_TINY else os.path.basename(base),
             "task": spec.task,
             "task_options": spec.task_options,
@@ -59,13 +67,13 @@ def warm_start(spec: RunSpec, *, seed: int = 0, max_length: int = 512, force: bo
     """SFT the base model on the task's demonstrations (or reuse the cached result); returns the model directory."""
     quiet_library_bars()  # first: building builtin:tiny (base_model) saves a model, whose shard bar went to the log
     base = base_model(spec)
-    target = models.cache_root() / "sft" / f"sft-{sft_key(spec, base, seed)}"
+    demos = data.sft_data(spec)
+    target = models.cache_root() / "sft" / f"sft-{sft_key(spec, base, seed, demos)}"
     if (target / MARKER).exists() and not force:
         return target
     from trl import SFTConfig, SFTTrainer
 
     model, tokenizer = models.load(base)
-    demos = data.sft_data(spec)
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=root, prefix=".sft-"))
