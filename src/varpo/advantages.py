@@ -592,7 +592,9 @@ def compute_advantages(
         component (:func:`no_signal_rule`: sums to 1 over the components with signal, all 0 without any),
         ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
         ``adv_max_abs``, ``adv_mean``, ``adv_std``, ``reward_mean/<name>``, ``reward_std/<name>``,
-        ``group_std_mean/<name>``, ``frac_missing/<name>`` (+ ``saw_cv/<name>`` for saw), all finite.
+        ``group_std_mean/<name>``, ``frac_missing/<name>``, ``frac_signal/<name>`` (among groups with >= 2
+        scorable samples of the component, the fraction in which it varies; absent when no group has 2) (+
+        ``saw_cv/<name>`` for saw), all finite.
         Statistics of a component missing from the whole batch, and the ``adv_*`` statistics of a batch without
         any scorable sample, have no value: they are named in ``absent`` (and left out of ``present_stats``,
         what loggers show), never reported as a measured 0.
@@ -767,6 +769,10 @@ def _stats(
     else:
         present = count > 0
         group_std_mean = safe_div((std * present).sum(0), present.sum(0).to(STAT_DTYPE))
+    # frac_signal/<name>: among groups with >= 2 scorable samples of the component, the fraction where it varies
+    # (a group where it varies has >= 2 of them). No such group: absent, not 0 (the collapse alarm reads it).
+    scorable_groups = (count >= 2).sum(0).to(STAT_DTYPE)  # [K]
+    frac_signal = safe_div((b.signal > 0).sum(0).to(STAT_DTYPE), scorable_groups)
     r_mean, r_std, r_count = b.pooled
     scalars = torch.stack(
         [
@@ -781,20 +787,23 @@ def _stats(
             r_std,
             group_std_mean,
             1.0 - r_count / max(b.rewards.shape[0], 1),
+            frac_signal,
         ]
     )
-    keys = ["weight", "reward_mean", "reward_std", "group_std_mean", "frac_missing"]
+    keys = ["weight", "reward_mean", "reward_std", "group_std_mean", "frac_missing", "frac_signal"]
     if method == "saw":
         per_k = torch.cat([per_k, saw_weights(b, o)[1].unsqueeze(0)])
         keys.append("saw_cv")
     # Absent is not zero: statistics of a component missing from the whole batch (and advantage statistics of a
     # batch with no scorable sample) stay finite here (placeholder 0) but are named in `absent`, so a logger leaves
     # them out instead of plotting a fake 0. One extra row in the same sync: the per-component presence.
-    values = torch.cat([scalars, per_k.flatten(), (r_count > 0).to(STAT_DTYPE), any_row])
+    presence = torch.cat([(r_count > 0).to(STAT_DTYPE), (scorable_groups > 0).to(STAT_DTYPE)])
+    values = torch.cat([scalars, per_k.flatten(), presence, any_row])
     values = torch.nan_to_num(values, nan=0.0, posinf=F64_MAX, neginf=-F64_MAX).tolist()
     no_rows = values.pop() == 0.0
-    present_k = [bool(v) for v in values[-k:]]
-    del values[-k:]
+    present_k = [bool(v) for v in values[-2 * k : -k]]
+    signal_k = [bool(v) for v in values[-k:]]
+    del values[-2 * k :]
     out = dict(
         zip(
             [
@@ -815,5 +824,7 @@ def _stats(
         for j, name in enumerate(names):
             out[f"{key}/{name}"] = rest[i * k + j]
             if key not in ("weight", "frac_missing") and not present_k[j]:
+                absent.add(f"{key}/{name}")
+            elif key == "frac_signal" and not signal_k[j]:
                 absent.add(f"{key}/{name}")
     return out, frozenset(absent)

@@ -191,8 +191,10 @@ def test_effective_weights_follow_one_no_signal_rule(method):
     out = varpo.compute_advantages(r, torch.tensor([0, 0, 1, 1]), method, names=["a", "b", "c"])
     assert (out.stats["weight/a"], out.stats["weight/b"], out.stats["weight/c"]) == (1.0, 0.0, 0.0)
     assert out.stats["reward_mean/b"] == 2.0 and "reward_mean/b" in out.present_stats
-    per_c = {"reward_mean/c", "reward_std/c", "group_std_mean/c"} | ({"saw_cv/c"} if method == "saw" else set())
+    per_c = {"reward_mean/c", "reward_std/c", "group_std_mean/c", "frac_signal/c"}
+    per_c |= {"saw_cv/c"} if method == "saw" else set()
     assert out.absent == per_c
+    assert (out.present_stats["frac_signal/a"], out.present_stats["frac_signal/b"]) == (1.0, 0.0)  # measured 0
     assert "reward_mean/c" not in out.present_stats and math.isfinite(out.stats["reward_mean/c"])
     flat = varpo.compute_advantages(r[:, 1:], torch.tensor([0, 0, 1, 1]), method, names=["b", "c"])
     assert (flat.stats["weight/b"], flat.stats["weight/c"]) == (0.0, 0.0)

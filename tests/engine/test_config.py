@@ -48,6 +48,8 @@ BASE = dict(output_dir="/tmp/varpo-config-test", use_cpu=True, report_to="none")
         ({"scale_rewards": "batch"}, "scale_rewards"),
         ({"multi_objective_aggregation": "normalize_then_sum"}, "multi_objective_aggregation"),
         ({"top_entropy_quantile": 0.2}, "top_entropy_quantile"),
+        ({"collapse_window": 0}, "collapse_window"),
+        ({"collapse_window": 2.5}, "collapse_window"),
     ],
 )
 def test_invalid_config_one_line(overrides, field):

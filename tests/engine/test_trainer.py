@@ -212,3 +212,23 @@ def test_tied_lm_head_missing_from_a_checkpoint_is_not_warned_about(make_trainer
     with caplog.at_level(logging.WARNING):
         trainer._issue_warnings_after_load(_IncompatibleKeys(["model.norm.weight"], []))
     assert "missing keys in the checkpoint model loaded: ['model.norm.weight']" in caplog.text
+
+
+def constant(completions, **kwargs):
+    """An objective with no within-group variance: collapsed from the first step."""
+    return [1.0 for _ in completions]
+
+
+def test_frac_signal_logged_and_collapse_alarm_warns_once(make_trainer, caplog):
+    import logging
+
+    trainer = make_trainer(reward_funcs=[length, constant], max_steps=3, collapse_window=2, advantage_method="grpo")
+    with caplog.at_level(logging.WARNING, logger="varpo"):
+        trainer.train()
+    steps = [r for r in read_metrics(trainer.args.output_dir) if "loss" in r]
+    assert [r["adv/frac_signal/constant"] for r in steps] == [0.0, 0.0, 0.0]
+    assert all(0.0 < r["adv/frac_signal/length"] <= 1.0 for r in steps)
+    lines = [r.getMessage() for r in caplog.records if "objective collapse" in r.getMessage()]
+    assert len(lines) == 1, lines  # window 2 reached at the second batch; not repeated at the third
+    assert "'constant'" in lines[0] and "adv/frac_signal/constant = 0" in lines[0] and "\n" not in lines[0]
+    assert trainer.collapse_alarm.collapsed() == ["constant"]

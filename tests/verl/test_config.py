@@ -113,6 +113,8 @@ def test_hydra_keys_reach_the_settings():
         (["+algorithm.varpo.sigma_ema_decay=0.9"], "only applies to varpo_dvao"),
         (["+algorithm.varpo.vl_norm_alpha=-1"], "alpha"),
         (["+algorithm.varpo.gvpo_beta=abc"], "number"),
+        (["+algorithm.varpo.collapse_window=0"], r"^algorithm.varpo.collapse_window=0 is invalid; allowed: [^\n]*$"),
+        (["+algorithm.varpo.collapse_window=ten"], "collapse_window='ten' is invalid"),
     ],
 )
 def test_bad_values_are_rejected_with_the_core_message(overrides, message):
@@ -148,6 +150,18 @@ def test_bad_values_are_rejected_with_the_core_message(overrides, message):
 def test_incompatible_combinations_fail_before_ray(overrides, message):
     with pytest.raises(ConfigError, match=message):
         check_config(cfg(*overrides))
+
+
+def test_collapse_window_default_null_and_legacy_warning():
+    assert VarpoSettings.from_algorithm(cfg().algorithm).collapse_window == 20
+    base = ("algorithm.adv_estimator=varpo_gdpo", "+algorithm.varpo.reward_keys=[a,b]")
+    c = cfg(*base, "trainer.v1.trainer_mode=varpo", "+algorithm.varpo.collapse_window=null")
+    assert VarpoSettings.from_algorithm(c.algorithm).collapse_window is None
+    c = cfg(*base, "trainer.v1.trainer_mode=varpo", "+algorithm.varpo.collapse_window=5")
+    assert VarpoSettings.from_algorithm(c.algorithm).collapse_window == 5
+    assert not any("collapse_window" in m for m in check_config(c))
+    legacy = cfg(*base, "trainer.use_v1=false", "+algorithm.varpo.collapse_window=5")
+    assert any("collapse_window has no effect" in m for m in check_config(legacy))
 
 
 def test_legacy_trainer_carries_components_so_no_mode_is_needed():
@@ -194,6 +208,9 @@ def test_launcher_dry_run_and_error_exit(capsys, tmp_path):
         == 2
     )
     assert "trainer_mode=varpo" in capsys.readouterr().err
+    bad = ["algorithm.adv_estimator=varpo_rvpo", "+algorithm.varpo.collapse_window=-1"]
+    assert main(["--dry-run", *BASE, *files, *bad]) == 2
+    assert "algorithm.varpo.collapse_window=-1 is invalid" in capsys.readouterr().err
 
 
 def example_args(script: Path, tmp_path: Path) -> list[str]:

@@ -127,6 +127,26 @@ def test_varpo_mode_carries_components_to_advantages(fake_tq):
     assert {"varpo/weight/acc", "varpo/weight/fmt", "varpo/weight/len", "varpo/frac_zero_std_groups"} <= set(metrics)
 
 
+def test_varpo_mode_logs_frac_signal_and_the_collapse_alarm_warns_once(fake_tq, caplog):
+    import logging
+
+    t = trainer(VarpoTrainerSync, DVAO + ["trainer.v1.trainer_mode=varpo", "+algorithm.varpo.collapse_window=2"])
+    logged = []
+    for step in (1, 2, 3):
+        batch, uids, rewards = rollout_in_tq(fake_tq, seed=step)
+        for key in batch.keys:  # fmt: constant in every group (collapsed); acc, len as drawn
+            fake_tq.store[key]["extra_fields"]["reward_extra_info"]["fmt"] = 1.0
+        t.global_steps, metrics = step, {}
+        with caplog.at_level(logging.WARNING, logger="varpo.verl"):
+            t._compute_advantage(batch, metrics)
+        logged.append(metrics)
+        want = varpo.compute_advantages(torch.as_tensor(rewards), group_ids(uids), "dvao", names=KEYS).stats
+        assert metrics["varpo/frac_signal/len"] == want["frac_signal/len"] > 0  # the core's value, unchanged
+    assert [m["varpo/frac_signal/fmt"] for m in logged] == [0.0, 0.0, 0.0]
+    lines = [r.getMessage() for r in caplog.records if "objective collapse" in r.getMessage()]
+    assert len(lines) == 1 and "at step 2" in lines[0] and "varpo/frac_signal/fmt = 0" in lines[0], lines
+
+
 def test_components_written_as_top_level_fields_by_the_colocated_reward_path(fake_tq):
     batch, uids, rewards = rollout_in_tq(fake_tq, seed=5)
     for key in batch.keys:  # _compute_reward_colocate writes reward_extra_keys next to rm_scores

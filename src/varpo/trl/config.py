@@ -21,6 +21,7 @@ from trl import GRPOConfig
 from varpo import registry
 from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
+from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.losses import POLICY_LOSSES
 from varpo.schedules import parse_schedule
 from varpo.trl import replay
@@ -193,6 +194,13 @@ class VarpoGRPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "Weights over steps: {type: linear|cosine, points: [[step, [w_1..w_K]], ...]}."},
     )
+    collapse_window: int | None = field(
+        default=DEFAULT_WINDOW,
+        metadata={
+            "help": "Objective-collapse alarm: warn once when an objective has not varied within any group "
+            "(adv/frac_signal/<name> = 0) for this many consecutive generation batches; null turns it off."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.sigma_ema is True:
@@ -231,6 +239,7 @@ class VarpoGRPOConfig(GRPOConfig):
         _number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
         _number("gvpo_beta", self.gvpo_beta, "a finite number > 0", lambda v: v > 0)
         replay.validate_config(self)
+        check_window(self.collapse_window)
         if self.clip_ratio_c is not None:
             _number("clip_ratio_c", self.clip_ratio_c, "a finite number > 1 or null", lambda v: v > 1)
             if self.policy_loss != "ppo_clip":

@@ -53,6 +53,7 @@ from trl.trainer.utils import (
 
 import varpo
 from varpo import registry, reward_log
+from varpo.collapse import CollapseAlarm
 from varpo.schedules import linear_anneal, parse_schedule
 from varpo.trl import dynamic_sampling
 from varpo.trl.config import VarpoGRPOConfig
@@ -148,6 +149,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         _silence_trl_row_dump()
         super().__init__(model, funcs, args, *pargs, callbacks=callbacks, **kwargs)
         self._said_unscorable = False
+        self.collapse_alarm = CollapseAlarm(args.collapse_window, logged_as="adv/")
         self.sigma_ema = None
         if args.sigma_ema is not None:
             self.sigma_ema = varpo.SigmaEMA(decay=args.sigma_ema, shrink=args.sigma_ema_shrink)
@@ -332,6 +334,8 @@ class VarpoGRPOTrainer(GRPOTrainer):
         for key, value in zip(_SCALE_KEYS, self._global_scale(out), strict=True):
             out[key] = value
         self._log_advantage_stats(mode, result.present_stats)
+        if train:
+            self._check_collapse(result.present_stats)
         if train and self.args.log_reward_matrix and self.accelerator.is_main_process:
             self._append_reward_log(rewards, group_ids, out)
         if self.trace is not None and train:
@@ -348,6 +352,13 @@ class VarpoGRPOTrainer(GRPOTrainer):
                 )
             )
         return out
+
+    def _check_collapse(self, stats: dict[str, float]) -> None:
+        """The objective-collapse alarm (:mod:`varpo.collapse`, ``collapse_window``): one line per collapse. Every
+        process sees the same global statistics; the main process says it."""
+        for line in self.collapse_alarm.update(stats, step=self.state.global_step):
+            if self.accelerator.is_main_process:
+                logger.warning("varpo: %s", line)
 
     def _append_reward_log(self, rewards, group_ids, out) -> None:
         """Opt-in ``log_reward_matrix``: one compressed file per generation batch (see varpo.reward_log)."""

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import varpo
 from varpo import registry
+from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.schedules import WeightSchedule, linear_anneal, parse_schedule
 from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
 
@@ -70,6 +71,9 @@ KEYS: dict[str, str] = {
     "rvpo_k_end": "rvpo only: k at the last training step; k is annealed linearly from rvpo_k (RVPO: 0.5 -> 2.0)",
     "rvpo_variant": "rvpo only: 'softmin' or 'explicit'",
     "rvpo_beta": "rvpo only: β of the explicit variant",
+    "collapse_window": f"objective-collapse alarm: warn once when an objective has not varied within any group "
+    f"(varpo/frac_signal/<name> = 0) for this many consecutive steps (default {DEFAULT_WINDOW}; null = off; "
+    "V1 varpo trainer modes only)",
 }
 _ADVANTAGE_KEYS = ("eps", "ddof", "saw_base", "saw_offsets", "rvpo_k", "rvpo_variant", "rvpo_beta")
 
@@ -133,6 +137,7 @@ class VarpoSettings:
     sigma_ema_shrink: float | None = None
     rvpo_k_end: float | None = None
     advantage_options: Mapping[str, Any] = field(default_factory=dict)
+    collapse_window: int | None = DEFAULT_WINDOW
 
     @classmethod
     def from_algorithm(cls, algorithm: Any) -> VarpoSettings:
@@ -169,7 +174,13 @@ class VarpoSettings:
             except (TypeError, ValueError):
                 raise ConfigError(f"algorithm.varpo.{key} must be a number, got {value!r}") from None
 
+        try:
+            window = check_window(_plain(raw.get("collapse_window", DEFAULT_WINDOW)), "algorithm.varpo.collapse_window")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
         return cls(
+            collapse_window=window,
             reward_keys=keys,
             reward_weights=weights,
             reward_weight_schedule=schedule,
@@ -386,6 +397,12 @@ def check_config(cfg: Any) -> list[str]:
         warnings.append(
             "algorithm.varpo.reward_keys must be keys of the dict your reward function returns; "
             "reward.custom_reward_function.path is unset (varpo's: pkg://varpo.verl.rewards, name compute_score)"
+        )
+
+    if _select(cfg, "algorithm.varpo.collapse_window") is not None and not our_mode:
+        warnings.append(
+            "algorithm.varpo.collapse_window has no effect outside varpo's V1 trainer modes (the legacy trainer and "
+            f"verl's own modes discard the estimator's diagnostics): {mode_hint.split(', or')[0]}"
         )
 
     filter_errors, filter_warnings = _filter_groups_problems(cfg, method, settings, use_v1, our_mode)

@@ -10,7 +10,7 @@ sample in ``extra_fields["reward_extra_info"]``) never reach an estimator — no
 * ``_compute_advantage``: fetch ``uid`` + ``extra_fields`` (and same-named top-level fields, where verl's colocated
   reward-model path puts components) for the batch's keys, open :func:`varpo.verl.state.advantage_context` with
   the components, the step and this trainer's state, run verl's own method unchanged, then log the core's
-  diagnostics as ``varpo/<stat>`` metrics.
+  diagnostics as ``varpo/<stat>`` metrics and feed them to the objective-collapse alarm (:mod:`varpo.collapse`).
 * ``trainer_mode``: verl's own mode name (``sync``, ``colocate_async``, ``separate_async``), so verl's
   mode-dependent code paths and ``trainer.v1.<mode>.*`` settings apply to the mode we extend.
 * ``_build_replay_buffer``: with ``algorithm.filter_groups.metric=varpo_signal``, verl's replay buffer judges each
@@ -43,6 +43,7 @@ from verl.trainer.ppo.v1 import trainer_base as _base
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.seqlen_balancing import log_seqlen_unbalance
 
+from varpo.collapse import CollapseAlarm
 from varpo.verl import TRAINER_MODES, state
 from varpo.verl.batching import group_aligned_order, reward_components
 from varpo.verl.context import as_list
@@ -111,7 +112,18 @@ class VarpoTrainerMixin:
         with state.advantage_context(self, self._varpo_columns(batch)) as inputs:
             batch = super()._compute_advantage(batch, metrics)
         metrics.update({f"varpo/{k}": v for k, v in inputs.stats.items()})
+        self._check_collapse(inputs.stats)
         return batch
+
+    def _check_collapse(self, stats: dict) -> None:
+        """The objective-collapse alarm (:mod:`varpo.collapse`, ``algorithm.varpo.collapse_window``)."""
+        alarm = self.__dict__.get("_varpo_collapse")
+        if alarm is None:
+            alarm = self.__dict__["_varpo_collapse"] = CollapseAlarm(
+                self.varpo_settings.collapse_window, logged_as="varpo/"
+            )
+        for line in alarm.update(stats, step=getattr(self, "global_steps", None)):
+            logger.warning("varpo: %s", line)
 
     # -- DAPO group filtering with the estimator's own rule ----------------------------------------------------
 
