@@ -8,7 +8,8 @@
 #
 # Resumable: re-running the same command skips finished runs. The sweep and its report stay in
 # runs/testbed/<setting>/. Only with `--out DEST` are the report, its figures, the config, the manifest and every
-# run's eval.json/run.json copied to DEST (replacing it; the committed results are docs/results/testbed-<setting>).
+# run's eval.json/run.json and compact per-step metrics (benchmarks/testbed/compact_metrics.py) copied to DEST
+# (replacing it; the committed results are docs/results/testbed-<setting>).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -44,6 +45,12 @@ rm -rf "$dest" && mkdir -p "$dest"
 cp "$out"/report.md "$out"/report.json "$out"/*.png "$out"/config.yaml "$out"/sweep.json "$dest"/
 for run in "$out"/runs/*/; do
   name=$(basename "$run")
-  if [ -f "$run/eval.json" ]; then mkdir -p "$dest/runs/$name" && cp "$run"/eval.json "$run"/run.json "$dest/runs/$name/"; fi
+  if [ -f "$run/eval.json" ]; then
+    mkdir -p "$dest/runs/$name" && cp "$run"/eval.json "$run"/run.json "$dest/runs/$name/"
+    # the per-step signal the collapse alarm and the claims' dynamics read, a few kB per run
+    if [ -f "$run/metrics.jsonl" ]; then
+      python benchmarks/testbed/compact_metrics.py "$run/metrics.jsonl" "$dest/runs/$name/metrics.jsonl"
+    fi
+  fi
 done
 echo "published to $dest"

@@ -88,3 +88,29 @@ def test_a_folder_without_per_step_metrics_is_an_error(tmp_path, capsys):
     assert mod.main([str(tmp_path)]) == 2
     assert "nothing to validate" in capsys.readouterr().err
     assert mod.main([str(ROOT / "docs" / "results" / "testbed-easy_hard")]) == 2  # committed sweeps: none yet
+
+
+def test_compact_metrics_keeps_what_the_analyses_read(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "testbed" / "compact_metrics.py"
+    spec = importlib.util.spec_from_file_location("compact_metrics", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src = tmp_path / "metrics.jsonl"
+    rows = [
+        {"step": 1, "adv/frac_signal/a": 0.123456789, "adv/group_std_mean/a": 0.5, "loss": 1.0, "reward/a/mean": 0.3},
+        {"step": 2, "adv/weight/a": 1.0, "completions/mean_length": 12.0, "reward/a/std": 0.1},
+        {"summary": True},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn')
+    assert mod.main([str(src), str(tmp_path / "out.jsonl")]) == 0
+    got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert got == [
+        {"step": 1, "adv/frac_signal/a": 0.123457, "adv/group_std_mean/a": 0.5, "reward/a/mean": 0.3},
+        {"step": 2, "adv/weight/a": 1.0},
+    ]
+    (tmp_path / "empty.jsonl").write_text("")
+    assert mod.main([str(tmp_path / "empty.jsonl"), str(tmp_path / "x.jsonl")]) == 2
