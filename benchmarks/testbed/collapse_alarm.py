@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -78,6 +79,28 @@ def curve_lost_step(curve: list[dict], name: str, lost_below: float) -> int | No
     return first
 
 
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k), X ~ Binomial(n, p), by exact summation (n is a few dozen here)."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float] | None:
+    """Exact two-sided (1 - alpha) interval for a binomial proportion k/n (bisection on the exact tails)."""
+    if n == 0:
+        return None
+
+    def solve(f, target: float) -> float:  # f increasing in p on [0, 1]
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
+        return (lo + hi) / 2
+
+    lower = 0.0 if k == 0 else solve(lambda p: 1 - _binom_cdf(k - 1, n, p), alpha / 2)
+    upper = 1.0 if k == n else solve(lambda p: 1 - _binom_cdf(k, n, p), 1 - alpha / 2)
+    return lower, upper
+
+
 def analyse(sweep: Path, window: int, lost_below: float, saturated_above: float) -> dict:
     rows = []
     for metrics_path in sorted(sweep.glob("runs/*/metrics.jsonl")):
@@ -130,6 +153,7 @@ def analyse(sweep: Path, window: int, lost_below: float, saturated_above: float)
             "n": len(lost),
             "flagged": flagged,
             "detection_rate": rate(flagged, len(lost)),
+            "detection_ci95": clopper_pearson(flagged, len(lost)),
             "lead_steps_median": statistics.median(leads) if leads else None,
             "lead_steps_min": min(leads) if leads else None,
             "lead_steps_max": max(leads) if leads else None,
@@ -139,6 +163,7 @@ def analyse(sweep: Path, window: int, lost_below: float, saturated_above: float)
             "n": len(kept),
             "fired": false_alarms,
             "false_alarm_rate": rate(false_alarms, len(kept)),
+            "false_alarm_ci95": clopper_pearson(false_alarms, len(kept)),
             "fired_on_saturated": sum(r["first_alarm"] is not None and r["saturated"] for r in kept),
         },
         "rows": rows,

@@ -7,6 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 
 
@@ -67,12 +69,19 @@ def test_lead_time_and_false_alarms_on_a_synthetic_sweep(tmp_path, capsys):
         "n": 1,
         "flagged": 1,
         "detection_rate": 1.0,
+        "detection_ci95": pytest.approx((0.025, 1.0)),
         "lead_steps_median": 25,  # alarm at 15, final evaluation at 40
         "lead_steps_min": 25,
         "lead_steps_max": 25,
         "lead_vs_curve_median": 5,  # the curve shows it lost for good from step 20
     }
-    assert result["kept"] == {"n": 3, "fired": 2, "false_alarm_rate": 2 / 3, "fired_on_saturated": 1}
+    assert result["kept"] == {
+        "n": 3,
+        "fired": 2,
+        "false_alarm_rate": 2 / 3,
+        "false_alarm_ci95": pytest.approx((0.0943, 0.9916), abs=1e-4),
+        "fired_on_saturated": 1,
+    }
     rows = {(r["run"], r["objective"]): r for r in result["rows"]}
     assert rows[("b", "hard")]["alarm_steps"] == [9] and rows[("b", "easy")]["alarm_steps"] == [37]
     assert "1/1 flagged" in capsys.readouterr().out
@@ -114,3 +123,19 @@ def test_compact_metrics_keeps_what_the_analyses_read(tmp_path):
     ]
     (tmp_path / "empty.jsonl").write_text("")
     assert mod.main([str(tmp_path / "empty.jsonl"), str(tmp_path / "x.jsonl")]) == 2
+
+
+def test_clopper_pearson_matches_known_values():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "testbed" / "collapse_alarm.py"
+    spec = importlib.util.spec_from_file_location("collapse_alarm_cp", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # Reference values (exact binomial tails): 5/6 -> [0.3588, 0.9958]; 0/10 -> [0, 0.3085]; 10/10 -> [0.6915, 1]
+    lo, hi = mod.clopper_pearson(5, 6)
+    assert abs(lo - 0.3588) < 1e-4 and abs(hi - 0.9958) < 1e-4
+    assert mod.clopper_pearson(0, 10)[0] == 0.0 and abs(mod.clopper_pearson(0, 10)[1] - 0.3085) < 1e-4
+    assert abs(mod.clopper_pearson(10, 10)[0] - 0.6915) < 1e-4 and mod.clopper_pearson(10, 10)[1] == 1.0
+    assert mod.clopper_pearson(0, 0) is None
