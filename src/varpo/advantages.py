@@ -576,10 +576,13 @@ _DECLARATIONS: dict[str, dict] = {
     # zero-advantage groups = constant weighted-sum reward (dvao: eq. 9's numerator is the deviation of Σ w_k r_k)
     "grpo": dict(multi_reward=False, sum_filter=True),
     "dr_grpo": dict(multi_reward=False, sum_filter=True),
-    "dvao": dict(sum_filter=True),
-    "saw": dict(diagnostics=_saw_diagnostics),
+    "dvao": dict(sum_filter=True, reads=("sigma_ema",)),
+    "saw": dict(diagnostics=_saw_diagnostics, reads=("saw_base", "saw_offsets")),
     # RVPO Fig. 4 anneals the soft-min temperature over training (rvpo_k -> rvpo_k_end)
-    "rvpo": dict(anneals=(Anneal("rvpo_k", "rvpo_k_end", linear_anneal, default=AdvantageOptions.rvpo_k),)),
+    "rvpo": dict(
+        anneals=(Anneal("rvpo_k", "rvpo_k_end", linear_anneal, default=AdvantageOptions.rvpo_k),),
+        reads=("rvpo_k", "rvpo_variant", "rvpo_beta"),
+    ),
 }
 for _name, _fn in _BUILT_IN.items():
     register_estimator(_name, _fn, description=_first_line(_fn), replace=True, **_DECLARATIONS.get(_name, {}))

@@ -84,6 +84,8 @@ class EstimatorInfo:
             the batch), e.g. SAW's coefficients of variation ``saw_cv``.
         sum_filter: the groups this estimator gives zero advantage are exactly those with a constant weighted-sum
             reward, so a DAPO group filter on the summed reward (verl's ``filter_groups.metric=score``) is exact.
+        reads: the fields of :class:`varpo.AdvantageOptions` that only this estimator uses (saw: ``saw_base``,
+            ``saw_offsets``); an engine rejects a non-default value of one with another method.
     """
 
     multi_reward: bool = True
@@ -92,6 +94,7 @@ class EstimatorInfo:
     anneals: tuple[Anneal, ...] = ()
     diagnostics: Callable | None = None
     sum_filter: bool = False
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ def register_estimator(
     anneals: tuple[Anneal, ...] | list[Anneal] = (),
     diagnostics: Callable | None = None,
     sum_filter: bool = False,
+    reads: tuple[str, ...] | list[str] = (),
     replace: bool = False,
 ) -> Callable:
     """Register ``fn(batch: RewardBatch, options: AdvantageOptions) -> (advantages [N], effective_weights [K])``.
@@ -179,7 +183,7 @@ def register_estimator(
     :func:`varpo.advantages.no_signal_rule` (``docs/engine.md``): 0 for components without signal, the rest
     renormalized to sum to 1, all 0 when no component has signal.
 
-    ``options`` (name -> default), ``anneals``, ``diagnostics`` and ``sum_filter`` are the declarations of
+    ``options`` (name -> default), ``anneals``, ``diagnostics``, ``sum_filter`` and ``reads`` are the declarations of
     :class:`EstimatorInfo`. Returns ``fn``.
     """
     own = dict(options or {})
@@ -205,6 +209,7 @@ def register_estimator(
         anneals=anneals,
         diagnostics=diagnostics,
         sum_filter=bool(sum_filter),
+        reads=tuple(reads),
     )
     return _register("estimator", "estimator", ESTIMATORS, ESTIMATOR_INFO, name, fn, info, replace)
 
@@ -292,6 +297,17 @@ def sum_filter_methods() -> tuple[str, ...]:
 def anneal_ends(method: str | None) -> tuple[str, ...]:
     """The engine-side end keys of ``method``'s annealed options (``()`` for None or an unknown name)."""
     return () if method is None else tuple(a.end for a in estimator_info(method).anneals)
+
+
+def method_only_options() -> dict[str, tuple[str, ...]]:
+    """Option -> the estimators that use it, for options only some estimators use: the declared ``reads`` and
+    anneal ends (an engine rejects a non-default value with any other method)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in estimators():
+        info = ESTIMATOR_INFO.get(name, EstimatorInfo())
+        for option in (*info.reads, *(a.end for a in info.anneals)):
+            out[option] = (*out.get(option, ()), name)
+    return out
 
 
 def declaring(end: str) -> tuple[str, ...]:

@@ -139,3 +139,22 @@ def test_registered_anneal_of_an_own_option(clean_registry):
 def test_sum_filter_is_declared_by_the_estimators():
     assert registry.sum_filter_methods() == ("grpo", "dr_grpo", "dvao")
     assert not registry.estimator_info("gdpo").sum_filter
+
+
+def test_method_only_options_are_declared():
+    only = registry.method_only_options()
+    assert only["saw_base"] == only["saw_offsets"] == ("saw",)
+    assert only["rvpo_k"] == only["rvpo_k_end"] == only["rvpo_beta"] == ("rvpo",)
+    assert only["sigma_ema"] == ("dvao",)
+    assert "eps" not in only
+
+
+def test_a_registered_estimator_may_read_a_method_only_option(clean_registry):
+    from varpo.trl import VarpoGRPOConfig
+
+    with pytest.raises(ValueError, match=r"only used by advantage_method='rvpo'\)"):
+        VarpoGRPOConfig(output_dir="/tmp/unused", advantage_method="gdpo", rvpo_k=2.0)
+    varpo.register_estimator("soft", _tempered, options={"temperature": 1.0}, reads=("rvpo_k",))
+    assert VarpoGRPOConfig(output_dir="/tmp/unused", advantage_method="soft", rvpo_k=2.0).rvpo_k == 2.0
+    with pytest.raises(ValueError, match=r"only used by advantage_method='rvpo' \| 'soft'"):
+        VarpoGRPOConfig(output_dir="/tmp/unused", advantage_method="gdpo", rvpo_k=2.0)

@@ -27,17 +27,6 @@ from varpo.trl import replay
 from varpo.trl.dynamic_sampling import ON_CAP
 from varpo.trl.rewards import REWARD_ERROR_MODES
 
-# Options that only mean something for one advantage method: (field, method that uses it).
-_METHOD_ONLY = {
-    "saw_base": "saw",
-    "saw_offsets": "saw",
-    "rvpo_k": "rvpo",
-    "rvpo_k_end": "rvpo",
-    "rvpo_variant": "rvpo",
-    "rvpo_beta": "rvpo",
-    "sigma_ema": "dvao",
-}
-
 # TRL fields the varpo trainer supersedes or does not support, with the value they must keep.
 _TRL_SUPERSEDED = {
     "loss_type": ("dapo", "use policy_loss and loss_aggregation"),
@@ -282,9 +271,11 @@ class VarpoGRPOConfig(GRPOConfig):
             )
 
         defaults = {f.name: f.default for f in fields(VarpoGRPOConfig)}
-        for name, method in _METHOD_ONLY.items():
-            if getattr(self, name) != defaults[name] and self.advantage_method != method:
-                _fail(name, getattr(self, name), f"its default (it is only used by advantage_method='{method}')")
+        # options only some estimators use, as they declare (registry: ``reads`` and anneal ends)
+        for name, methods in registry.method_only_options().items():
+            if name in defaults and getattr(self, name) != defaults[name] and self.advantage_method not in methods:
+                users = " | ".join(f"'{m}'" for m in methods)
+                _fail(name, getattr(self, name), f"its default (it is only used by advantage_method={users})")
         if self.vl_norm_alpha != defaults["vl_norm_alpha"] and self.loss_aggregation != "vl_norm":
             _fail(
                 "vl_norm_alpha", self.vl_norm_alpha, "its default 1.0 (it is only used by loss_aggregation='vl_norm')"

@@ -255,8 +255,10 @@ class VarpoSettings:
             for end in (e for e in values if e not in anneals and registry.declaring(e)):
                 where = ", ".join(f"varpo_{m}" for m in registry.declaring(end))
                 raise ValueError(f"{end} only applies to {where}, not {method!r}")
-            if self.uses_sigma_ema and method != "dvao":
-                raise ValueError(f"sigma_ema_* only applies to varpo_dvao, not {method!r}")
+            users = registry.method_only_options().get("sigma_ema", ())  # the estimators declaring they read it
+            if self.uses_sigma_ema and method not in users:
+                where = ", ".join(f"varpo_{m}" for m in users)
+                raise ValueError(f"sigma_ema_* only applies to {where}, not {method!r}")
             if not (math.isfinite(self.gvpo_beta) and self.gvpo_beta > 0):
                 raise ValueError(f"gvpo_beta must be a finite number > 0, got {self.gvpo_beta!r}")
             if self.vl_norm_alpha is not None:
