@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from varpo.registry import ESTIMATORS, lookup, register_estimator
+from varpo import registry
+from varpo.registry import ESTIMATORS, Anneal, lookup, register_estimator
+from varpo.schedules import linear_anneal
 from varpo.stats import (
     F64_MAX,
     STAT_DTYPE,
@@ -76,6 +80,8 @@ class AdvantageOptions:
         rvpo_k: RVPO soft-min temperature k > 0 (k -> 0: mean, i.e. GDPO; k -> inf: min over components).
         rvpo_variant: "softmin" (paper's main form) or "explicit" (mean - β·variance).
         rvpo_beta: β of the explicit variant.
+        extra: the options a registered estimator declares itself (``register_estimator(..., options={...})``):
+            name -> value, defaults filled in; also readable as attributes (``options.my_opt``).
     """
 
     eps: float = 1e-6
@@ -87,6 +93,14 @@ class AdvantageOptions:
     rvpo_k: float = 1.0
     rvpo_variant: str = "softmin"
     rvpo_beta: float = 0.5
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        # only reached when normal lookup fails: an estimator's own option
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__} has no option {name!r}")
 
     def __post_init__(self) -> None:
         _check_number("eps", self.eps, "a finite number >= 0", lambda v: v >= 0)
@@ -550,10 +564,28 @@ _BUILT_IN: dict[str, Estimator] = {
     "saw": saw,
     "rvpo": rvpo,
 }
+
+
+def _saw_diagnostics(b: RewardBatch, o: AdvantageOptions) -> dict[str, Tensor]:
+    """SAW's coefficient of variation per component (``saw_cv/<name>``), the quantity its weights come from."""
+    return {"saw_cv": saw_weights(b, o)[1]}
+
+
+# What each built-in declares besides its function (registry.EstimatorInfo): no name checks elsewhere.
+_DECLARATIONS: dict[str, dict] = {
+    # zero-advantage groups = constant weighted-sum reward (dvao: eq. 9's numerator is the deviation of Σ w_k r_k)
+    "grpo": dict(multi_reward=False, sum_filter=True),
+    "dr_grpo": dict(multi_reward=False, sum_filter=True),
+    "dvao": dict(sum_filter=True, reads=("sigma_ema",)),
+    "saw": dict(diagnostics=_saw_diagnostics, reads=("saw_base", "saw_offsets")),
+    # RVPO Fig. 4 anneals the soft-min temperature over training (rvpo_k -> rvpo_k_end)
+    "rvpo": dict(
+        anneals=(Anneal("rvpo_k", "rvpo_k_end", linear_anneal, default=AdvantageOptions.rvpo_k),),
+        reads=("rvpo_k", "rvpo_variant", "rvpo_beta"),
+    ),
+}
 for _name, _fn in _BUILT_IN.items():
-    register_estimator(
-        _name, _fn, multi_reward=_name not in ("grpo", "dr_grpo"), description=_first_line(_fn), replace=True
-    )
+    register_estimator(_name, _fn, description=_first_line(_fn), replace=True, **_DECLARATIONS.get(_name, {}))
 #: the built-in methods; :func:`varpo.registry.estimators` lists these plus every registered one (the table,
 #: :data:`ESTIMATORS`, is :data:`varpo.registry.ESTIMATORS`).
 METHODS: tuple[str, ...] = tuple(_BUILT_IN)
@@ -584,7 +616,8 @@ def compute_advantages(
             ``stats`` dict, the effective weights and what only they need) and returns ``stats == {}``; the
             advantages are bit-identical either way, and dvao's ``sigma_ema`` is updated either way.
         **options: fields of :class:`AdvantageOptions` (eps, ddof, names, sigma_ema, saw_base, saw_offsets,
-            rvpo_k, rvpo_variant, rvpo_beta).
+            rvpo_k, rvpo_variant, rvpo_beta), plus the options ``method`` declares itself
+            (``register_estimator(..., options={...})``), which reach that estimator only as ``options.extra``.
 
     Returns:
         :class:`AdvantageOutput` with ``advantages [N]`` float32 (0 for unscorable samples, groups of size 1 and
@@ -593,8 +626,8 @@ def compute_advantages(
         ``frac_zero_std_groups``, ``adv_abs_mean``, ``adv_sq_mean``,
         ``adv_max_abs``, ``adv_mean``, ``adv_std``, ``reward_mean/<name>``, ``reward_std/<name>``,
         ``group_std_mean/<name>``, ``frac_missing/<name>``, ``frac_signal/<name>`` (among groups with >= 2
-        scorable samples of the component, the fraction in which it varies; absent when no group has 2) (+
-        ``saw_cv/<name>`` for saw), all finite.
+        scorable samples of the component, the fraction in which it varies; absent when no group has 2) (+ the
+        rows of the method's declared ``diagnostics``, e.g. ``saw_cv/<name>`` for saw), all finite.
         Statistics of a component missing from the whole batch, and the ``adv_*`` statistics of a batch without
         any scorable sample, have no value: they are named in ``absent`` (and left out of ``present_stats``,
         what loggers show), never reported as a measured 0.
@@ -614,7 +647,7 @@ def compute_advantages(
     group_ids = as_group_ids(group_ids, rewards.device)
     if group_ids.shape != (n,):
         raise ValueError(f"group_ids must have shape [N]=({n},), got {tuple(group_ids.shape)}")
-    opts = _options(options, k)
+    opts = _options(method, options, k)
     w = _weights(weights, k, rewards.device)
     if not isinstance(stats, bool):
         raise ValueError(f"stats must be True or False, got {stats!r}")
@@ -697,17 +730,31 @@ def no_signal_rule(b: RewardBatch, eff: Tensor) -> Tensor:
     return safe_div(w, w.sum())
 
 
-def _options(options: dict, k: int) -> AdvantageOptions:
-    allowed = AdvantageOptions.__dataclass_fields__
-    unknown = sorted(set(options) - set(allowed))
+#: the options every estimator shares (the fields of AdvantageOptions but ``extra``).
+SHARED_OPTIONS: tuple[str, ...] = tuple(f for f in AdvantageOptions.__dataclass_fields__ if f != "extra")
+
+
+def _options(method: str, options: dict, k: int) -> AdvantageOptions:
+    """Shared options -> fields; ``method``'s own declared options (defaults filled in) -> ``extra``; any other key
+    is a one-line ValueError naming the method and what it accepts."""
+    own = registry.estimator_info(method).options
+    clash = sorted(set(own) & set(SHARED_OPTIONS))
+    if clash:
+        raise ValueError(f"advantage method {method!r} declares option(s) {clash} that shadow shared options")
+    unknown = sorted(set(options) - set(SHARED_OPTIONS) - set(own))
     if unknown:
-        raise ValueError(f"unknown advantage option(s) {unknown}; allowed: {sorted(allowed)}")
+        mine = f"its own options: {sorted(own)}" if own else "no options of its own"
+        raise ValueError(
+            f"unknown advantage option(s) {unknown} for advantage method {method!r} ({mine}); "
+            f"shared options: {sorted(SHARED_OPTIONS)}"
+        )
+    extra = {key: options.pop(key, default) for key, default in own.items()}
     for key in ("names", "saw_offsets"):
         if options.get(key) is not None:
             options[key] = _sequence(key, options[key])
             if len(options[key]) != k:
                 raise ValueError(f"{key} must have K={k} entries, got {len(options[key])}")
-    return AdvantageOptions(**options)
+    return AdvantageOptions(**options, extra=MappingProxyType(extra))
 
 
 def _weights(weights, k: int, device) -> Tensor:
@@ -724,6 +771,28 @@ def _weights(weights, k: int, device) -> Tensor:
     if not math.isfinite(total) or min(values) < 0 or total <= 0:
         raise ValueError(f"weights must be finite, non-negative, not all zero, with a finite sum; got {values}")
     return w
+
+
+def _declared_diagnostics(b: RewardBatch, o: AdvantageOptions, method: str, keys: list[str], per_k: Tensor) -> Tensor:
+    """Append the rows of the estimator's declared ``diagnostics`` hook (``{key: [K]}``) to ``per_k`` and ``keys``."""
+    hook = registry.estimator_info(method).diagnostics
+    if hook is None:
+        return per_k
+    k = b.rewards.shape[1]
+    rows = hook(b, o)
+    if not isinstance(rows, Mapping):
+        raise ValueError(f"diagnostics of advantage method {method!r} must return {{key: tensor [K]}}, got {rows!r}")
+    for key, row in rows.items():
+        if not isinstance(key, str) or key in keys or "/" in key:
+            raise ValueError(f"diagnostics of advantage method {method!r}: key {key!r} is taken or not a plain name")
+        if not isinstance(row, Tensor) or row.shape != (k,):
+            got = tuple(row.shape) if isinstance(row, Tensor) else type(row).__name__
+            raise ValueError(
+                f"diagnostics of advantage method {method!r}: {key!r} must be a tensor [K]=({k},), got {got}"
+            )
+        per_k = torch.cat([per_k, row.detach().to(per_k.device, STAT_DTYPE).unsqueeze(0)])
+        keys.append(key)
+    return per_k
 
 
 def _stats(
@@ -791,9 +860,7 @@ def _stats(
         ]
     )
     keys = ["weight", "reward_mean", "reward_std", "group_std_mean", "frac_missing", "frac_signal"]
-    if method == "saw":
-        per_k = torch.cat([per_k, saw_weights(b, o)[1].unsqueeze(0)])
-        keys.append("saw_cv")
+    per_k = _declared_diagnostics(b, o, method, keys, per_k)
     # Absent is not zero: statistics of a component missing from the whole batch (and advantage statistics of a
     # batch with no scorable sample) stay finite here (placeholder 0) but are named in `absent`, so a logger leaves
     # them out instead of plotting a fake 0. One extra row in the same sync: the per-component presence.

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import Any
 
 PLUGIN_GROUP = "varpo.methods"
 PLUGIN_ENV = "VARPO_PLUGINS"
@@ -51,17 +53,48 @@ def unknown_hint() -> str:
 
 
 @dataclass(frozen=True)
+class Anneal:
+    """An option the estimator anneals over training: ``option`` goes from its configured value (the start) to the
+    value of the engine-side option ``end`` by ``fn(start, end, step, total_steps)`` (e.g.
+    :func:`varpo.schedules.linear_anneal`). The engines compute the value at each step (:func:`apply_schedules`),
+    pass it as ``option`` and log it under ``option``'s name; ``end`` itself never reaches the estimator."""
+
+    option: str
+    end: str
+    fn: Callable[[float, float | None, float, int], float]
+    #: the start when ``option`` is not given (None: the estimator's declared default for ``option``).
+    default: float | None = None
+
+
+@dataclass(frozen=True)
 class EstimatorInfo:
-    """What the engines need to know about an estimator besides its function.
+    """What the engines need to know about an estimator besides its function (declared at registration, so no
+    code elsewhere compares method names).
 
     Attributes:
         multi_reward: the method's point is combining K >= 2 reward components (verl warns when it runs with one
             reward; docs list it among the multi-reward methods).
         description: one line for ``--help`` texts and docs.
+        options: the estimator's own options, name -> default. ``compute_advantages(..., name=value)`` passes them
+            to this estimator only (as ``options.extra[name]`` / ``options.name``); the engines take them from
+            ``estimator_options`` (TRL config field, verl ``algorithm.varpo.estimator_options``).
+        anneals: options annealed over training (:class:`Anneal`); the engines apply them and log the value.
+        diagnostics: ``fn(batch, options) -> {key: tensor [K]}``: extra per-component statistics, reported as
+            ``<key>/<component name>`` in :attr:`varpo.AdvantageOutput.stats` (absent for a component missing from
+            the batch), e.g. SAW's coefficients of variation ``saw_cv``.
+        sum_filter: the groups this estimator gives zero advantage are exactly those with a constant weighted-sum
+            reward, so a DAPO group filter on the summed reward (verl's ``filter_groups.metric=score``) is exact.
+        reads: the fields of :class:`varpo.AdvantageOptions` that only this estimator uses (saw: ``saw_base``,
+            ``saw_offsets``); an engine rejects a non-default value of one with another method.
     """
 
     multi_reward: bool = True
     description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    anneals: tuple[Anneal, ...] = ()
+    diagnostics: Callable | None = None
+    sum_filter: bool = False
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,16 +164,53 @@ def lookup(table: dict, name, kind: str) -> Callable:
 
 
 def register_estimator(
-    name: str, fn: Callable, *, multi_reward: bool = True, description: str = "", replace: bool = False
+    name: str,
+    fn: Callable,
+    *,
+    multi_reward: bool = True,
+    description: str = "",
+    options: Mapping[str, Any] | None = None,
+    anneals: tuple[Anneal, ...] | list[Anneal] = (),
+    diagnostics: Callable | None = None,
+    sum_filter: bool = False,
+    reads: tuple[str, ...] | list[str] = (),
+    replace: bool = False,
 ) -> Callable:
     """Register ``fn(batch: RewardBatch, options: AdvantageOptions) -> (advantages [N], effective_weights [K])``.
 
     ``advantages`` may be any float dtype; ``compute_advantages`` zeroes unscorable rows and non-finite values and
     returns float32. ``effective_weights`` (``[K]``, logged as ``adv/weight/<name>``) are then passed through
     :func:`varpo.advantages.no_signal_rule` (``docs/engine.md``): 0 for components without signal, the rest
-    renormalized to sum to 1, all 0 when no component has signal. Returns ``fn``.
+    renormalized to sum to 1, all 0 when no component has signal.
+
+    ``options`` (name -> default), ``anneals``, ``diagnostics``, ``sum_filter`` and ``reads`` are the declarations of
+    :class:`EstimatorInfo`. Returns ``fn``.
     """
-    info = EstimatorInfo(multi_reward=multi_reward, description=description)
+    own = dict(options or {})
+    for key in own:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"estimator {name!r}: option names must be Python identifiers, got {key!r}")
+    anneals = tuple(anneals)
+    for a in anneals:
+        if not isinstance(a, Anneal):
+            raise TypeError(f"estimator {name!r}: anneals must be varpo.registry.Anneal, got {type(a).__name__}")
+        if a.end in own:
+            raise ValueError(f"estimator {name!r}: anneal end {a.end!r} is engine-side; do not declare it as an option")
+        if a.option not in own and a.default is None:
+            raise ValueError(
+                f"estimator {name!r}: annealed option {a.option!r} needs a declared default or Anneal.default"
+            )
+    if diagnostics is not None and not callable(diagnostics):
+        raise TypeError(f"estimator {name!r}: diagnostics must be callable, got {type(diagnostics).__name__}")
+    info = EstimatorInfo(
+        multi_reward=multi_reward,
+        description=description,
+        options=MappingProxyType(own),
+        anneals=anneals,
+        diagnostics=diagnostics,
+        sum_filter=bool(sum_filter),
+        reads=tuple(reads),
+    )
     return _register("estimator", "estimator", ESTIMATORS, ESTIMATOR_INFO, name, fn, info, replace)
 
 
@@ -210,6 +280,64 @@ def multi_reward_methods() -> tuple[str, ...]:
     """Estimators whose point is combining several components (single-reward methods: ``multi_reward=False``)."""
     names = estimators()
     return tuple(n for n in names if ESTIMATOR_INFO.get(n, EstimatorInfo()).multi_reward)
+
+
+def estimator_info(method: str) -> EstimatorInfo:
+    """The declarations of ``method`` (defaults for a name not registered)."""
+    if method not in ESTIMATOR_INFO:
+        load_plugins()
+    return ESTIMATOR_INFO.get(method, EstimatorInfo())
+
+
+def sum_filter_methods() -> tuple[str, ...]:
+    """Estimators declaring ``sum_filter``: DAPO's filter on the summed reward is exact for them."""
+    return tuple(n for n in estimators() if ESTIMATOR_INFO.get(n, EstimatorInfo()).sum_filter)
+
+
+def anneal_ends(method: str | None) -> tuple[str, ...]:
+    """The engine-side end keys of ``method``'s annealed options (``()`` for None or an unknown name)."""
+    return () if method is None else tuple(a.end for a in estimator_info(method).anneals)
+
+
+def method_only_options() -> dict[str, tuple[str, ...]]:
+    """Option -> the estimators that use it, for options only some estimators use: the declared ``reads`` and
+    anneal ends (an engine rejects a non-default value with any other method)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in estimators():
+        info = ESTIMATOR_INFO.get(name, EstimatorInfo())
+        for option in (*info.reads, *(a.end for a in info.anneals)):
+            out[option] = (*out.get(option, ()), name)
+    return out
+
+
+def declaring(end: str) -> tuple[str, ...]:
+    """The estimators that declare an anneal ending at ``end`` (for "only applies to ..." messages)."""
+    return tuple(n for n in estimators() if end in anneal_ends(n))
+
+
+def apply_schedules(
+    method: str, options: Mapping[str, Any], step: float | None, total_steps: int | None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """``(options for compute_advantages, scheduled values)`` at ``step`` of ``total_steps``.
+
+    For each :class:`Anneal` of ``method``: the option's value becomes ``fn(start, end, step, total_steps)`` with
+    ``start = options[option]`` (else the declared default) and ``end = options.pop(end)`` (None: held at start).
+    The second dict maps every annealed option to its value (what the engines log). An ``end`` that is set while
+    ``step`` or ``total_steps`` is None raises :class:`LookupError` naming it (the caller says where steps come from).
+    """
+    out = dict(options)
+    info = estimator_info(method)
+    values: dict[str, float] = {}
+    for a in info.anneals:
+        end = out.pop(a.end, None)
+        start = out.get(a.option)
+        if start is None:
+            start = info.options.get(a.option, a.default)
+        if end is not None and (step is None or total_steps is None):
+            raise LookupError(a.end)
+        value = start if end is None else a.fn(start, end, step, total_steps)
+        out[a.option] = values[a.option] = value
+    return out, values
 
 
 def needs_max_length(aggregation: str) -> bool:

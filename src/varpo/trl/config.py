@@ -28,17 +28,6 @@ from varpo.trl import replay
 from varpo.trl.dynamic_sampling import ON_CAP
 from varpo.trl.rewards import REWARD_ERROR_MODES
 
-# Options that only mean something for one advantage method: (field, method that uses it).
-_METHOD_ONLY = {
-    "saw_base": "saw",
-    "saw_offsets": "saw",
-    "rvpo_k": "rvpo",
-    "rvpo_k_end": "rvpo",
-    "rvpo_variant": "rvpo",
-    "rvpo_beta": "rvpo",
-    "sigma_ema": "dvao",
-}
-
 # TRL fields the varpo trainer supersedes or does not support, with the value they must keep.
 _TRL_SUPERSEDED = {
     "loss_type": ("dapo", "use policy_loss and loss_aggregation"),
@@ -124,6 +113,13 @@ class VarpoGRPOConfig(GRPOConfig):
     )
     sigma_ema_shrink: float = field(
         default=0.5, metadata={"help": "dvao + sigma_ema: weight s of the running mean in the σ denominator."}
+    )
+    estimator_options: dict | None = field(
+        default=None,
+        metadata={
+            "help": "Options of a registered estimator's own (register_estimator(..., options={...})), e.g. "
+            "{my_temperature: 2.0}; passed to advantage_method only (docs/extending.md)."
+        },
     )
     policy_loss: str = field(
         default="ppo_clip", metadata={"help": f"Policy loss: {', '.join(POLICY_LOSSES)} or a registered one."}
@@ -229,6 +225,7 @@ class VarpoGRPOConfig(GRPOConfig):
         _choice("policy_loss", self.policy_loss, registry.policy_losses(), registry.unknown_hint())
         _choice("loss_aggregation", self.loss_aggregation, registry.aggregations(), registry.unknown_hint())
         _choice("reward_errors", self.reward_errors, REWARD_ERROR_MODES)
+        self._validate_estimator_options()
         _choice("saw_base", self.saw_base, SAW_BASES)
         _choice("rvpo_variant", self.rvpo_variant, RVPO_VARIANTS)
         _choice("ddof", self.ddof, (0, 1))
@@ -283,9 +280,11 @@ class VarpoGRPOConfig(GRPOConfig):
             )
 
         defaults = {f.name: f.default for f in fields(VarpoGRPOConfig)}
-        for name, method in _METHOD_ONLY.items():
-            if getattr(self, name) != defaults[name] and self.advantage_method != method:
-                _fail(name, getattr(self, name), f"its default (it is only used by advantage_method='{method}')")
+        # options only some estimators use, as they declare (registry: ``reads`` and anneal ends)
+        for name, methods in registry.method_only_options().items():
+            if name in defaults and getattr(self, name) != defaults[name] and self.advantage_method not in methods:
+                users = " | ".join(f"'{m}'" for m in methods)
+                _fail(name, getattr(self, name), f"its default (it is only used by advantage_method={users})")
         if self.vl_norm_alpha != defaults["vl_norm_alpha"] and self.loss_aggregation != "vl_norm":
             _fail(
                 "vl_norm_alpha", self.vl_norm_alpha, "its default 1.0 (it is only used by loss_aggregation='vl_norm')"
@@ -306,6 +305,21 @@ class VarpoGRPOConfig(GRPOConfig):
         for name, (default, why) in _TRL_SUPERSEDED.items():
             if getattr(self, name) != default:
                 _fail(name, getattr(self, name), _superseded_message(name, getattr(self, name), default, why))
+
+    def _validate_estimator_options(self) -> None:
+        """``estimator_options``: a mapping whose keys are ``advantage_method``'s own declared options (or the end of
+        an anneal it declares that is not a config field); values are checked by the estimator."""
+        if self.estimator_options is None:
+            return
+        method = self.advantage_method
+        own = set(registry.estimator_info(method).options)
+        own |= {end for end in registry.anneal_ends(method) if end not in self.__dataclass_fields__}
+        if not isinstance(self.estimator_options, dict) or not all(isinstance(k, str) for k in self.estimator_options):
+            _fail("estimator_options", self.estimator_options, "a mapping {option: value} or null")
+        unknown = sorted(set(self.estimator_options) - own)
+        if unknown:
+            mine = f"its own options {sorted(own)}" if own else "null (it declares no options of its own)"
+            _fail("estimator_options", self.estimator_options, f"advantage_method={method!r} takes {mine}")
 
     def _validate_trl(self) -> None:
         """TRL/transformers fields whose bad values TRL accepts here and only fails on later (a ZeroDivisionError in

@@ -54,7 +54,7 @@ from trl.trainer.utils import (
 import varpo
 from varpo import registry, reward_log
 from varpo.collapse import CollapseAlarm
-from varpo.schedules import linear_anneal, parse_schedule
+from varpo.schedules import parse_schedule
 from varpo.trl import dynamic_sampling
 from varpo.trl.config import VarpoGRPOConfig
 from varpo.trl.metrics import MetricsJSONLCallback, update_summary
@@ -259,23 +259,43 @@ class VarpoGRPOTrainer(GRPOTrainer):
         return record
 
     def current_rvpo_k(self) -> float:
-        """RVPO temperature at the current step: linear from ``rvpo_k`` to ``rvpo_k_end`` over ``max_steps``."""
-        return linear_anneal(self.args.rvpo_k, self.args.rvpo_k_end, self.state.global_step, self.state.max_steps)
+        """RVPO temperature at the current step: rvpo's declared anneal (``rvpo_k`` -> ``rvpo_k_end`` over
+        ``max_steps``)."""
+        options = {"rvpo_k": self.args.rvpo_k, "rvpo_k_end": self.args.rvpo_k_end}
+        return registry.apply_schedules("rvpo", options, self.state.global_step, self.state.max_steps)[1]["rvpo_k"]
 
-    def advantage_options(self, train: bool) -> dict:
-        """Keyword options for :func:`varpo.compute_advantages` at the current step."""
+    def _option_values(self) -> dict:
+        """Every option value of the config for ``advantage_method``: the shared ones, the estimator's own
+        (``estimator_options``) and the end of each anneal it declares (a config field or an estimator option)."""
         a = self.args
-        return dict(
+        values = dict(
             eps=a.eps,
             ddof=a.ddof,
-            names=list(self.reward_func_names),
-            sigma_ema=self.sigma_ema if train else None,  # evaluation must not move the running σ
             saw_base=a.saw_base,
             saw_offsets=a.saw_offsets,
-            rvpo_k=self.current_rvpo_k(),
+            rvpo_k=a.rvpo_k,
             rvpo_variant=a.rvpo_variant,
             rvpo_beta=a.rvpo_beta,
         )
+        values.update(a.estimator_options or {})
+        for end in registry.anneal_ends(a.advantage_method):
+            if getattr(a, end, None) is not None:
+                values[end] = getattr(a, end)
+        return values
+
+    def scheduled_options(self) -> tuple[dict, dict[str, float]]:
+        """``(options, annealed values)`` at the current step: the estimator's declared anneals applied
+        (:func:`varpo.registry.apply_schedules`); the annealed values are logged under the option's name."""
+        return registry.apply_schedules(
+            self.args.advantage_method, self._option_values(), self.state.global_step, self.state.max_steps
+        )
+
+    def advantage_options(self, train: bool) -> dict:
+        """Keyword options for :func:`varpo.compute_advantages` at the current step."""
+        options = self.scheduled_options()[0]
+        options["names"] = list(self.reward_func_names)
+        options["sigma_ema"] = self.sigma_ema if train else None  # evaluation must not move the running σ
+        return options
 
     def _replay_active(self) -> bool:
         return self.replay is not None and self.model.training
@@ -403,8 +423,8 @@ class VarpoGRPOTrainer(GRPOTrainer):
             for stat in ("mean", "std"):
                 if f"reward_{stat}/{name}" in stats:
                     metrics[f"reward/{name}/{stat}"].append(stats[f"reward_{stat}/{name}"])
-        if self.args.advantage_method == "rvpo":
-            metrics["rvpo_k"].append(self.current_rvpo_k())
+        for key, value in self.scheduled_options()[1].items():  # the estimator's declared anneals
+            metrics[key].append(value)
         if self.weight_schedule is not None:
             for name, w in zip(self.reward_func_names, self.reward_weights.tolist(), strict=True):
                 metrics[f"reward_weight/{name}"].append(w)

@@ -90,16 +90,14 @@ def compute(
     rewards = reward_matrix(settings, method, token_level_rewards, index, kwargs.get("non_tensor_batch"))
     lengths = response_mask.detach().to("cpu").sum(-1).to(torch.float64)
     rewards[lengths <= 0] = float("nan")  # synthetic padding rows: unscorable, out of all statistics
-    options = dict(settings.advantage_options, names=settings.names)
     inputs = current_advantage_inputs()
+    step, total = (None, None) if inputs is None else (inputs.step, inputs.total_steps)
+    options, annealed = settings.options_at(method, step, total)  # the estimator's declared anneals applied
     if settings.uses_sigma_ema:
         state = None if inputs is None else inputs.state
         ema_args = settings.sigma_ema_args()
         options["sigma_ema"] = varpo.SigmaEMA(*ema_args) if state is None else state.sigma_ema_for(*ema_args)
-    step, total = (None, None) if inputs is None else (inputs.step, inputs.total_steps)
     weights = settings.weights_at(step)
-    if settings.rvpo_k_end is not None:
-        options["rvpo_k"] = settings.rvpo_k_at(step, total)
     # Diagnostics only when varpo's trainer is there to log them (stock verl discards them).
     ids = torch.from_numpy(group_index(index))
     out = varpo.compute_advantages(rewards, ids, method, weights, stats=inputs is not None, **options)
@@ -110,8 +108,7 @@ def compute(
         inputs.stats.update(out.present_stats)  # absent components are not logged (never as 0)
         if settings.reward_weight_schedule is not None:
             inputs.stats.update({f"reward_weight/{n}": w for n, w in zip(settings.names, weights, strict=True)})
-        if settings.rvpo_k_end is not None:
-            inputs.stats["rvpo_k"] = options["rvpo_k"]
+        inputs.stats.update(annealed)  # e.g. rvpo_k when rvpo_k_end is set
     scores = adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1)
     scores = scores * response_mask.to(scores.dtype)
     return scores, scores

@@ -65,9 +65,7 @@ class SignalRule:
         """
         if rewards.shape[0] < 2:
             return True
-        options = dict(self.settings.advantage_options, names=self.settings.names)
-        if self.settings.rvpo_k_end is not None:
-            options["rvpo_k"] = self.settings.rvpo_k_at(step, self.total_steps())
+        options = self.settings.options_at(self.method, step, self.total_steps())[0]
         signal = group_signal(rewards, rewards.shape[0], self.method, self.weights(step), options)
         return bool(signal.keep[0])
 

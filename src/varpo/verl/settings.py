@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 import varpo
 from varpo import registry
 from varpo.collapse import DEFAULT_WINDOW, check_window
-from varpo.schedules import WeightSchedule, linear_anneal, parse_schedule
+from varpo.schedules import WeightSchedule, parse_schedule
 from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
 
 
@@ -74,6 +74,8 @@ KEYS: dict[str, str] = {
     "collapse_window": f"objective-collapse alarm: warn once when an objective has not varied within any group "
     f"(varpo/frac_signal/<name> = 0) for this many consecutive steps (default {DEFAULT_WINDOW}; null = off; "
     "V1 varpo trainer modes only)",
+    "estimator_options": "{option: value}: the estimator's own options (register_estimator(..., options=...)) and "
+    "the end of an anneal it declares (docs/extending.md)",
 }
 _ADVANTAGE_KEYS = ("eps", "ddof", "saw_base", "saw_offsets", "rvpo_k", "rvpo_variant", "rvpo_beta")
 
@@ -138,6 +140,7 @@ class VarpoSettings:
     rvpo_k_end: float | None = None
     advantage_options: Mapping[str, Any] = field(default_factory=dict)
     collapse_window: int | None = DEFAULT_WINDOW
+    estimator_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_algorithm(cls, algorithm: Any) -> VarpoSettings:
@@ -162,6 +165,9 @@ class VarpoSettings:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         options = {k: _plain(raw[k]) for k in _ADVANTAGE_KEYS if raw.get(k) is not None}
+        own = _plain(raw.get("estimator_options")) or {}
+        if not isinstance(own, Mapping) or not all(isinstance(k, str) for k in own):
+            raise ConfigError(f"algorithm.varpo.estimator_options must be a mapping {{option: value}}, got {own!r}")
         if "saw_offsets" in options:
             options["saw_offsets"] = _tuple(options["saw_offsets"], float, "saw_offsets")
 
@@ -190,6 +196,7 @@ class VarpoSettings:
             sigma_ema_shrink=number("sigma_ema_shrink"),
             rvpo_k_end=number("rvpo_k_end"),
             advantage_options=options,
+            estimator_options=dict(own),
         )
 
     @property
@@ -208,14 +215,30 @@ class VarpoSettings:
             raise RuntimeError(_NO_STEP.format(key="reward_weight_schedule"))
         return tuple(self.reward_weight_schedule.at(step))
 
+    def option_values(self) -> dict[str, Any]:
+        """Every configured option: the shared ones, ``estimator_options`` and the anneal ends set at top level."""
+        values = dict(self.advantage_options, **self.estimator_options)
+        if self.rvpo_k_end is not None:
+            values["rvpo_k_end"] = self.rvpo_k_end
+        return values
+
+    def options_at(
+        self, method: str, step: int | None, total_steps: int | None
+    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """``(options for compute_advantages, annealed values to log)`` at ``step``: the estimator's declared
+        anneals (:func:`varpo.registry.apply_schedules`); only anneals whose end is set are logged."""
+        values = self.option_values()
+        ends = {a.option for a in registry.estimator_info(method).anneals if values.get(a.end) is not None}
+        try:
+            options, annealed = registry.apply_schedules(method, values, step, total_steps)
+        except LookupError as exc:
+            raise RuntimeError(_NO_STEP.format(key=exc.args[0])) from None
+        options["names"] = self.names
+        return options, {k: v for k, v in annealed.items() if k in ends}
+
     def rvpo_k_at(self, step: int | None, total_steps: int | None) -> float:
-        """RVPO's k at ``step``: :func:`varpo.schedules.linear_anneal` from ``rvpo_k`` (default 1) to ``rvpo_k_end``."""
-        start = float(self.advantage_options.get("rvpo_k", 1.0))
-        if self.rvpo_k_end is None:
-            return start
-        if step is None or total_steps is None:
-            raise RuntimeError(_NO_STEP.format(key="rvpo_k_end"))
-        return linear_anneal(start, self.rvpo_k_end, step, total_steps)
+        """RVPO's k at ``step``: rvpo's declared anneal from ``rvpo_k`` (default 1) to ``rvpo_k_end``."""
+        return self.options_at("rvpo", step, total_steps)[0]["rvpo_k"]
 
     @property
     def uses_sigma_ema(self) -> bool:
@@ -238,26 +261,34 @@ class VarpoSettings:
                 if self.reward_keys is None:
                     raise ValueError("reward_weight_schedule needs reward_keys (one weight per component)")
                 parse_schedule(self.reward_weight_schedule, self.num_components)
-            if self.rvpo_k_end is not None:
-                if method != "rvpo":
-                    raise ValueError(f"rvpo_k_end only applies to varpo_rvpo, not {method!r}")
-                if not (math.isfinite(self.rvpo_k_end) and self.rvpo_k_end > 0):
-                    raise ValueError(f"rvpo_k_end must be a finite number > 0, got {self.rvpo_k_end!r}")
-            if self.uses_sigma_ema and method != "dvao":
-                raise ValueError(f"sigma_ema_* only applies to varpo_dvao, not {method!r}")
+            values = self.option_values()
+            anneals = {} if method is None else {a.end: a for a in registry.estimator_info(method).anneals}
+            for end in (e for e in values if e not in anneals and registry.declaring(e)):
+                where = ", ".join(f"varpo_{m}" for m in registry.declaring(end))
+                raise ValueError(f"{end} only applies to {where}, not {method!r}")
+            users = registry.method_only_options().get("sigma_ema", ())  # the estimators declaring they read it
+            if self.uses_sigma_ema and method not in users:
+                where = ", ".join(f"varpo_{m}" for m in users)
+                raise ValueError(f"sigma_ema_* only applies to {where}, not {method!r}")
             if not (math.isfinite(self.gvpo_beta) and self.gvpo_beta > 0):
                 raise ValueError(f"gvpo_beta must be a finite number > 0, got {self.gvpo_beta!r}")
             if self.vl_norm_alpha is not None:
                 varpo.vl_norm_weights(torch.ones(1), self.vl_norm_alpha)
             if method is not None:
                 k = self.num_components
-                options = dict(self.advantage_options, names=self.names)
+                options = self.options_at(method, 0, 1)[0]  # anneal ends taken out, the start value in
                 if self.uses_sigma_ema:
                     options["sigma_ema"] = varpo.SigmaEMA(*self.sigma_ema_args())
                 dummy = torch.tensor([[0.0] * k, [1.0] * k])
-                varpo.compute_advantages(
-                    dummy, torch.zeros(2, dtype=torch.long), method, self.reward_weights, **options
-                )
+                ids = torch.zeros(2, dtype=torch.long)
+                varpo.compute_advantages(dummy, ids, method, self.reward_weights, **options)
+                for end, a in anneals.items():  # an anneal's end must be a valid value of its option
+                    if values.get(end) is not None:
+                        try:
+                            ends = dict(options, **{a.option: values[end]})
+                            varpo.compute_advantages(dummy, ids, method, self.reward_weights, **ends)
+                        except ValueError as exc:
+                            raise ValueError(f"{end}: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"algorithm.varpo: {exc}") from None
 
@@ -290,9 +321,6 @@ def _plugin_policy_error() -> str | None:
     )
 
 
-#: methods whose zero-advantage groups are exactly those with a constant weighted-sum reward (dvao: eq. 9's
-#: numerator is the deviation of Σ w_k r_k), so verl's DAPO filter on the summed reward is right for them.
-SUM_FILTER_METHODS = ("grpo", "dr_grpo", "dvao")
 #: ``algorithm.filter_groups.metric`` that makes varpo's V1 modes judge each group with the estimator
 #: (:mod:`varpo.verl.group_filter`); also the deprecated per-sample key of :func:`varpo.verl.rewards.signal_code`.
 SIGNAL_METRIC = "varpo_signal"
@@ -322,7 +350,9 @@ def _filter_groups_problems(
         return [], []
     if method is None or not settings.reward_keys:
         return [], []
-    if method not in SUM_FILTER_METHODS:
+    # the estimator declares whether its zero-advantage groups are exactly those with a constant weighted-sum
+    # reward (registry.EstimatorInfo.sum_filter), i.e. whether verl's DAPO filter on the summed reward is right
+    if not registry.estimator_info(method).sum_filter:
         return [
             f"algorithm.filter_groups.metric={metric!r} with varpo_{method}: DAPO would drop groups whose summed "
             "reward (or one component) is constant although another component varies, which carry signal for "
