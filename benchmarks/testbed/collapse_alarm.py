@@ -65,6 +65,40 @@ def alarm_steps(steps: list[int], values: list[float | None], window: int) -> li
     return fired
 
 
+def reward_series(metrics_path: Path, name: str, steps: list[int]) -> list[float | None]:
+    """``reward/<name>/mean`` at each of ``steps`` (None where not logged)."""
+    by_step = {}
+    for line in metrics_path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if "step" in record and f"reward/{name}/mean" in record:
+                by_step[int(record["step"])] = float(record[f"reward/{name}/mean"])
+    return [by_step.get(step) for step in steps]
+
+
+def rolling_alarm_steps(
+    steps: list[int],
+    signal: list[float | None],
+    reward: list[float | None],
+    window: int,
+    signal_below: float,
+    reward_below: float,
+) -> list[int]:
+    """The candidate rule (not the shipped alarm): the first step at which the ``window``-step rolling means of the
+    signal and of the objective's mean reward are both at or below their thresholds (low signal *and* a low
+    reward: a collapse, not saturation)."""
+
+    def mean(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return sum(present) / len(present) if present else None
+
+    for i in range(window - 1, len(steps)):
+        sig, rew = mean(signal[i - window + 1 : i + 1]), mean(reward[i - window + 1 : i + 1])
+        if sig is not None and rew is not None and sig <= signal_below and rew <= reward_below:
+            return [steps[i]]
+    return []
+
+
 def curve_lost_step(curve: list[dict], name: str, lost_below: float) -> int | None:
     """First evaluation step from which the objective's rate stays <= lost_below to the end."""
     first = None
@@ -101,7 +135,11 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float] 
     return lower, upper
 
 
-def analyse(sweep: Path, window: int, lost_below: float, saturated_above: float) -> dict:
+def analyse(
+    sweep: Path, window: int, lost_below: float, saturated_above: float, rule: tuple[float, float] | None = None
+) -> dict:
+    """``rule=None``: the shipped alarm (``CollapseAlarm``); ``rule=(signal_below, reward_below)``: the rolling-mean
+    candidate rule (:func:`rolling_alarm_steps`)."""
     rows = []
     for metrics_path in sorted(sweep.glob("runs/*/metrics.jsonl")):
         eval_path = metrics_path.with_name("eval.json")
@@ -114,7 +152,11 @@ def analyse(sweep: Path, window: int, lost_below: float, saturated_above: float)
         for name, values in series.items():
             if name not in final:
                 continue
-            fired = alarm_steps(steps, values, window)
+            if rule is None:
+                fired = alarm_steps(steps, values, window)
+            else:
+                rewards = reward_series(metrics_path, name, steps)
+                fired = rolling_alarm_steps(steps, values, rewards, window, *rule)
             rate = float(final[name])
             lost = rate <= lost_below
             row = {
@@ -146,6 +188,7 @@ def analyse(sweep: Path, window: int, lost_below: float, saturated_above: float)
     return {
         "sweep": str(sweep),
         "window": window,
+        "rule": "shipped" if rule is None else {"signal_below": rule[0], "reward_below": rule[1]},
         "lost_below": lost_below,
         "saturated_above": saturated_above,
         "runs": len({r["run"] for r in rows}),
@@ -177,8 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lost-below", type=float, default=0.05, help="final rate <= this: objective lost")
     parser.add_argument("--saturated-above", type=float, default=0.95, help="final rate >= this: saturated")
     parser.add_argument("--out", type=Path, help="write the JSON result here")
+    parser.add_argument(
+        "--rolling",
+        nargs=2,
+        type=float,
+        metavar=("SIGNAL_BELOW", "REWARD_BELOW"),
+        help="evaluate the rolling-mean candidate rule instead of the shipped alarm (e.g. 0.15 0.5)",
+    )
     args = parser.parse_args(argv)
-    result = analyse(args.sweep, args.window, args.lost_below, args.saturated_above)
+    rule = tuple(args.rolling) if args.rolling else None
+    result = analyse(args.sweep, args.window, args.lost_below, args.saturated_above, rule)
     if result["runs"] == 0:
         print(
             f"{args.sweep}: no runs/*/metrics.jsonl with an eval.json beside it: nothing to validate", file=sys.stderr

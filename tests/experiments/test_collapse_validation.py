@@ -139,3 +139,19 @@ def test_clopper_pearson_matches_known_values():
     assert mod.clopper_pearson(0, 10)[0] == 0.0 and abs(mod.clopper_pearson(0, 10)[1] - 0.3085) < 1e-4
     assert abs(mod.clopper_pearson(10, 10)[0] - 0.6915) < 1e-4 and mod.clopper_pearson(10, 10)[1] == 1.0
     assert mod.clopper_pearson(0, 0) is None
+
+
+def test_rolling_candidate_rule_needs_low_signal_and_low_reward():
+    spec = importlib.util.spec_from_file_location(
+        "collapse_alarm_rolling", ROOT / "benchmarks/testbed/collapse_alarm.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    steps = list(range(1, 41))
+    low_signal = [1.0] * 10 + [0.1] * 30
+    # collapse: low signal and low reward -> fires when the 20-step mean first reaches 0.15 (steps 10-29: 0.145)
+    assert mod.rolling_alarm_steps(steps, low_signal, [0.05] * 40, 20, 0.15, 0.5) == [29]
+    # saturation: low signal at a high reward -> never
+    assert mod.rolling_alarm_steps(steps, low_signal, [0.99] * 40, 20, 0.15, 0.5) == []
+    # missing values are left out of the means, never counted as 0
+    assert mod.rolling_alarm_steps(steps, [None] * 40, [0.0] * 40, 20, 0.15, 0.5) == []
