@@ -1,4 +1,4 @@
-"""Validate the objective-collapse alarm (varpo.collapse) on a sweep's per-step metrics (issue 25, item 5).
+"""Validate the objective-collapse alarm (varpo.collapse) on a sweep's per-step metrics.
 
     python benchmarks/testbed/collapse_alarm.py runs/testbed/easy_hard
     python benchmarks/testbed/collapse_alarm.py runs/testbed/easy_hard --window 10 --out docs/results/x.json

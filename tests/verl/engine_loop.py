@@ -240,6 +240,11 @@ class OnePool:
         return 1
 
 
+def max_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
+    """Largest absolute change of any parameter entry between two :func:`parameters` snapshots."""
+    return max(float((after[k] - before[k]).abs().max()) for k in before)
+
+
 def parameters(worker) -> dict[str, torch.Tensor]:
     state = worker.actor.engine.module.state_dict()
     return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone() for k, v in state.items()}
@@ -298,7 +303,7 @@ def run_fit(cfg, tokenizer, path, loss_fn=None):
         ray_trainer.compute_advantage = wrapped
         if original_log is not None:
             tracking.Tracking.log = original_log
-    moved = max(float((after[k] - before[k]).abs().max()) for k in before)
+    moved = max_change(before, after)
     return trainer, worker, seen, metrics, moved
 
 
@@ -307,13 +312,19 @@ def components(batch) -> tuple[np.ndarray, list]:
     return rewards, [str(u) for u in batch.non_tensor_batch["uid"]]
 
 
-def core(rewards, uids, method, mask, **kwargs) -> torch.Tensor:
+def core_advantages(rewards, uids, method, **kwargs) -> torch.Tensor:
+    """``varpo.compute_advantages`` on the components, grouped by uid value: sequence advantages ``[N]``."""
     import varpo
     from varpo.verl.context import group_index
 
     ids = torch.from_numpy(group_index(uids))
     out = varpo.compute_advantages(torch.as_tensor(rewards), ids, method, names=("accuracy", "format"), **kwargs)
-    return out.advantages.unsqueeze(-1) * mask
+    return out.advantages
+
+
+def core(rewards, uids, method, mask, **kwargs) -> torch.Tensor:
+    """:func:`core_advantages` broadcast over the response mask ``[N, T]``, as verl stores advantages."""
+    return core_advantages(rewards, uids, method, **kwargs).unsqueeze(-1) * mask
 
 
 def main(out_path: str, work: str) -> None:

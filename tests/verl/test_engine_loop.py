@@ -35,22 +35,23 @@ def _run(args: list[str], env: dict[str, str], timeout: int) -> subprocess.Compl
     return subprocess.run(args, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def loop(tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp("verl_loop")
+def _loop_result(tmp_path_factory, script: str, timeout: int) -> dict:
+    """Run ``python -m tests.verl.<script> <result.json> <work dir>`` in verl's CPU environment; its JSON result."""
+    work = tmp_path_factory.mktemp(script)
     out = work / "result.json"
-    proc = _run([sys.executable, "-m", "tests.verl.engine_loop", str(out), str(work)], engine_env(_free_port()), 300)
+    proc = _run([sys.executable, "-m", f"tests.verl.{script}", str(out), str(work)], engine_env(_free_port()), timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory) -> dict:
+    return _loop_result(tmp_path_factory, "engine_loop", 300)
 
 
 @pytest.fixture(scope="module")
 def v1(tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp("verl_v1")
-    out = work / "result.json"
-    proc = _run([sys.executable, "-m", "tests.verl.v1_loop", str(out), str(work)], engine_env(_free_port()), 400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return json.loads(out.read_text())
+    return _loop_result(tmp_path_factory, "v1_loop", 400)
 
 
 def test_runs_on_verls_cpu_platform(loop):

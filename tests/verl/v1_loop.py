@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from types import SimpleNamespace
@@ -35,6 +36,8 @@ from tests.verl.engine_loop import (
     StandInWeightSync,
     build_model_and_data,
     compose,
+    core_advantages,
+    max_change,
     parameters,
 )
 
@@ -218,7 +221,6 @@ def run(out_path: str, work: str, t0: float) -> None:
 
     import varpo
     from varpo.schedules import parse_schedule, step_of_verl
-    from varpo.verl.context import group_index
 
     result: dict = {"tq_ready_s": time.time() - t0}
     _, path, data, tokenizer = build_model_and_data(work)
@@ -240,14 +242,7 @@ def run(out_path: str, work: str, t0: float) -> None:
         uids, rewards, adv = rows(rec["data"])
         w = schedule.at(step_of_verl(rec["step"]))
         weights.append(w)
-        want = varpo.compute_advantages(
-            torch.as_tensor(rewards),
-            torch.as_tensor(group_index(uids)),
-            "dvao",
-            w,
-            names=("accuracy", "format"),
-            sigma_ema=reference,
-        ).advantages
+        want = core_advantages(rewards, uids, "dvao", weights=w, sigma_ema=reference)
         diffs.append(float((adv.double() - want).abs().max()))
         nonzero.append(int((adv != 0).sum()))
     saved = json.load(open(os.path.join(work, "ckpt", "global_step_2", "varpo_state.json")))
@@ -257,7 +252,7 @@ def run(out_path: str, work: str, t0: float) -> None:
         "weights": weights,
         "max_abs_diff": diffs,
         "nonzero_advantages": nonzero,
-        "param_max_change": max(float((after[k] - before[k]).abs().max()) for k in before),
+        "param_max_change": max_change(before, after),
         "losses": [m.get("actor/pg_loss") for m in logged if "actor/pg_loss" in m],
         "varpo_metrics": sorted({k for m in step_metrics for k in m if k.startswith("varpo/")}),
         "logged_reward_weights": [
@@ -276,14 +271,7 @@ def run(out_path: str, work: str, t0: float) -> None:
     seen3, _ = fit(trainer3, manager3)
     uids, rewards, adv = rows(seen3[0]["data"])
     w3 = schedule.at(step_of_verl(seen3[0]["step"]))
-    want = varpo.compute_advantages(
-        torch.as_tensor(rewards),
-        torch.as_tensor(group_index(uids)),
-        "dvao",
-        w3,
-        names=("accuracy", "format"),
-        sigma_ema=reference,
-    ).advantages
+    want = core_advantages(rewards, uids, "dvao", weights=w3, sigma_ema=reference)
     result["v1_resume"] = {
         "steps": [rec["step"] for rec in seen3],
         "state_before": seen3[0]["state_before"],
@@ -292,8 +280,6 @@ def run(out_path: str, work: str, t0: float) -> None:
     }
 
     # 3. GVPO in the varpo mode: whole uid groups per rank (_balance_batch), force_group_size, the worker loss.
-    import shutil
-
     shutil.rmtree(os.path.join(work, "ckpt"), ignore_errors=True)
     cfg4 = compose(
         path,
@@ -313,7 +299,7 @@ def run(out_path: str, work: str, t0: float) -> None:
     seen4, logged4 = fit(trainer4, manager4)
     after = parameters(actor4)
     result["v1_gvpo"] = {
-        "param_max_change": max(float((after[k] - before[k]).abs().max()) for k in before),
+        "param_max_change": max_change(before, after),
         "losses": [m.get("actor/pg_loss") for m in logged4 if "actor/pg_loss" in m],
         "gvpo_metrics": sorted({k for m in logged4 for k in m if k.startswith("actor/varpo_gvpo/")}),
         "nonzero_advantages": int((rows(seen4[0]["data"])[2] != 0).sum()),
