@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import statistics
 import sys
 from collections import defaultdict
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nOther comparisons (exploratory; Holm over these {len(rest)})")
         print(sig.table([r["result"] for r in rest]))
     report: dict = {
+        "command": "python benchmarks/testbed/claims.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "standard": {
             "unit": "seed (own warm start), paired by seed",
             "test": "exact sign-flip on per-seed differences",
