@@ -130,7 +130,9 @@ def comparisons(data: dict, baselines: list[str], pairs: set[tuple[str, str]] | 
             methods = set.intersection(*(set(bm) for bm in data["runs"].values()))
             for m in sorted(methods):
                 for s in sorted(set.intersection(*(set(bm[m]) for bm in data["runs"].values()))):
-                    pts = [(bm[m][s]["metrics"][names[0]], bm[m][s]["metrics"][names[1]]) for bm in data["runs"].values()]
+                    pts = [
+                        (bm[m][s]["metrics"][names[0]], bm[m][s]["metrics"][names[1]]) for bm in data["runs"].values()
+                    ]
                     hv[m][s] = hypervolume_2d(pts)
             for base in [b for b in baselines if b in hv]:
                 for m in sorted(hv):

@@ -38,7 +38,7 @@ def test_every_source_exists_and_each_row_reads_its_source():
     # one row recomputed by hand from its source: the pooled setting-A length comparison
     claims = json.loads((ROOT / "docs/results/reanalysis-easy_hard-saw_grpo/claims.json").read_text())
     length = next(r for r in claims["rows"] if r["measure"] == "length")
-    assert f"| A1-R1 | " in table and f"{length['estimate']:+.3f} [{length['low']:+.3f}, {length['high']:+.3f}]" in table
+    assert "| A1-R1 | " in table and f"{length['estimate']:+.3f} [{length['low']:+.3f}, {length['high']:+.3f}]" in table
     per_seed = length["per_seed"]
     assert len(per_seed) == length["n"] == 12
     assert length["estimate"] == pytest.approx(sum(per_seed.values()) / 12)

@@ -128,7 +128,10 @@ def test_claim_report_is_written(tmp_path):
     result = claims.dvao_bounds(seeds=2, steps=3)
     path = report.write(result, tmp_path / "out", command="varpo lab claim dvao_bounds", commit="abc")
     text = path.read_text()
-    assert "| comparison | expected | metric | estimate | se | 95% CI | n | test | p | p_holm | family | MDE | verdict |" in text
+    assert (
+        "| comparison | expected | metric | estimate | se | 95% CI | n | test | p | p_holm | family | MDE | verdict |"
+        in text
+    )
     assert "| dvao − grpo | <0 | dvao − grpo: mean A² over training |" in text
     assert "\\|A_dvao\\|" in text  # pipes in cells are escaped
     assert "family = its 3 directional rows" in text

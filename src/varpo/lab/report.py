@@ -80,7 +80,7 @@ def write(result: ClaimResult, out: str | Path, command: str = "", commit: str =
     lines += [
         "## Pre-registered comparisons",
         "",
-        f"Standard: docs/claims.md, \"How claims are decided\". Exact sign-flip test over paired seeds; Holm within "
+        f'Standard: docs/claims.md, "How claims are decided". Exact sign-flip test over paired seeds; Holm within '
         f"the claim's family = its {family} directional rows; established = p_holm < {sig.ALPHA:g}. Equivalence "
         "(~0:margin) and bound (<=x) rows are read from the 95 % interval and are not in the family.",
         "",
