@@ -22,11 +22,13 @@ def _module():
 ALPHA_DIFFS = [-0.1, 0.1, -0.2, 0.2, 0.0, 0.0]  # saw − grpo on alpha per seed: mean 0, sign-flip p = 1
 
 
-def _run(root: Path, method: str, seed: int, objectives: dict, all_rate: float, per_prompt: dict | None) -> None:
-    run = root / "runs" / f"{method}__w0.5-0.5__s{seed}"
+def _run(
+    root: Path, method: str, seed: int, objectives: dict, all_rate: float, per_prompt: dict | None, w=(0.5, 0.5)
+) -> None:
+    run = root / "runs" / f"{method}__w{w[0]}-{w[1]}__s{seed}"
     run.mkdir(parents=True)
     payload = {
-        "config": {"advantage_method": method, "seed": seed, "reward_weights": [0.5, 0.5]},
+        "config": {"advantage_method": method, "seed": seed, "reward_weights": list(w)},
         "objectives": objectives,
         "all": all_rate,
         "curve": [{"step": 0, "objectives": {"alpha": 0.5, "length": 0.25}}],
@@ -131,3 +133,24 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys):
     (tmp_path / "a" / "runs" / "grpo__w0.5-0.5__s0" / "eval.json").write_text("{}")
     assert claims.main([str(sweep)]) == 2
     assert "grpo__w0.5-0.5__s0/eval.json: not a run's eval.json (KeyError" in capsys.readouterr().err
+
+
+def test_hypervolume_over_weight_vectors_is_compared_per_seed(tmp_path):
+    claims = _module()
+    points = {  # method -> (alpha, length) at w = (0.5, 0.5) and (0.9, 0.1)
+        "grpo": [(0.5, 0.5), (1.0, 0.0)],  # HV: 0.5 x 0.5 = 0.25 ((1, 0) adds no area above y = 0)
+        "saw": [(0.5, 1.0), (1.0, 0.5)],  # HV: 1.0 x 0.5 + 0.5 x (1.0 - 0.5) = 0.75
+    }
+    for seed in range(6):
+        for method, pts in points.items():
+            for w, (a, length) in zip([(0.5, 0.5), (0.9, 0.1)], pts, strict=True):
+                _run(tmp_path, method, seed, {"alpha": a, "length": length}, min(a, length), None, w)
+    out = tmp_path / "claims.json"
+    assert claims.main([str(tmp_path), "--family", "hypervolume", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert row["metric"] == "saw − grpo: hypervolume" and row["estimate"] == pytest.approx(0.5)
+    assert row["p"] == pytest.approx(2 / 64) and row["p_holm"] == pytest.approx(2 / 64) and row["established"]
+    names = {r["metric"] for r in report["exploratory"]}
+    assert "0.5/0.5 saw − grpo: length" in names and "0.9/0.1 saw − grpo: alpha" in names
+    assert len(names) == 2 * 4  # two weight vectors x (alpha, length, worst, all)
