@@ -9,6 +9,8 @@ the all-objectives rate — the unit is the seed (its own warm start; method and
 start and the held-out prompts, so the design is paired): `significance.paired` over the per-seed differences gives
 the mean, its s.e. (max of the between-seed s.e. and the pooled prompt-clustered s.e. of the per-seed differences,
 when the eval.json files carry per-prompt rates), the t interval, the exact sign-flip p and the MDE at 80 % power.
+The worst objective's rate is a min over objectives of prompt means, not a prompt mean itself, so its s.e. is the
+between-seed one only.
 
 Family. The caller states the claim's pre-registered metrics (``--family``, optionally restricted to ``--pairs``);
 Holm's correction runs over exactly those rows, and a difference is *established* when its Holm-adjusted p < 0.05.
