@@ -46,8 +46,12 @@ def interval(values: list[float]) -> tuple[float, float]:
     return sig.t_interval(values)
 
 
-def load(sweep: Path | list[Path]) -> dict:
+def load(sweep: Path | list[Path | tuple[str, Path]]) -> dict:
     """Per-run final metrics of one sweep folder, or of several pooled (disjoint seeds of one setting).
+
+    A folder given as ``(label, path)`` (``LABEL=PATH`` on the command line) is one *variant*: its runs are compared
+    under the method name ``label`` and their weight vector is not a grouping key ("variant"), so a method with an
+    option (``saw saw_base=gdpo``) or a tuned weight vector can be paired, seed by seed, with runs from another folder.
 
     Returns ``{"runs": {weights: {method: {seed: {"metrics": {name: rate}, "per_prompt": {name: [rate | None]},
     "eval": dict}}}}, "start": {objective: mean warm-start rate}}``. ``per_prompt`` maps each objective (and the
@@ -57,7 +61,8 @@ def load(sweep: Path | list[Path]) -> dict:
     out: dict = defaultdict(lambda: defaultdict(dict))
     start: dict = defaultdict(list)
     folders = [sweep] if isinstance(sweep, Path) else list(sweep)
-    for path in [p for folder in folders for p in sorted(folder.glob("runs/*/eval.json"))]:
+    folders = [f if isinstance(f, tuple) else (None, f) for f in folders]
+    for label, path in [(lab, p) for lab, folder in folders for p in sorted(Path(folder).glob("runs/*/eval.json"))]:
         try:
             d = json.loads(path.read_text())
             cfg = d["config"]
@@ -66,6 +71,8 @@ def load(sweep: Path | list[Path]) -> dict:
             metrics[WORST] = min(metrics.values())
             metrics[ALL] = float(d["all"])
             method, seed = cfg["advantage_method"], int(cfg["seed"])
+            if label is not None:
+                method, weights = label, ("variant",)
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: not a run's eval.json ({type(err).__name__}: {err})") from None
         if seed in out[weights][method]:
@@ -105,6 +112,8 @@ def hypervolume_2d(points: list[tuple[float, float]]) -> float:
 
 
 def _label(weights: tuple, multi: bool) -> str:
+    if weights == ("variant",):
+        return "" if not multi else "variants "
     return ("/".join(f"{w:g}" for w in weights) + " ") if multi else ""
 
 
@@ -180,9 +189,20 @@ def _parse_pairs(text: str | None) -> set[tuple[str, str]] | None:
     return out
 
 
+def _folder(text: str) -> Path | tuple[str, Path]:
+    label, sep, path = text.partition("=")
+    return (label, Path(path)) if sep and label and "/" not in label else Path(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("sweep", type=Path, nargs="+", help="sweep folder(s); several are pooled (disjoint seeds)")
+    parser.add_argument(
+        "sweep",
+        type=_folder,
+        nargs="+",
+        help="sweep folder(s); several are pooled (disjoint seeds). LABEL=FOLDER: the folder's runs are the variant "
+        "LABEL (compared under that name, whatever their method and weights)",
+    )
     parser.add_argument("--baselines", default="grpo,gdpo", help="comma list of baselines (default grpo,gdpo)")
     parser.add_argument("--pairs", default=None, help="comma list METHOD-BASELINE to compare (default: every pair)")
     parser.add_argument(

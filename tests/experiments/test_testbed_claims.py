@@ -154,3 +154,20 @@ def test_hypervolume_over_weight_vectors_is_compared_per_seed(tmp_path):
     names = {r["metric"] for r in report["exploratory"]}
     assert "0.5/0.5 saw − grpo: length" in names and "0.9/0.1 saw − grpo: alpha" in names
     assert len(names) == 2 * 4  # two weight vectors x (alpha, length, worst, all)
+
+
+def test_labelled_folders_pair_variants_across_weights_and_options(tmp_path):
+    """LABEL=FOLDER: a tuned-weight grpo and an option variant pair by seed with runs at other weights/folders."""
+    claims = _module()
+    for seed in range(6):
+        _run(tmp_path / "tuned", "grpo", seed, {"alpha": 0.9, "length": 0.2}, 0.2, None, w=(0.25, 0.75))
+        _run(tmp_path / "variant", "saw", seed, {"alpha": 0.9, "length": 0.2 + 0.1 * (seed + 1)}, 0.3, None)
+    data = claims.load([("grpo_tuned", tmp_path / "tuned"), ("saw_gdpo", tmp_path / "variant")])
+    assert list(data["runs"]) == [("variant",)] and set(data["runs"][("variant",)]) == {"grpo_tuned", "saw_gdpo"}
+    (row,) = [
+        r for r in claims.comparisons(data, ["grpo_tuned"], {("saw_gdpo", "grpo_tuned")}) if r["measure"] == "length"
+    ]
+    assert list(row["per_seed"].values()) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert row["result"].p == pytest.approx(2 / 64)  # every difference positive: the exact sign-flip floor
+    assert claims._folder("grpo_tuned=runs/x") == ("grpo_tuned", Path("runs/x"))
+    assert claims._folder("runs/a=b") == Path("runs/a=b")
