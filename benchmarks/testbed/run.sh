@@ -41,16 +41,4 @@ if [ -z "$dest" ]; then
   echo "report in $out (not published; to publish: bash $0 $setting --out docs/results/testbed-$setting)"
   exit "$status"
 fi
-rm -rf "$dest" && mkdir -p "$dest"
-cp "$out"/report.md "$out"/report.json "$out"/*.png "$out"/config.yaml "$out"/sweep.json "$dest"/
-for run in "$out"/runs/*/; do
-  name=$(basename "$run")
-  if [ -f "$run/eval.json" ]; then
-    mkdir -p "$dest/runs/$name" && cp "$run"/eval.json "$run"/run.json "$dest/runs/$name/"
-    # the per-step signal the collapse alarm and the claims' dynamics read, a few kB per run
-    if [ -f "$run/metrics.jsonl" ]; then
-      python benchmarks/testbed/compact_metrics.py "$run/metrics.jsonl" "$dest/runs/$name/metrics.jsonl"
-    fi
-  fi
-done
-echo "published to $dest"
+bash benchmarks/testbed/publish.sh "$out" "$dest"

@@ -107,6 +107,9 @@ def test_sweep_scripts_publish_only_with_out(tmp_path, script, arg, published):
     repo = tmp_path / "repo"
     (repo / script).parent.mkdir(parents=True)
     shutil.copy(ROOT / script, repo / script)
+    for helper in ("publish.sh", "compact_metrics.py"):  # run.sh publishes through its sibling scripts
+        if (ROOT / Path(script).parent / helper).exists():
+            shutil.copy(ROOT / Path(script).parent / helper, repo / Path(script).parent / helper)
     (repo / Path(script).parent / f"{arg}.yaml").write_text("task: toolcall\n")
     committed = repo / published / "report.md"
     committed.parent.mkdir(parents=True)
