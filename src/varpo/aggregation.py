@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import weakref
 from dataclasses import dataclass
 
 import torch
@@ -71,33 +70,22 @@ def _len_pow(lengths: Tensor, alpha: float) -> Tensor:
     return torch.where(lengths > 0, lengths.clamp_min(1.0).pow(-alpha), torch.zeros_like(lengths))
 
 
-# The last float mask checked: (weak reference, version counter, bool mask). policy_loss, loss_scale and
-# aggregate_loss check the same mask in one training step; an unmodified tensor (same object, same version) is
-# not re-scanned three times.
-_LAST_MASK: tuple | None = None
-
-
 def check_mask(mask: Tensor, name: str = "mask") -> Tensor:
-    """``mask`` as a bool tensor; a one-line ``ValueError`` unless every entry is 0/1 (or it is bool)."""
-    global _LAST_MASK
+    """``mask`` as a bool tensor; a one-line ``ValueError`` unless every entry is 0/1 (or it is bool).
+
+    Stateless: a float mask is checked on every call with two boolean passes (``!= 0`` and ``== 1`` must agree:
+    NaN and any value other than 0/1 break the agreement) and no float copy. A caller that checks one mask for
+    several functions converts it once (``check_mask(mask)`` returns the bool tensor, which later calls accept as is).
+    """
     if not isinstance(mask, Tensor):
         raise ValueError(f"{name} must be a tensor of 0/1 or bool, got {type(mask).__name__}")
     if mask.dtype == torch.bool:
         return mask
-    try:
-        version = mask._version
-    except RuntimeError:  # inference tensors have no version counter: no caching
-        version = None
-    last = _LAST_MASK
-    if version is not None and last is not None and last[0]() is mask and last[1] == version:
-        return last[2]
     out = mask != 0
-    if not bool(torch.equal(out.to(mask.dtype), mask)):  # entries other than 0/1 (NaN included)
+    if not torch.equal(out, mask == 1):  # a nonzero entry that is not 1 (NaN included: NaN != 0, NaN != 1)
         binary = (mask == 0) | (mask == 1)
         bad = mask[~binary].flatten()[0].item()
         raise ValueError(f"{name} must be binary (0/1 or bool), got a value {bad!r}; use advantages for weighting")
-    if version is not None:
-        _LAST_MASK = (weakref.ref(mask), version, out)
     return out
 
 

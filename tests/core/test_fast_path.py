@@ -13,6 +13,7 @@ import torch
 
 import varpo
 from varpo import stats as S
+from varpo import workspace as W
 from varpo.aggregation import check_mask
 
 
@@ -33,7 +34,7 @@ def _batch(n_groups: int, g: int, k: int, dtype, shuffle: bool, seed: int = 0):
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_fast_statistics_equal_the_whole_matrix_path(monkeypatch, k, shuffle, dtype):
-    monkeypatch.setattr(S, "TILE_ELEMENTS", 64)  # many tiles per call
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 64)  # many tiles per call
     rewards, ids = _batch(12, 5, k, dtype, shuffle)
     index = S.group_index(ids)
     assert (index.group_size is None) == shuffle
@@ -60,7 +61,7 @@ def test_fast_statistics_equal_the_whole_matrix_path(monkeypatch, k, shuffle, dt
 @pytest.mark.parametrize("method", varpo.METHODS)
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_fast_advantages_equal_the_whole_matrix_path(monkeypatch, method, shuffle):
-    monkeypatch.setattr(S, "TILE_ELEMENTS", 96)
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 96)
     rewards, ids = _batch(10, 6, 3, torch.float32, shuffle, seed=3)
     fast = varpo.compute_advantages(rewards, ids, method, [0.5, 0.3, 0.2], eps=0.0)
     slow = varpo.compute_advantages(rewards.clone().requires_grad_(True), ids, method, [0.5, 0.3, 0.2], eps=0.0)
@@ -130,7 +131,7 @@ def test_rvpo_tiled_soft_min_equals_the_materialized_route(monkeypatch, k, shuff
     advantages and effective weights equal the route through the materialized z-scores to float64 rounding."""
     from varpo import advantages as A
 
-    monkeypatch.setattr(S, "TILE_ELEMENTS", 96)
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 96)
     rewards, ids = _batch(10, 6, k, torch.float32, shuffle, seed=5)
     index = S.group_index(ids)
     weights = torch.rand(k, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) + 0.1
