@@ -13,8 +13,14 @@ from collections.abc import Callable
 
 
 def is_real(value: object) -> bool:
-    """A finite real number that is not a bool (int, float, numpy numbers; not NaN or ±inf, not a string)."""
-    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    """A finite real number that is not a bool (int, float, numpy numbers; not NaN or ±inf, not a string, not an
+    int beyond float's range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float (a 400-digit "score")
+        return False
 
 
 def is_int(value: object) -> bool:

@@ -19,7 +19,6 @@ import difflib
 import enum
 import hashlib
 import json
-import math
 import os
 import re
 import types
@@ -30,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from varpo.checks import is_int, is_real
 from varpo.schedules import parse_schedule
 from varpo.trl.config import VarpoGRPOConfig
 
@@ -108,9 +108,9 @@ class RunSpec:
             ("num_threads", 0),
         ):
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 _invalid(name, value, f"an int >= {low}")
-        if not _is_int(self.task_seed):
+        if not is_int(self.task_seed):
             _invalid("task_seed", self.task_seed, "an int")
         _bounded("sft_corrupt_fraction", self.sft_corrupt_fraction, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         _bounded("sft_epochs", self.sft_epochs, "a finite number > 0", lambda v: v > 0)
@@ -159,13 +159,8 @@ def _invalid(name: str, value: Any, allowed: str) -> typing.NoReturn:
     raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _bounded(name: str, value: Any, allowed: str, ok) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or not ok(value):
+    if not is_real(value) or not ok(value):
         _invalid(name, value, allowed)
 
 
