@@ -28,7 +28,9 @@ for verl since verl groups by uid and reorders samples):
   <= 1.0 target is out of reach for a float64 implementation in eager PyTorch.
 * ``varpo/<method>``: :func:`varpo.compute_advantages` incl. all its diagnostics (stats), contiguous layout;
   ``varpo/<method>@shuffled``: same with shuffled group ids (the scatter path); ``... stats=False``: the same
-  calls without diagnostics (``compute_advantages(stats=False)``), i.e. the advantages alone.
+  calls without diagnostics (``compute_advantages(stats=False)``), i.e. the advantages alone. Every varpo call
+  passes one ``varpo.Workspace`` per case, as a training run keeps one across steps (without it each call pages
+  in its tile buffers afresh).
 * ``verl/grpo_vectorized``: ``compute_grpo_vectorized_outcome_advantage`` on the pre-summed reward Σ_k w_k r_k
   (as in verl, where the reward function combines components before the estimator); ``verl/grpo_vectorized+sum``
   includes that weighted sum of the [N, K] matrix in the timed call (what varpo's input requires).
@@ -181,15 +183,18 @@ def bench_case(
         ),
         "floor/f64_segment_sums@shuffled tiled": lambda: _f64_sums_tiled(rewards_s, ids_s, p, group_size),
     }
+    ws = varpo.Workspace()  # the tile buffers a training run keeps across steps (compute_advantages(workspace=))
     for m in methods:
-        contenders[f"varpo/{m}"] = lambda m=m: varpo.compute_advantages(rewards, ids, method=m)
-        contenders[f"varpo/{m}@shuffled"] = lambda m=m: varpo.compute_advantages(rewards_s, ids_s, method=m)
+        contenders[f"varpo/{m}"] = lambda m=m: varpo.compute_advantages(rewards, ids, method=m, workspace=ws)
+        contenders[f"varpo/{m}@shuffled"] = lambda m=m: varpo.compute_advantages(
+            rewards_s, ids_s, method=m, workspace=ws
+        )
         if stats_false:
             contenders[f"varpo/{m} stats=False"] = lambda m=m: varpo.compute_advantages(
-                rewards, ids, method=m, stats=False
+                rewards, ids, method=m, stats=False, workspace=ws
             )
             contenders[f"varpo/{m}@shuffled stats=False"] = lambda m=m: varpo.compute_advantages(
-                rewards_s, ids_s, method=m, stats=False
+                rewards_s, ids_s, method=m, stats=False, workspace=ws
             )
     contenders.update(_verl_contenders(rewards_s, ids_s, weights, loops))
     contenders.update(_trl_contenders(rewards, group_size, weights))

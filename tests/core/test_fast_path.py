@@ -181,3 +181,25 @@ def test_returned_advantages_never_share_the_callers_memory():
     assert out.advantages.data_ptr() != rewards.data_ptr()
     out.advantages.mul_(0)
     assert rewards[:, 0].tolist() == [1.0, 3.0, 5.0, 7.0]
+
+
+@pytest.mark.parametrize("method", varpo.METHODS)
+def test_a_reused_workspace_gives_the_same_bits_and_stays_bounded(monkeypatch, method):
+    """One caller-owned workspace across calls of different sizes and layouts (tile buffers reused, many tiles per
+    call): advantages and diagnostics equal those of calls with fresh buffers, and it never holds more than its
+    slots of one tile each."""
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 96)
+    ws = varpo.Workspace()
+    for groups, g, k, shuffle in [(12, 5, 3, False), (10, 6, 3, True), (7, 4, 12, True), (30, 8, 2, False)]:
+        rewards, ids = _batch(groups, g, k, torch.float32, shuffle, seed=groups)
+        mine = varpo.compute_advantages(rewards, ids, method, workspace=ws)
+        fresh = varpo.compute_advantages(rewards, ids, method)
+        assert torch.equal(mine.advantages, fresh.advantages) and mine.stats == fresh.stats
+    held = [b for b in ws._buffers if b is not None]
+    assert len(ws._buffers) == ws.slots and held and all(b.numel() == 96 for b in held)
+
+
+@pytest.mark.parametrize("bad", [{}, "ws", 3])
+def test_workspace_must_be_a_workspace(bad):
+    with pytest.raises(ValueError, match="workspace must be a varpo.Workspace or None"):
+        varpo.compute_advantages(torch.ones(4, 2), [0, 0, 1, 1], "grpo", workspace=bad)
