@@ -40,7 +40,8 @@ for verl since verl groups by uid and reorders samples):
 verl estimators get response length T = 1 (their token broadcast then costs nothing extra).
 
 Loss rows (``--losses``): B sequences x T tokens, forward + backward. ``varpo/ppo_clip/<agg>`` =
-``policy_loss("ppo_clip") + aggregate_loss(agg)`` vs ``trl/<loss_type>``, TRL 1.16's ``_compute_loss`` lines for
+``check_mask`` once (the float 0/1 mask of the step, in the timed call) + ``policy_loss("ppo_clip") +
+aggregate_loss(agg)`` on the bool mask, as a trainer that converts its mask once per step does, vs ``trl/<loss_type>``, TRL 1.16's ``_compute_loss`` lines for
 the matching ``loss_type`` (token_mean = dapo/bnpo, seq_mean_token_mean = grpo, seq_mean_token_sum_norm =
 dr_grpo; vl_norm has no TRL counterpart and is compared with dr_grpo, the loss it generalises);
 ``varpo/gvpo`` (no TRL counterpart) is compared with TRL's grpo loss, the loss a TRL user would run instead.
@@ -63,6 +64,7 @@ import numpy as np
 import torch
 
 import varpo
+from varpo.aggregation import check_mask
 from varpo.experiments.outdir import add_out_option, out_path, write_result
 
 
@@ -249,15 +251,14 @@ def bench_losses(b: int, t: int, group_size: int, repeats: int, clock) -> dict[s
 
         return run
 
+    def ppo_step(lp, agg):
+        # the step's mask is checked once (a float 0/1 mask, as TRL's) and handed on as bool, as a trainer would
+        checked = check_mask(mask)
+        loss = varpo.policy_loss("ppo_clip", logprobs=lp, old_logprobs=old, advantages=adv, mask=checked)[0]
+        return varpo.aggregate_loss(loss, checked, agg, max_length=t)
+
     for agg in varpo.AGGREGATIONS:
-        contenders[f"varpo/ppo_clip/{agg}"] = step(
-            lambda lp, agg=agg: varpo.aggregate_loss(
-                varpo.policy_loss("ppo_clip", logprobs=lp, old_logprobs=old, advantages=adv, mask=mask)[0],
-                mask,
-                agg,
-                max_length=t,
-            )
-        )
+        contenders[f"varpo/ppo_clip/{agg}"] = step(lambda lp, agg=agg: ppo_step(lp, agg))
     contenders["varpo/gvpo/token_mean"] = step(
         lambda lp: (lambda loss: varpo.aggregate_loss(loss, torch.ones_like(loss), "token_mean"))(
             varpo.policy_loss("gvpo", logprobs=lp, old_logprobs=old, advantages=adv, mask=mask, group_ids=ids)[0]
