@@ -28,7 +28,9 @@ for verl since verl groups by uid and reorders samples):
   <= 1.0 target is out of reach for a float64 implementation in eager PyTorch.
 * ``varpo/<method>``: :func:`varpo.compute_advantages` incl. all its diagnostics (stats), contiguous layout;
   ``varpo/<method>@shuffled``: same with shuffled group ids (the scatter path); ``... stats=False``: the same
-  calls without diagnostics (``compute_advantages(stats=False)``), i.e. the advantages alone.
+  calls without diagnostics (``compute_advantages(stats=False)``), i.e. the advantages alone. Every varpo call
+  passes one ``varpo.Workspace`` per case, as a training run keeps one across steps (without it each call pages
+  in its tile buffers afresh).
 * ``verl/grpo_vectorized``: ``compute_grpo_vectorized_outcome_advantage`` on the pre-summed reward Σ_k w_k r_k
   (as in verl, where the reward function combines components before the estimator); ``verl/grpo_vectorized+sum``
   includes that weighted sum of the [N, K] matrix in the timed call (what varpo's input requires).
@@ -38,7 +40,8 @@ for verl since verl groups by uid and reorders samples):
 verl estimators get response length T = 1 (their token broadcast then costs nothing extra).
 
 Loss rows (``--losses``): B sequences x T tokens, forward + backward. ``varpo/ppo_clip/<agg>`` =
-``policy_loss("ppo_clip") + aggregate_loss(agg)`` vs ``trl/<loss_type>``, TRL 1.16's ``_compute_loss`` lines for
+``check_mask`` once (the float 0/1 mask of the step, in the timed call) + ``policy_loss("ppo_clip") +
+aggregate_loss(agg)`` on the bool mask, as a trainer that converts its mask once per step does, vs ``trl/<loss_type>``, TRL 1.16's ``_compute_loss`` lines for
 the matching ``loss_type`` (token_mean = dapo/bnpo, seq_mean_token_mean = grpo, seq_mean_token_sum_norm =
 dr_grpo; vl_norm has no TRL counterpart and is compared with dr_grpo, the loss it generalises);
 ``varpo/gvpo`` (no TRL counterpart) is compared with TRL's grpo loss, the loss a TRL user would run instead.
@@ -61,6 +64,7 @@ import numpy as np
 import torch
 
 import varpo
+from varpo.aggregation import check_mask
 from varpo.experiments.outdir import add_out_option, out_path, write_result
 
 
@@ -181,15 +185,18 @@ def bench_case(
         ),
         "floor/f64_segment_sums@shuffled tiled": lambda: _f64_sums_tiled(rewards_s, ids_s, p, group_size),
     }
+    ws = varpo.Workspace()  # the tile buffers a training run keeps across steps (compute_advantages(workspace=))
     for m in methods:
-        contenders[f"varpo/{m}"] = lambda m=m: varpo.compute_advantages(rewards, ids, method=m)
-        contenders[f"varpo/{m}@shuffled"] = lambda m=m: varpo.compute_advantages(rewards_s, ids_s, method=m)
+        contenders[f"varpo/{m}"] = lambda m=m: varpo.compute_advantages(rewards, ids, method=m, workspace=ws)
+        contenders[f"varpo/{m}@shuffled"] = lambda m=m: varpo.compute_advantages(
+            rewards_s, ids_s, method=m, workspace=ws
+        )
         if stats_false:
             contenders[f"varpo/{m} stats=False"] = lambda m=m: varpo.compute_advantages(
-                rewards, ids, method=m, stats=False
+                rewards, ids, method=m, stats=False, workspace=ws
             )
             contenders[f"varpo/{m}@shuffled stats=False"] = lambda m=m: varpo.compute_advantages(
-                rewards_s, ids_s, method=m, stats=False
+                rewards_s, ids_s, method=m, stats=False, workspace=ws
             )
     contenders.update(_verl_contenders(rewards_s, ids_s, weights, loops))
     contenders.update(_trl_contenders(rewards, group_size, weights))
@@ -244,15 +251,14 @@ def bench_losses(b: int, t: int, group_size: int, repeats: int, clock) -> dict[s
 
         return run
 
+    def ppo_step(lp, agg):
+        # the step's mask is checked once (a float 0/1 mask, as TRL's) and handed on as bool, as a trainer would
+        checked = check_mask(mask)
+        loss = varpo.policy_loss("ppo_clip", logprobs=lp, old_logprobs=old, advantages=adv, mask=checked)[0]
+        return varpo.aggregate_loss(loss, checked, agg, max_length=t)
+
     for agg in varpo.AGGREGATIONS:
-        contenders[f"varpo/ppo_clip/{agg}"] = step(
-            lambda lp, agg=agg: varpo.aggregate_loss(
-                varpo.policy_loss("ppo_clip", logprobs=lp, old_logprobs=old, advantages=adv, mask=mask)[0],
-                mask,
-                agg,
-                max_length=t,
-            )
-        )
+        contenders[f"varpo/ppo_clip/{agg}"] = step(lambda lp, agg=agg: ppo_step(lp, agg))
     contenders["varpo/gvpo/token_mean"] = step(
         lambda lp: (lambda loss: varpo.aggregate_loss(loss, torch.ones_like(loss), "token_mean"))(
             varpo.policy_loss("gvpo", logprobs=lp, old_logprobs=old, advantages=adv, mask=mask, group_ids=ids)[0]

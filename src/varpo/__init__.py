@@ -17,6 +17,7 @@ from varpo.advantages import (
     AdvantageOutput,
     RewardBatch,
     SigmaEMA,
+    Workspace,
     compute_advantages,
 )
 from varpo.aggregation import AGGREGATIONS, LossScale, aggregate_loss, loss_scale, vl_norm_weights
@@ -35,6 +36,7 @@ __all__ = [
     "LossScale",
     "RewardBatch",
     "SigmaEMA",
+    "Workspace",
     "aggregate_loss",
     "compute_advantages",
     "loss_scale",

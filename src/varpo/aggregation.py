@@ -31,13 +31,12 @@ gives loss 0 with a zero gradient in every mode.
 from __future__ import annotations
 
 import math
-import numbers
-import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from varpo.checks import check_real, is_real
 from varpo.registry import AGGREGATORS, lookup, needs_max_length, register_aggregation
 
 #: the built-in modes; :func:`varpo.registry.aggregations` lists these plus every registered one.
@@ -71,33 +70,23 @@ def _len_pow(lengths: Tensor, alpha: float) -> Tensor:
     return torch.where(lengths > 0, lengths.clamp_min(1.0).pow(-alpha), torch.zeros_like(lengths))
 
 
-# The last float mask checked: (weak reference, version counter, bool mask). policy_loss, loss_scale and
-# aggregate_loss check the same mask in one training step; an unmodified tensor (same object, same version) is
-# not re-scanned three times.
-_LAST_MASK: tuple | None = None
-
-
 def check_mask(mask: Tensor, name: str = "mask") -> Tensor:
-    """``mask`` as a bool tensor; a one-line ``ValueError`` unless every entry is 0/1 (or it is bool)."""
-    global _LAST_MASK
+    """``mask`` as a bool tensor; a one-line ``ValueError`` unless every entry is 0/1 (or it is bool).
+
+    Stateless: a non-bool mask is checked on every call, with no float copy: its bool conversion (nonzero, NaN
+    included) must equal ``mask == 1``, which fails for NaN and any value other than 0 and 1. A caller that hands
+    one mask to several functions (``policy_loss``, ``loss_scale``, ``aggregate_loss``) can convert it once with
+    this function and pass the bool tensor, which is accepted without a pass.
+    """
     if not isinstance(mask, Tensor):
         raise ValueError(f"{name} must be a tensor of 0/1 or bool, got {type(mask).__name__}")
     if mask.dtype == torch.bool:
         return mask
-    try:
-        version = mask._version
-    except RuntimeError:  # inference tensors have no version counter: no caching
-        version = None
-    last = _LAST_MASK
-    if version is not None and last is not None and last[0]() is mask and last[1] == version:
-        return last[2]
-    out = mask != 0
-    if not bool(torch.equal(out.to(mask.dtype), mask)):  # entries other than 0/1 (NaN included)
+    out = mask.bool()  # a cast, much cheaper than `mask != 0` on CPU (same values: NaN -> True)
+    if not torch.equal(out, mask == 1):  # a nonzero entry that is not 1 (NaN included)
         binary = (mask == 0) | (mask == 1)
         bad = mask[~binary].flatten()[0].item()
         raise ValueError(f"{name} must be binary (0/1 or bool), got a value {bad!r}; use advantages for weighting")
-    if version is not None:
-        _LAST_MASK = (weakref.ref(mask), version, out)
     return out
 
 
@@ -152,9 +141,7 @@ def aggregate_loss(
     if per_token_loss.shape != getattr(mask, "shape", None):
         shape = tuple(getattr(mask, "shape", ()))
         raise ValueError(f"per_token_loss {tuple(per_token_loss.shape)} and mask {shape} must match")
-    if needs_max_length(mode) and not (
-        isinstance(max_length, numbers.Real) and not isinstance(max_length, bool) and 0 < max_length < math.inf
-    ):
+    if needs_max_length(mode) and not (is_real(max_length) and max_length > 0):
         raise ValueError(
             f"loss aggregation {mode!r} needs max_length (the maximum response length M) > 0, got {max_length!r}"
         )
@@ -228,5 +215,4 @@ for _name, _fn in zip(AGGREGATIONS, (token_mean, seq_mean_token_mean, seq_mean_t
 
 
 def _check_alpha(alpha: float) -> None:
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+    check_real("alpha", alpha, "a finite number >= 0", lambda v: v >= 0)

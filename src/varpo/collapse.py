@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from varpo.checks import is_int
+
 #: default window (consecutive steps without signal before the warning); ``None`` turns the alarm off.
 DEFAULT_WINDOW = 20
 PREFIX = "frac_signal/"
@@ -25,7 +27,7 @@ def check_window(value, field: str = "collapse_window") -> int | None:
     """``value`` as a window (an integer >= 1) or ``None`` (off); otherwise a one-line ``ValueError`` naming ``field``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{field}={value!r} is invalid; allowed: an integer >= 1 (steps), or null/None to turn it off")
     return value
 

@@ -15,14 +15,14 @@ Bad options are a one-line ``ValueError`` naming the argument.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor
 
 from varpo.aggregation import check_mask
+from varpo.checks import check_real, is_int
+from varpo.groups import as_group_ids, broadcast, group_index, segment_sum
 from varpo.registry import POLICY_LOSSES, is_per_sequence, lookup, register_policy_loss
-from varpo.stats import as_group_ids, broadcast, group_index, segment_sum
 
 # exp() of a log-ratio beyond this overflows float32; verl clamps the same way (negative_approx_kl in [-20, 20]).
 LOG_RATIO_CLAMP = 20.0
@@ -33,12 +33,6 @@ GSPO_LOG_RATIO_MAX = 10.0
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``x`` over ``mask`` (bool); NaN/inf outside the mask are ignored."""
     return torch.where(mask, x, 0.0).sum() / mask.sum().clamp_min(1).to(x.dtype)
-
-
-def _number(name: str, value, allowed: str, ok) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return float(value)
 
 
 def _check_inputs(logprobs, old_logprobs, advantages, mask) -> Tensor:
@@ -90,11 +84,11 @@ def ppo_clip(
     """
     if importance_sampling_level not in ("token", "sequence"):
         raise ValueError(f"importance_sampling_level must be 'token' or 'sequence', got {importance_sampling_level!r}")
-    clip_low = _number("clip_low", clip_low, "a number in [0, 1)", lambda v: 0 <= v < 1)
-    clip_high = clip_low if clip_high is None else _number("clip_high", clip_high, "a number >= 0", lambda v: v >= 0)
-    beta = _number("beta", beta, "a finite number >= 0", lambda v: v >= 0)
+    clip_low = check_real("clip_low", clip_low, "a number in [0, 1)", lambda v: 0 <= v < 1)
+    clip_high = clip_low if clip_high is None else check_real("clip_high", clip_high, "a number >= 0", lambda v: v >= 0)
+    beta = check_real("beta", beta, "a finite number >= 0", lambda v: v >= 0)
     if clip_ratio_c is not None:
-        clip_ratio_c = _number("clip_ratio_c", clip_ratio_c, "a number > 1 (dual clip) or None", lambda v: v > 1)
+        clip_ratio_c = check_real("clip_ratio_c", clip_ratio_c, "a number > 1 (dual clip) or None", lambda v: v > 1)
     valid = _check_inputs(logprobs, old_logprobs, advantages, mask)
     if beta > 0 and ref_logprobs is None:
         raise ValueError("ppo_clip with beta > 0 needs ref_logprobs")
@@ -215,8 +209,8 @@ def gvpo(
     unknown = set(ignored) - _PPO_ONLY_OPTIONS
     if unknown:
         raise TypeError(f"gvpo got unexpected option(s) {sorted(unknown)}")
-    gvpo_beta = _number("gvpo_beta", gvpo_beta, "a finite number > 0", lambda v: v > 0)
-    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral)):
+    gvpo_beta = check_real("gvpo_beta", gvpo_beta, "a finite number > 0", lambda v: v > 0)
+    if group_size is not None and not is_int(group_size):
         raise ValueError(f"group_size must be an int >= 2 or None, got {group_size!r}")
     valid = _check_inputs(logprobs, old_logprobs, advantages, mask)
     group_ids = as_group_ids(group_ids, logprobs.device)

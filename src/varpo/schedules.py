@@ -28,6 +28,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from varpo.checks import is_real
+
 SCHEDULE_TYPES = ("linear", "cosine")
 
 
@@ -104,9 +106,9 @@ def parse_schedule(
                 raise ValueError(f"{where}={point!r} is invalid; expected [step, [w_1, ..., w_K]]")
             step, w = point
             # finite first: int(inf) raised OverflowError (exit 1) and int(nan) a message naming no field
-            if not _finite(step) or step < 0 or step != int(step):
+            if not is_real(step) or step < 0 or step != int(step):
                 raise ValueError(f"{where} step={step!r} is invalid; expected an integer >= 0")
-            if not w or not all(_finite(x) and x >= 0 for x in w) or not 0 < sum(w) < math.inf:
+            if not w or not all(is_real(x) and x >= 0 for x in w) or not 0 < sum(w) < math.inf:
                 raise ValueError(
                     f"{where} weights={list(w)!r} are invalid; expected finite numbers >= 0, not all 0, with a "
                     "finite sum"
@@ -123,7 +125,3 @@ def parse_schedule(
             f"{field} has {schedule.num_components} weights per point; expected K={num_components} (one per reward)"
         )
     return schedule
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

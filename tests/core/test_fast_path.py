@@ -13,6 +13,7 @@ import torch
 
 import varpo
 from varpo import stats as S
+from varpo import workspace as W
 from varpo.aggregation import check_mask
 
 
@@ -33,7 +34,7 @@ def _batch(n_groups: int, g: int, k: int, dtype, shuffle: bool, seed: int = 0):
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_fast_statistics_equal_the_whole_matrix_path(monkeypatch, k, shuffle, dtype):
-    monkeypatch.setattr(S, "TILE_ELEMENTS", 64)  # many tiles per call
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 64)  # many tiles per call
     rewards, ids = _batch(12, 5, k, dtype, shuffle)
     index = S.group_index(ids)
     assert (index.group_size is None) == shuffle
@@ -60,7 +61,7 @@ def test_fast_statistics_equal_the_whole_matrix_path(monkeypatch, k, shuffle, dt
 @pytest.mark.parametrize("method", varpo.METHODS)
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_fast_advantages_equal_the_whole_matrix_path(monkeypatch, method, shuffle):
-    monkeypatch.setattr(S, "TILE_ELEMENTS", 96)
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 96)
     rewards, ids = _batch(10, 6, 3, torch.float32, shuffle, seed=3)
     fast = varpo.compute_advantages(rewards, ids, method, [0.5, 0.3, 0.2], eps=0.0)
     slow = varpo.compute_advantages(rewards.clone().requires_grad_(True), ids, method, [0.5, 0.3, 0.2], eps=0.0)
@@ -130,7 +131,7 @@ def test_rvpo_tiled_soft_min_equals_the_materialized_route(monkeypatch, k, shuff
     advantages and effective weights equal the route through the materialized z-scores to float64 rounding."""
     from varpo import advantages as A
 
-    monkeypatch.setattr(S, "TILE_ELEMENTS", 96)
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 96)
     rewards, ids = _batch(10, 6, k, torch.float32, shuffle, seed=5)
     index = S.group_index(ids)
     weights = torch.rand(k, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) + 0.1
@@ -180,3 +181,25 @@ def test_returned_advantages_never_share_the_callers_memory():
     assert out.advantages.data_ptr() != rewards.data_ptr()
     out.advantages.mul_(0)
     assert rewards[:, 0].tolist() == [1.0, 3.0, 5.0, 7.0]
+
+
+@pytest.mark.parametrize("method", varpo.METHODS)
+def test_a_reused_workspace_gives_the_same_bits_and_stays_bounded(monkeypatch, method):
+    """One caller-owned workspace across calls of different sizes and layouts (tile buffers reused, many tiles per
+    call): advantages and diagnostics equal those of calls with fresh buffers, and it never holds more than its
+    slots of one tile each."""
+    monkeypatch.setattr(W, "TILE_ELEMENTS", 96)
+    ws = varpo.Workspace()
+    for groups, g, k, shuffle in [(12, 5, 3, False), (10, 6, 3, True), (7, 4, 12, True), (30, 8, 2, False)]:
+        rewards, ids = _batch(groups, g, k, torch.float32, shuffle, seed=groups)
+        mine = varpo.compute_advantages(rewards, ids, method, workspace=ws)
+        fresh = varpo.compute_advantages(rewards, ids, method)
+        assert torch.equal(mine.advantages, fresh.advantages) and mine.stats == fresh.stats
+    held = [b for b in ws._buffers if b is not None]
+    assert len(ws._buffers) == ws.slots and held and all(b.numel() == 96 for b in held)
+
+
+@pytest.mark.parametrize("bad", [{}, "ws", 3])
+def test_workspace_must_be_a_workspace(bad):
+    with pytest.raises(ValueError, match="workspace must be a varpo.Workspace or None"):
+        varpo.compute_advantages(torch.ones(4, 2), [0, 0, 1, 1], "grpo", workspace=bad)

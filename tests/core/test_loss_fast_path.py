@@ -141,7 +141,7 @@ def test_one_step_writes_no_float64_matrix_and_few_full_passes(mode):
     float writes (the formula's own passes), so a regression to extra passes fails here."""
     logp, old, adv, mask = _batch(6, b=8, t=64)
     x = logp.clone().requires_grad_()
-    varpo.policy_loss("ppo_clip", logprobs=x, old_logprobs=old, advantages=adv, mask=mask)  # warm the mask cache
+    varpo.policy_loss("ppo_clip", logprobs=x, old_logprobs=old, advantages=adv, mask=mask)  # warm-up call
     with _FullSizeOps(mask.numel()) as counter:
         loss, _ = varpo.policy_loss("ppo_clip", logprobs=x, old_logprobs=old, advantages=adv, mask=mask)
         varpo.aggregate_loss(loss, mask, mode).backward()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import varpo
-import varpo.advantages as A
+import varpo.estimators as A
 
 
 def _rewards(kind: str, seed: int) -> torch.Tensor:

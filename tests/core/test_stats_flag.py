@@ -7,6 +7,7 @@ import torch
 
 import varpo
 import varpo.advantages as A
+import varpo.estimators as E
 
 
 def _batch(kind: str, shuffled: bool):
@@ -84,15 +85,15 @@ def test_stats_false_skips_every_diagnostic(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("diagnostic computed with stats=False")
 
-    real_soft_min = A.soft_min
+    real_soft_min = E.soft_min
 
     def soft_min(z, wbar, k, with_grad=True):
         assert not with_grad
         return real_soft_min(z, wbar, k, with_grad)
 
-    monkeypatch.setattr(A, "_stats", boom)
+    monkeypatch.setattr(A, "batch_diagnostics", boom)
     monkeypatch.setattr(A, "no_signal_rule", boom)
-    monkeypatch.setattr(A, "soft_min", soft_min)
+    monkeypatch.setattr(E, "soft_min", soft_min)
     monkeypatch.setattr(A.RewardBatch, "pooled", property(boom))
     for shuffled in (False, True):
         rewards, ids = _batch("missing", shuffled)

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from varpo.checks import is_int, is_real
 from varpo.rewards.cache import JudgeCache, request_key
 from varpo.rewards.parse import ReplyError, json_object
 from varpo.rewards.runner import JudgeRunner
@@ -81,7 +81,7 @@ def failure_value(policy: Any) -> float | None:
             policy = float(policy)
         except ValueError:
             policy = None
-    if isinstance(policy, int | float) and not isinstance(policy, bool) and math.isfinite(policy) and 0 <= policy <= 1:
+    if is_real(policy) and 0 <= policy <= 1:
         return float(policy)
     raise ValueError(f"judge_failure={policy!r} is invalid; allowed: 'missing' or a penalty value in [0, 1]")
 
@@ -96,15 +96,14 @@ def outage_policy(max_failure_rate: Any, window: Any) -> tuple[float | None, int
     ValueError naming the option. The rate is a fraction in [0, 1): a batch whose failed fraction is above it counts
     towards the window (1 could never be exceeded); None (default) never stops the run."""
     if max_failure_rate is not None:
-        number = isinstance(max_failure_rate, int | float) and not isinstance(max_failure_rate, bool)
-        if not number or not math.isfinite(max_failure_rate) or not 0 <= max_failure_rate < 1:
+        if not is_real(max_failure_rate) or not 0 <= max_failure_rate < 1:
             raise ValueError(
                 f"judge_max_failure_rate={max_failure_rate!r} is invalid; allowed: null (never stop) or a fraction "
                 "in [0, 1) (stop when more than that fraction of a batch's judgments fail, judge_failure_window "
                 "batches in a row)"
             )
         max_failure_rate = float(max_failure_rate)
-    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+    if not is_int(window) or window < 1:
         raise ValueError(f"judge_failure_window={window!r} is invalid; allowed: an int >= 1 (judged batches in a row)")
     return max_failure_rate, window
 

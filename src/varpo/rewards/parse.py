@@ -16,10 +16,11 @@ Per key, the value checks are strict (a bad value makes *that* key missing, the 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from varpo.checks import is_real
 
 MAX_REPLY_CHARS = 65_536
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -56,13 +57,8 @@ def json_object(reply: Any) -> dict[str, Any]:
 def _number(value: Any) -> float | None:
     if isinstance(value, Mapping) and "score" in value:
         value = value["score"]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:  # an int beyond float's range (a 400-digit "score")
-        return None
-    return value if math.isfinite(value) else None
+    # not a bool, not NaN/inf, not an int beyond float's range (a 400-digit "score")
+    return float(value) if is_real(value) else None
 
 
 def read_scores(obj: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]]) -> dict[str, float | None]:

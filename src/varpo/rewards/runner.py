@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from varpo.checks import is_real
 from varpo.rewards.backends import PermanentError
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ class JudgeRunner:
             ("judge_batch_timeout", batch_timeout, 0.0),
             ("judge_backoff", backoff, None),
         ):
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or (value <= low if low is not None else value < 0):
+            if not is_real(value) or (value <= low if low is not None else value < 0):
                 allowed = "a finite number of seconds > 0" if low is not None else "a finite number of seconds >= 0"
                 raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
         if retries < 0:

@@ -21,12 +21,12 @@ missing (a partial verdict would bias the ratio).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from varpo.checks import is_real
 from varpo.rewards.parse import read_scores, read_verdicts
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -53,7 +53,7 @@ class Dimension:
 
     def __post_init__(self) -> None:
         check_name(self.name, "judge dimension")
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.high > self.low):
+        if not (is_real(self.low) and is_real(self.high) and self.high > self.low):
             raise ValueError(
                 f"judge dimension {self.name!r}: range [{self.low}, {self.high}] is invalid (need low < high)"
             )
@@ -175,7 +175,7 @@ def parse_rubric(rubrics: Any, axes: Sequence[str], tag_prefix: str = "axis:", w
         text, points, tags = item.get("criterion"), item.get("points"), item.get("tags")
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{at}: 'criterion' must be a non-empty string")
-        if isinstance(points, bool) or not isinstance(points, int | float) or not math.isfinite(points) or points == 0:
+        if not is_real(points) or points == 0:
             raise ValueError(f"{at}: 'points' must be a non-zero number, got {points!r}")
         if not isinstance(tags, Sequence) or isinstance(tags, str):
             raise ValueError(f"{at}: 'tags' must be a list of strings")

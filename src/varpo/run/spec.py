@@ -10,19 +10,17 @@ Validation lives in three places, all one-line ``ValueError``s that name the fie
 :func:`validate` (what needs both or the machine: one weight/offset per reward function of the task, the files and
 models the run will read). :func:`validate` is what ``varpo train --dry-run``, ``varpo sweep --dry-run`` and every
 real run call first, so a dry run rejects exactly what a real run would reject, before any model is built.
+
+The type conversion of values lives in :mod:`varpo.run.coercion`, the checks of the files and models a run names in
+:mod:`varpo.run.sources` (:func:`check_sources`, importable from here too).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import enum
 import hashlib
 import json
-import math
-import os
-import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,9 @@ from typing import Any
 
 import yaml
 
+from varpo.checks import is_int, is_real
+from varpo.run.coercion import coerce_value
+from varpo.run.sources import check_sources
 from varpo.schedules import parse_schedule
 from varpo.trl.config import VarpoGRPOConfig
 
@@ -108,9 +109,9 @@ class RunSpec:
             ("num_threads", 0),
         ):
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 _invalid(name, value, f"an int >= {low}")
-        if not _is_int(self.task_seed):
+        if not is_int(self.task_seed):
             _invalid("task_seed", self.task_seed, "an int")
         _bounded("sft_corrupt_fraction", self.sft_corrupt_fraction, "a number in [0, 1]", lambda v: 0 <= v <= 1)
         _bounded("sft_epochs", self.sft_epochs, "a finite number > 0", lambda v: v > 0)
@@ -159,13 +160,8 @@ def _invalid(name: str, value: Any, allowed: str) -> typing.NoReturn:
     raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _bounded(name: str, value: Any, allowed: str, ok) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or not ok(value):
+    if not is_real(value) or not ok(value):
         _invalid(name, value, allowed)
 
 
@@ -200,84 +196,13 @@ def check_key(key: str) -> None:
 
 
 def coerce(key: str, value: Any, cli: bool = False) -> Any:
-    """``value`` converted to the declared type of field ``key``.
+    """``value`` converted to the declared type of field ``key`` (:func:`varpo.run.coercion.coerce_value`).
 
     A CLI string is read as YAML first (numbers, booleans, lists, ``null``), falling back to the literal string,
     so ``save_strategy=no`` stays "no" while ``bf16=false`` becomes False.
     """
     check_key(key)
-    target = hint(key)
-    candidates = [value]
-    if cli and isinstance(value, str):
-        try:
-            candidates = [yaml.safe_load(value), value]
-        except yaml.YAMLError:
-            pass
-    for candidate in candidates:
-        try:
-            return _convert(candidate, target)
-        except (TypeError, ValueError):
-            continue
-    raise ValueError(f"{key}={value!r} is invalid; expected {_type_name(target)}")
-
-
-def _type_name(target: Any) -> str:
-    return getattr(target, "__name__", None) or str(target).replace("typing.", "")
-
-
-def _convert(value: Any, target: Any) -> Any:
-    origin = typing.get_origin(target)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(target)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option)
-            except (TypeError, ValueError) as err:
-                errors.append(err)
-        raise ValueError(f"no type matches {value!r}")
-    if target is Any or target is object:
-        return value
-    if origin is list or target is list:
-        (item,) = typing.get_args(target) or (Any,)
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return [_convert(v, item) for v in value]
-    if origin is dict or target is dict:
-        if isinstance(value, dict):
-            return value
-        raise TypeError("expected a mapping")
-    if target is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.strip().lower() in ("true", "yes", "1")
-        raise TypeError("expected a bool")
-    if target is int:
-        if isinstance(value, bool):
-            raise TypeError("expected an int")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, (int, str)):
-            return int(value)
-        raise TypeError("expected an int")
-    if target is float:
-        if isinstance(value, bool):
-            raise TypeError("expected a number")
-        return float(value)
-    if target is str:
-        if isinstance(value, (dict, list, bool)):
-            raise TypeError("expected a string")
-        return str(value)
-    if isinstance(target, type) and issubclass(target, enum.Enum):
-        return target(value)
-    return value
+    return coerce_value(key, value, hint(key), cli)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -401,75 +326,6 @@ def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
         check_endpoint(judge.backend.base_url, judge.backend.model)
     skipped = check_sources(spec, dry_run=dry_run)
     return Checked(args, task, skipped)
-
-
-_DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def _path_like(value: str) -> bool:
-    """A value that can only mean a local path (a hub id is ``name`` or ``org/name``)."""
-    return value.startswith(("/", ".", "~")) or value.count("/") > 1 or os.sep != "/" and os.sep in value
-
-
-def check_sources(spec: RunSpec, *, dry_run: bool = False) -> dict[str, str]:
-    """The files and models ``spec`` names exist and have the right kind; returns ``{field: reason}`` of what a dry
-    run skipped (see :func:`validate`)."""
-    from varpo import models
-
-    skipped: dict[str, str] = {}
-    for name in ("train_file", "eval_file"):
-        source = getattr(spec, name)
-        if source is None:
-            continue
-        path = Path(source).expanduser()
-        if path.is_file() and path.suffix.lower() not in _DATA_SUFFIXES:
-            _invalid(name, source, f"a {', '.join(_DATA_SUFFIXES)} file, a saved dataset directory or a hub dataset")
-        if path.exists():
-            continue
-        if _path_like(source) or path.suffix.lower() in _DATA_SUFFIXES:
-            if not dry_run or path.is_absolute() or source.startswith("~"):  # this machine's path: it is not there
-                raise ValueError(f"{name}={source!r}: no such file or directory")
-            skipped[name] = f"{source} not found here (a relative path; a real run fails without it)"
-        elif dry_run and models.offline():
-            skipped[name] = f"hub dataset {source} not checked (HF_HUB_OFFLINE=1; loaded at train time)"
-    for name in ("model", "warm_start"):
-        source = getattr(spec, name)
-        if (
-            source is None
-            or (name == "model" and source == models.BUILTIN_TINY)
-            or (name == "warm_start" and source == "sft")
-        ):
-            continue
-        if source.startswith("builtin:"):
-            _invalid(name, source, f"{models.BUILTIN_TINY}, a local model directory or a hub id")
-        allowed = ("'sft', null, " if name == "warm_start" else f"{models.BUILTIN_TINY}, ") + (
-            "a local model directory or a hub id (org/name)"
-        )
-        path = Path(source).expanduser()
-        if path.exists():
-            if not (path / "config.json").is_file():
-                raise ValueError(f"{name}={source!r} is not a model directory (no config.json)")
-            continue
-        if _path_like(source) or not _HUB_ID.match(source):
-            raise ValueError(f"{name}={source!r}: no such model directory; allowed: {allowed}")
-        if models.offline() and not _hub_cached(source):
-            if "/" not in source or not dry_run:
-                raise ValueError(
-                    f"{name}={source!r} is neither a local model directory nor in the local HF cache "
-                    f"(HF_HUB_OFFLINE=1); allowed: {allowed}"
-                )
-            skipped[name] = f"hub model {source} not in the local HF cache (HF_HUB_OFFLINE=1)"
-    return skipped
-
-
-def _hub_cached(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # noqa: BLE001 - an invalid id or cache layout: not cached
-        return False
 
 
 def digest(obj: Any) -> str:

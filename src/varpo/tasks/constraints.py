@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from varpo.checks import is_real
 from varpo.tasks.base import RewardFn, Task, in_split
 from varpo.tasks.io import read_records, to_dataset
 from varpo.text import as_chat, completion_text, prompt_text
@@ -122,8 +123,7 @@ class ConstraintsTask(Task):
         if (
             not isinstance(scales, (list, tuple))
             or len(scales) != n_obj
-            or any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in scales)
-            or any(not (math.isfinite(s) and s > 0) for s in scales)
+            or any(not (is_real(s) and s > 0) for s in scales)
         ):
             raise ValueError(f"scales must be {n_obj} positive numbers (word rules, then length), got {self.scales!r}")
         self.scales = [float(s) for s in scales]

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from varpo.checks import is_real
 from varpo.tasks.base import RewardFn, Task, in_split
 from varpo.tasks.io import Skipped, first_field, get_field, read_records, to_dataset
 from varpo.tasks.math_grader import DEFAULT_TIMEOUT_S, answers_match, extract_answer, gold_answer, last_boxed
@@ -177,9 +178,7 @@ class MathTask(Task):
     def __post_init__(self) -> None:
         if self.max_tokens < 1 or self.tail_chars < 1 or self.max_steps < 1:
             raise ValueError("max_tokens, tail_chars and max_steps must be positive")
-        if isinstance(self.timeout_s, bool) or not (
-            isinstance(self.timeout_s, int | float) and 0 < self.timeout_s <= 60
-        ):
+        if not (is_real(self.timeout_s) and 0 < self.timeout_s <= 60):
             raise ValueError(f"timeout_s must be a number of seconds in (0, 60], got {self.timeout_s!r}")
         if "{problem}" not in self.prompt_template:
             raise ValueError("prompt_template needs a {problem} placeholder")
