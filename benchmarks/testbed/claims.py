@@ -49,7 +49,8 @@ def interval(values: list[float]) -> tuple[float, float]:
 def load(sweep: Path | list[Path | tuple[str, Path]]) -> dict:
     """Per-run final metrics of one sweep folder, or of several pooled (disjoint seeds of one setting).
 
-    A folder given as ``(label, path)`` (``LABEL=PATH`` on the command line) is one *variant*: its runs are compared
+    A folder given as ``(label, path)`` (``LABEL=PATH`` on the command line; ``(label, path, method)`` /
+    ``LABEL=PATH@METHOD`` keeps only that method's runs) is one *variant*: its runs are compared
     under the method name ``label`` and their weight vector is not a grouping key ("variant"), so a method with an
     option (``saw saw_base=gdpo``) or a tuned weight vector can be paired, seed by seed, with runs from another folder.
 
@@ -62,7 +63,10 @@ def load(sweep: Path | list[Path | tuple[str, Path]]) -> dict:
     start: dict = defaultdict(list)
     folders = [sweep] if isinstance(sweep, Path) else list(sweep)
     folders = [f if isinstance(f, tuple) else (None, f) for f in folders]
-    for label, path in [(lab, p) for lab, folder in folders for p in sorted(Path(folder).glob("runs/*/eval.json"))]:
+    folders = [(f[0], Path(f[1]), f[2] if len(f) > 2 else None) for f in folders]
+    for label, path, only in [
+        (lab, p, m) for lab, folder, m in folders for p in sorted(folder.glob("runs/*/eval.json"))
+    ]:
         try:
             d = json.loads(path.read_text())
             cfg = d["config"]
@@ -71,6 +75,8 @@ def load(sweep: Path | list[Path | tuple[str, Path]]) -> dict:
             metrics[WORST] = min(metrics.values())
             metrics[ALL] = float(d["all"])
             method, seed = cfg["advantage_method"], int(cfg["seed"])
+            if only is not None and method != only:
+                continue
             if label is not None:
                 method, weights = label, ("variant",)
         except (ValueError, KeyError, TypeError) as err:
@@ -189,9 +195,12 @@ def _parse_pairs(text: str | None) -> set[tuple[str, str]] | None:
     return out
 
 
-def _folder(text: str) -> Path | tuple[str, Path]:
+def _folder(text: str) -> Path | tuple:
     label, sep, path = text.partition("=")
-    return (label, Path(path)) if sep and label and "/" not in label else Path(text)
+    if not (sep and label and "/" not in label):
+        return Path(text)
+    folder, at, method = path.rpartition("@")
+    return (label, Path(folder), method) if at and method and "/" not in method else (label, Path(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         type=_folder,
         nargs="+",
         help="sweep folder(s); several are pooled (disjoint seeds). LABEL=FOLDER: the folder's runs are the variant "
-        "LABEL (compared under that name, whatever their method and weights)",
+        "LABEL (compared under that name, whatever their method and weights); LABEL=FOLDER@METHOD: only METHOD's runs",
     )
     parser.add_argument("--baselines", default="grpo,gdpo", help="comma list of baselines (default grpo,gdpo)")
     parser.add_argument("--pairs", default=None, help="comma list METHOD-BASELINE to compare (default: every pair)")

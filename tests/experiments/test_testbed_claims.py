@@ -171,3 +171,6 @@ def test_labelled_folders_pair_variants_across_weights_and_options(tmp_path):
     assert row["result"].p == pytest.approx(2 / 64)  # every difference positive: the exact sign-flip floor
     assert claims._folder("grpo_tuned=runs/x") == ("grpo_tuned", Path("runs/x"))
     assert claims._folder("runs/a=b") == Path("runs/a=b")
+    assert claims._folder("base=runs/x@grpo") == ("base", Path("runs/x"), "grpo")
+    only = claims.load([("only_saw", tmp_path / "variant", "saw"), ("none", tmp_path / "variant", "grpo")])
+    assert set(only["runs"][("variant",)]) == {"only_saw"}  # the @METHOD filter drops the other method's runs
