@@ -253,13 +253,13 @@ def test_filtered_step_equals_hand_built_batch(make_trainer, train_ds, aggregati
     model.train()
     rows = [train_ds[i] for i in range(4) for _ in range(G)]
     torch.manual_seed(0)
-    batch = ds.generate(trainer, rows)
+    batch = trainer._generate_and_score_completions(rows)  # training + dynamic_sampling: the filter loop
     weight = batch[ds.WEIGHT_KEY]
     real = weight > 0
     kept = int(real.sum()) // G
 
     assert 0 < kept <= 4
-    chunks = ds.split(trainer, batch)
+    chunks = trainer._split_dynamic(batch)
     assert len(chunks) == 4
     if kept < 4:  # a zero-weight padding micro-batch exists
         assert any(not bool(c[ds.WEIGHT_KEY].any()) for c in chunks)

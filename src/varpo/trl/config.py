@@ -24,6 +24,7 @@ from varpo.aggregation import AGGREGATIONS
 from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.losses import POLICY_LOSSES
 from varpo.schedules import parse_schedule
+from varpo.step import OPTIONS, own_options, resolve
 from varpo.trl import replay
 from varpo.trl.dynamic_sampling import ON_CAP
 from varpo.trl.rewards import REWARD_ERROR_MODES
@@ -221,7 +222,7 @@ class VarpoGRPOConfig(GRPOConfig):
     def _validate_varpo(self) -> None:
         self._validate_trl()
         # The registries are read here, not at import, so methods registered later (or by plug-ins) are accepted.
-        _choice("advantage_method", self.advantage_method, registry.estimators(), registry.unknown_hint())
+        resolve(self.advantage_method)  # the contract's lookup: known (built-in, registered or a plug-in's)
         _choice("policy_loss", self.policy_loss, registry.policy_losses(), registry.unknown_hint())
         _choice("loss_aggregation", self.loss_aggregation, registry.aggregations(), registry.unknown_hint())
         _choice("reward_errors", self.reward_errors, REWARD_ERROR_MODES)
@@ -312,14 +313,24 @@ class VarpoGRPOConfig(GRPOConfig):
         if self.estimator_options is None:
             return
         method = self.advantage_method
-        own = set(registry.estimator_info(method).options)
-        own |= {end for end in registry.anneal_ends(method) if end not in self.__dataclass_fields__}
+        own = {name for name in own_options(method) if name not in self.__dataclass_fields__}
         if not isinstance(self.estimator_options, dict) or not all(isinstance(k, str) for k in self.estimator_options):
             _fail("estimator_options", self.estimator_options, "a mapping {option: value} or null")
         unknown = sorted(set(self.estimator_options) - own)
         if unknown:
             mine = f"its own options {sorted(own)}" if own else "null (it declares no options of its own)"
             _fail("estimator_options", self.estimator_options, f"advantage_method={method!r} takes {mine}")
+
+    def step_options(self) -> dict:
+        """The advantage options of this config in the one vocabulary of :class:`varpo.step.AdvantageStep`: every
+        shared option field (:data:`varpo.step.OPTIONS`), ``estimator_options`` and the end of each anneal
+        ``advantage_method`` declares that is a config field (``rvpo_k_end``), when set."""
+        values = {name: getattr(self, name) for name in OPTIONS}
+        values.update(self.estimator_options or {})
+        for name in registry.anneal_ends(self.advantage_method):
+            if getattr(self, name, None) is not None:
+                values[name] = getattr(self, name)
+        return values
 
     def _validate_trl(self) -> None:
         """TRL/transformers fields whose bad values TRL accepts here and only fails on later (a ZeroDivisionError in
