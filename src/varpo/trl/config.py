@@ -24,7 +24,7 @@ from varpo.aggregation import AGGREGATIONS
 from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.losses import POLICY_LOSSES
 from varpo.schedules import parse_schedule
-from varpo.step import OPTIONS, own_options, resolve
+from varpo.step import OPTIONS, resolve
 from varpo.trl import replay
 from varpo.trl.dynamic_sampling import ON_CAP
 from varpo.trl.rewards import REWARD_ERROR_MODES
@@ -313,7 +313,8 @@ class VarpoGRPOConfig(GRPOConfig):
         if self.estimator_options is None:
             return
         method = self.advantage_method
-        own = {name for name in own_options(method) if name not in self.__dataclass_fields__}
+        info = resolve(method)
+        own = set(info.options) | {a.end for a in info.anneals if a.end not in self.__dataclass_fields__}
         if not isinstance(self.estimator_options, dict) or not all(isinstance(k, str) for k in self.estimator_options):
             _fail("estimator_options", self.estimator_options, "a mapping {option: value} or null")
         unknown = sorted(set(self.estimator_options) - own)
@@ -327,7 +328,7 @@ class VarpoGRPOConfig(GRPOConfig):
         ``advantage_method`` declares that is a config field (``rvpo_k_end``), when set."""
         values = {name: getattr(self, name) for name in OPTIONS}
         values.update(self.estimator_options or {})
-        for name in registry.anneal_ends(self.advantage_method):
+        for name in (a.end for a in resolve(self.advantage_method).anneals):
             if getattr(self, name, None) is not None:
                 values[name] = getattr(self, name)
         return values

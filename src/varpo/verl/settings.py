@@ -27,7 +27,7 @@ import varpo
 from varpo import registry
 from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.schedules import WeightSchedule, parse_schedule
-from varpo.step import DEPRECATED, OPTIONS, AdvantageStep, MissingStep, StepState, canonical_names
+from varpo.step import DEPRECATED, OPTIONS, AdvantageStep, MissingStep, StepState, canonical_names, resolve
 from varpo.step import weights_at as _weights_at
 from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
 
@@ -112,6 +112,7 @@ def _plain(value: Any) -> Any:
 #: :data:`varpo.step.DEPRECATED`.
 DEPRECATED_KEYS = DEPRECATED
 WHERE = "algorithm.varpo."
+_ESTIMATOR = "algorithm.adv_estimator"
 
 
 def _sigma_ema(raw: Mapping[str, Any], number) -> float | None:
@@ -249,7 +250,7 @@ class VarpoSettings:
             reward_weights=self.reward_weights,
             schedule=self.reward_weight_schedule,
             sigma_ema=ema,
-            field="algorithm.adv_estimator",
+            field=_ESTIMATOR,
         )
 
     def options_at(
@@ -282,7 +283,7 @@ class VarpoSettings:
                     raise ValueError("reward_weight_schedule needs reward_keys (one weight per component)")
                 parse_schedule(self.reward_weight_schedule, self.num_components)
             values = self.option_values()
-            anneals = {} if method is None else {a.end: a for a in registry.estimator_info(method).anneals}
+            anneals = {} if method is None else {a.end: a for a in resolve(method, _ESTIMATOR).anneals}
             for end in (e for e in values if e not in anneals and registry.declaring(e)):
                 where = ", ".join(f"varpo_{m}" for m in registry.declaring(end))
                 raise ValueError(f"{end} only applies to {where}, not {method!r}")
@@ -359,7 +360,7 @@ def _filter_groups_problems(
         return [], []
     # the estimator declares whether its zero-advantage groups are exactly those with a constant weighted-sum
     # reward (registry.EstimatorInfo.sum_filter), i.e. whether verl's DAPO filter on the summed reward is right
-    if not registry.estimator_info(method).sum_filter:
+    if not resolve(method, _ESTIMATOR).sum_filter:
         return [
             f"algorithm.filter_groups.metric={metric!r} with varpo_{method}: DAPO would drop groups whose summed "
             "reward (or one component) is constant although another component varies, which carry signal for "
