@@ -25,7 +25,7 @@ from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.losses import POLICY_LOSSES
 from varpo.schedules import parse_schedule
 from varpo.step import OPTIONS, resolve
-from varpo.trl import replay
+from varpo.trl import replay_config
 from varpo.trl.dynamic_sampling import ON_CAP
 from varpo.trl.rewards import REWARD_ERROR_MODES
 
@@ -126,13 +126,13 @@ class VarpoGRPOConfig(GRPOConfig):
         default="ppo_clip", metadata={"help": f"Policy loss: {', '.join(POLICY_LOSSES)} or a registered one."}
     )
     gvpo_beta: float = field(default=0.1, metadata={"help": "gvpo only: β of the implicit reward (> 0)."})
-    # gvpo off-policy groups (GVPO Thm 3.2 / Fig. 4); logic and validation in varpo.trl.replay
+    # gvpo off-policy groups (GVPO Thm 3.2 / Fig. 4); logic in varpo.trl.replay, validation in varpo.trl.replay_config
     gvpo_history_per_group: int = field(
         default=0,
         metadata={"help": "gvpo only: h historical responses per group of num_generations (G - h fresh; 0: off)."},
     )
     gvpo_history_selection: str = field(
-        default="most_recent", metadata={"help": f"History selection, one of {', '.join(replay.SELECTIONS)}."}
+        default="most_recent", metadata={"help": f"History selection, one of {', '.join(replay_config.SELECTIONS)}."}
     )
     gvpo_max_staleness: int | None = field(
         default=None, metadata={"help": "History older than this many optimizer steps is dropped (null: no limit)."}
@@ -236,7 +236,7 @@ class VarpoGRPOConfig(GRPOConfig):
             _number("rvpo_k_end", self.rvpo_k_end, "a finite number > 0 or null", lambda v: v > 0)
         _number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
         _number("gvpo_beta", self.gvpo_beta, "a finite number > 0", lambda v: v > 0)
-        replay.validate_config(self)
+        replay_config.validate_config(self)
         check_window(self.collapse_window)
         if self.clip_ratio_c is not None:
             _number("clip_ratio_c", self.clip_ratio_c, "a finite number > 1 or null", lambda v: v > 1)
