@@ -321,3 +321,15 @@ def test_k32_objectives_end_to_end_in_the_engine(make_trainer):
         rollout["rewards"], rollout["group_ids"], "gdpo", weights=rollout["weights"], **rollout["options"]
     )
     torch.testing.assert_close(rollout["advantages"], expected.advantages, rtol=0, atol=0)
+
+
+def test_dynamic_sampling_is_trainer_side():
+    """The loop runs from the trainer's own _generate_and_score_completions; the module never calls TRL's method
+    unbound nor touches a trainer's private members."""
+    import inspect
+
+    source = inspect.getsource(ds).replace("trl.trainer.utils", "")
+    assert "GRPOTrainer" not in source and "trainer." not in source
+    from varpo.trl.trainer import VarpoGRPOTrainer
+
+    assert inspect.getsource(VarpoGRPOTrainer).count("self.sync_reward_weights()") == 1
