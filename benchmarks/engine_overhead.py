@@ -44,9 +44,7 @@ OFF = dict(advantage_method="grpo", loss_aggregation="token_mean", collapse_wind
 FEATURES: dict[str, dict | None] = {
     "trl": None,
     "all features off": {},
-    "reward_weight_schedule": dict(
-        reward_weight_schedule={"type": "linear", "points": [[0, [1, 1]], [8, [2, 1]]]}
-    ),
+    "reward_weight_schedule": dict(reward_weight_schedule={"type": "linear", "points": [[0, [1, 1]], [8, [2, 1]]]}),
     "dvao": dict(advantage_method="dvao"),
     "dvao + sigma_ema": dict(advantage_method="dvao", sigma_ema=0.9),
     "collapse alarm (default window)": dict(collapse_window=20),
