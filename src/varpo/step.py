@@ -232,7 +232,8 @@ class AdvantageStep:
         out = compute_advantages(rewards, group_ids, self.method, weights, stats=stats, sigma_ema=ema, **options)
         scheduled = dict(annealed)
         if self.schedule is not None:
-            w = torch.as_tensor(weights).tolist()
+            # the numbers passed, as they are (a float tensor's values; a tuple's floats, not float32-rounded)
+            w = weights.tolist() if isinstance(weights, Tensor) else [float(v) for v in weights]
             scheduled.update({f"reward_weight/{n}": float(v) for n, v in zip(self.names, w, strict=True)})
         return StepResult(out, scheduled, options, weights)
 

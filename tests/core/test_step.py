@@ -83,6 +83,8 @@ def test_weights_at_step_and_reward_weight_metrics():
     want = varpo.compute_advantages(rewards, ids, "gdpo", [0.75, 0.25], names=list(NAMES))
     torch.testing.assert_close(got.advantages, want.advantages)
     assert got.metrics["reward_weight/a"] == 0.75
+    tenth = AdvantageStep("gdpo", NAMES, schedule=parse_schedule({"type": "linear", "points": [[0, [0.9, 0.1]]]}, 2))
+    assert tenth.compute(rewards, ids, step=0, total_steps=1).metrics["reward_weight/a"] == 0.9  # not float32 0.8999...
     with pytest.raises(MissingStep):
         step.weights_at(None)
     assert AdvantageStep("gdpo", NAMES, reward_weights=[2, 1]).weights_at(None) == (2.0, 1.0)
