@@ -11,6 +11,13 @@ first steps of each run are dropped as warm-up, and the ratio of medians is repo
 
 Writes ``runs/bench/engine_overhead/engine_overhead.json`` unless ``--out`` names another file (the committed result
 is ``benchmarks/results/engine_overhead.json``).
+
+``--features`` instead measures one row per varpo feature (:data:`FEATURES`: every feature off, then each one on
+alone), each as a ratio to plain TRL measured in the same process, rows interleaved in a rotating order per repeat
+(committed: ``benchmarks/results/engine_overhead_features.json``)::
+
+    HF_HUB_OFFLINE=1 python benchmarks/engine_overhead.py --features --repeats 3 --steps 10 \
+        --out benchmarks/results/engine_overhead_features.json
 """
 
 from __future__ import annotations
@@ -30,11 +37,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 WARMUP = 2
+#: varpo with every optional feature off (the collapse alarm is on by default).
+OFF = dict(advantage_method="grpo", loss_aggregation="token_mean", collapse_window=None)
+#: row -> VarpoGRPOConfig overrides on top of :data:`OFF` (None: TRL's own GRPOTrainer). dvao rows: sigma_ema is a
+#: dvao option, so "dvao" is its baseline.
+FEATURES: dict[str, dict | None] = {
+    "trl": None,
+    "all features off": {},
+    "reward_weight_schedule": dict(reward_weight_schedule={"type": "linear", "points": [[0, [1, 1]], [8, [2, 1]]]}),
+    "dvao": dict(advantage_method="dvao"),
+    "dvao + sigma_ema": dict(advantage_method="dvao", sigma_ema=0.9),
+    "collapse alarm (default window)": dict(collapse_window=20),
+    "dynamic_sampling (max 1 extra round)": dict(dynamic_sampling=True, dynamic_sampling_max_rounds=1),
+    "log_reward_matrix": dict(log_reward_matrix=True),
+}
+
+
+#: the clock of each step: wall time (default), or this process's CPU time (``--clock cpu``: with one torch thread it
+#: is the step's own work, far less sensitive than wall time to other processes on a shared machine).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = CLOCKS["wall"]
 
 
 def step_timer():
-    """A TrainerCallback recording each optimizer step's wall time (torch/transformers/trl are imported only when
-    the benchmark runs, so ``--help`` and argument parsing stay instant)."""
+    """A TrainerCallback recording each optimizer step's time on the selected clock (torch/transformers/trl are
+    imported only when the benchmark runs, so ``--help`` and argument parsing stay instant)."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -43,10 +70,10 @@ def step_timer():
             self._start = 0.0
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self._start = time.perf_counter()
+            self._start = _clock()
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self._start)
+            self.times.append(_clock() - self._start)
 
     return StepTimer()
 
@@ -70,7 +97,7 @@ def common_args(out: str, steps: int) -> dict:
     )
 
 
-def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int) -> list[float]:
+def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int, overrides: dict | None = None) -> list[float]:
     import trl
 
     from varpo import models
@@ -84,6 +111,9 @@ def run_once(kind: str, model_dir: Path, dataset, rewards, steps: int) -> list[f
                 trl.GRPOTrainer,
                 trl.GRPOConfig(**common_args(out, steps), loss_type="dapo", scale_rewards="group"),
             )
+        elif overrides is not None:
+            cls = VarpoGRPOTrainer
+            args = VarpoGRPOConfig(**common_args(out, steps), **{**OFF, **overrides})
         else:
             cls = VarpoGRPOTrainer
             args = VarpoGRPOConfig(**common_args(out, steps), advantage_method="grpo", loss_aggregation="token_mean")
@@ -106,6 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--features", action="store_true", help="one row per varpo feature (ratio to plain TRL)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall", help="step clock: wall or process CPU time")
     add_out_option(parser, NAME, FILENAME, publish="benchmarks/results/engine_overhead.json")
     args = parser.parse_args(argv)
     args.out = out_path(args.out, NAME, FILENAME)
@@ -113,7 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _clock
     args = parse_args(argv)
+    _clock = CLOCKS[args.clock]
     import torch
     import trl
 
@@ -127,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = models.build_tiny([p + c for p, c in zip(demos["prompt"], demos["completion"], strict=True)])
     dataset = task.generate(512, seed=1).remove_columns(["completion"])
     rewards = task.reward_funcs
+    if args.features:
+        return features(args, model_dir, dataset, rewards)
 
     times: dict[str, list[float]] = {"trl": [], "varpo": []}
     medians: dict[str, list[float]] = {"trl": [], "varpo": []}
@@ -160,6 +196,49 @@ def main(argv: list[str] | None = None) -> None:
         f"varpo {result['median_step_s']['varpo'] * 1000:.1f} ms -> ratio {ratio:.3f} "
         f"(median of paired ratios {result['median_paired_ratio']:.3f}; target <= 1.05)"
     )
+
+
+def features(args: argparse.Namespace, model_dir: Path, dataset, rewards) -> None:
+    """One row per :data:`FEATURES` entry: median step time and its ratio to plain TRL (ratio of medians over all
+    kept steps, and the median of the per-repeat paired ratios). The machine may be shared: medians, interleaving."""
+    import torch
+    import trl
+
+    rows = list(FEATURES)
+    times: dict[str, list[float]] = {r: [] for r in rows}
+    medians: dict[str, list[float]] = {r: [] for r in rows}
+    for repeat in range(args.repeats):
+        shift = repeat % len(rows)
+        for row in rows[shift:] + rows[:shift]:  # rotating order: machine drift hits every row alike
+            overrides = FEATURES[row]
+            kind = "trl" if overrides is None else "varpo"
+            step_times = run_once(kind, model_dir, dataset, rewards, args.steps, overrides)
+            times[row] += step_times
+            medians[row].append(statistics.median(step_times))
+            print(f"repeat {repeat} {row}: median step {medians[row][-1] * 1000:.1f} ms", flush=True)
+    base = statistics.median(times["trl"])
+    table = {
+        row: {
+            "median_step_s": statistics.median(times[row]),
+            "ratio_of_medians": statistics.median(times[row]) / base,
+            "median_paired_ratio": statistics.median(v / t for v, t in zip(medians[row], medians["trl"], strict=True)),
+            "overrides": FEATURES[row],
+        }
+        for row in rows
+    }
+    result = {
+        "rows": table,
+        "target_all_off": 1.02,
+        "clock": args.clock,
+        "config": {**common_args("-", args.steps), "repeats": args.repeats, "warmup_steps_dropped": WARMUP},
+        "versions": {"trl": trl.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "shared": True},
+    }
+    write_result(args.out, json.dumps(result, indent=2) + "\n")
+    for row, r in table.items():
+        print(
+            f"{row:40s} {r['median_step_s'] * 1000:8.1f} ms  x{r['ratio_of_medians']:.3f}  paired {r['median_paired_ratio']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -253,13 +253,13 @@ def test_filtered_step_equals_hand_built_batch(make_trainer, train_ds, aggregati
     model.train()
     rows = [train_ds[i] for i in range(4) for _ in range(G)]
     torch.manual_seed(0)
-    batch = ds.generate(trainer, rows)
+    batch = trainer._generate_and_score_completions(rows)  # training + dynamic_sampling: the filter loop
     weight = batch[ds.WEIGHT_KEY]
     real = weight > 0
     kept = int(real.sum()) // G
 
     assert 0 < kept <= 4
-    chunks = ds.split(trainer, batch)
+    chunks = trainer._split_dynamic(batch)
     assert len(chunks) == 4
     if kept < 4:  # a zero-weight padding micro-batch exists
         assert any(not bool(c[ds.WEIGHT_KEY].any()) for c in chunks)
@@ -321,3 +321,20 @@ def test_k32_objectives_end_to_end_in_the_engine(make_trainer):
         rollout["rewards"], rollout["group_ids"], "gdpo", weights=rollout["weights"], **rollout["options"]
     )
     torch.testing.assert_close(rollout["advantages"], expected.advantages, rtol=0, atol=0)
+
+
+def test_dynamic_sampling_is_trainer_side():
+    """The loop runs from the trainer's own _generate_and_score_completions; the module never calls TRL's method
+    unbound nor touches a trainer's private members."""
+    import inspect
+
+    source = inspect.getsource(ds).replace("trl.trainer.utils", "")
+    assert (
+        " GRPOTrainer._" not in source
+        and "import GRPOTrainer" not in source
+        and "trainer." not in source
+        and "(trainer" not in source
+    )
+    from varpo.trl.trainer import VarpoGRPOTrainer
+
+    assert inspect.getsource(VarpoGRPOTrainer).count("self.sync_reward_weights()") == 1

@@ -114,13 +114,15 @@ def test_filter_groups_metric_is_checked_against_the_estimator(method, metric, o
 # -- one step convention and RVPO's k annealing, equal on both engines ----------------------------------------
 
 
-def _trl_view(global_step: int, max_steps: int, **args):
-    """What VarpoGRPOTrainer's schedule methods read: its args and TRL's state (0-based global_step)."""
-    from types import SimpleNamespace
+def _trl_step(**fields):
+    """The advantage step VarpoGRPOTrainer builds from its config (the engine contract, varpo.step)."""
+    from varpo.schedules import parse_schedule
+    from varpo.step import AdvantageStep
+    from varpo.trl import VarpoGRPOConfig
 
-    return SimpleNamespace(
-        args=SimpleNamespace(**args), state=SimpleNamespace(global_step=global_step, max_steps=max_steps)
-    )
+    config = VarpoGRPOConfig(output_dir="/tmp/unused", use_cpu=True, report_to="none", **fields)
+    schedule = parse_schedule(config.reward_weight_schedule, len(KEYS))
+    return AdvantageStep(config.advantage_method, list(KEYS), config.step_options(), schedule=schedule)
 
 
 @pytest.mark.parametrize("total", [1, 2, 5])
@@ -128,19 +130,22 @@ def test_rvpo_k_anneal_and_weight_schedule_match_trl_for_the_same_batch(total):
     """The n-th training batch is TRL's global_step n-1 and verl's global_steps n: both give it the same k and
     weights (k from rvpo_k at the first batch to rvpo_k_end at the last, RVPO Fig. 4's 0.5 -> 2.0)."""
     from varpo.schedules import parse_schedule, step_of_verl
-    from varpo.trl.trainer import VarpoGRPOTrainer
 
     settings = VarpoSettings.from_algorithm(
         algo_config(reward_keys=list(KEYS), rvpo_k=0.5, rvpo_k_end=2.0, reward_weight_schedule=SCHEDULE)
     )
+    verl = settings.advantage_step("rvpo")
+    trl = _trl_step(advantage_method="rvpo", rvpo_k=0.5, rvpo_k_end=2.0, reward_weight_schedule=SCHEDULE)
     schedule = parse_schedule(SCHEDULE, 3)
     for batch in range(1, total + 1):
-        trl = _trl_view(batch - 1, total, rvpo_k=0.5, rvpo_k_end=2.0)
-        verl_step = step_of_verl(batch)  # verl's global_steps is 1-based
-        assert settings.rvpo_k_at(verl_step, total) == pytest.approx(VarpoGRPOTrainer.current_rvpo_k(trl))
-        assert settings.weights_at(verl_step) == pytest.approx(tuple(schedule.at(trl.state.global_step)))
-    assert settings.rvpo_k_at(0, total) == pytest.approx(0.5)
-    assert settings.rvpo_k_at(total - 1, total) == pytest.approx(2.0 if total > 1 else 0.5)
+        verl_step, trl_step = step_of_verl(batch), batch - 1  # verl's global_steps is 1-based, TRL's 0-based
+        k_verl = verl.options_at(verl_step, total)[0]["rvpo_k"]
+        assert k_verl == pytest.approx(trl.options_at(trl_step, total)[0]["rvpo_k"])
+        assert verl.scheduled(verl_step, total) == pytest.approx(trl.scheduled(trl_step, total))
+        assert settings.weights_at(verl_step) == pytest.approx(tuple(schedule.at(trl_step)))
+        assert verl.weights_at(verl_step) == pytest.approx(trl.weights_at(trl_step))
+    assert verl.options_at(0, total)[0]["rvpo_k"] == pytest.approx(0.5)
+    assert verl.options_at(total - 1, total)[0]["rvpo_k"] == pytest.approx(2.0 if total > 1 else 0.5)
 
 
 @pytest.mark.parametrize("step", [0, 2, 4])

@@ -24,7 +24,8 @@ from varpo.aggregation import AGGREGATIONS
 from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.losses import POLICY_LOSSES
 from varpo.schedules import parse_schedule
-from varpo.trl import replay
+from varpo.step import OPTIONS, resolve
+from varpo.trl import replay_config
 from varpo.trl.dynamic_sampling import ON_CAP
 from varpo.trl.rewards import REWARD_ERROR_MODES
 
@@ -125,13 +126,13 @@ class VarpoGRPOConfig(GRPOConfig):
         default="ppo_clip", metadata={"help": f"Policy loss: {', '.join(POLICY_LOSSES)} or a registered one."}
     )
     gvpo_beta: float = field(default=0.1, metadata={"help": "gvpo only: β of the implicit reward (> 0)."})
-    # gvpo off-policy groups (GVPO Thm 3.2 / Fig. 4); logic and validation in varpo.trl.replay
+    # gvpo off-policy groups (GVPO Thm 3.2 / Fig. 4); logic in varpo.trl.replay, validation in varpo.trl.replay_config
     gvpo_history_per_group: int = field(
         default=0,
         metadata={"help": "gvpo only: h historical responses per group of num_generations (G - h fresh; 0: off)."},
     )
     gvpo_history_selection: str = field(
-        default="most_recent", metadata={"help": f"History selection, one of {', '.join(replay.SELECTIONS)}."}
+        default="most_recent", metadata={"help": f"History selection, one of {', '.join(replay_config.SELECTIONS)}."}
     )
     gvpo_max_staleness: int | None = field(
         default=None, metadata={"help": "History older than this many optimizer steps is dropped (null: no limit)."}
@@ -221,7 +222,7 @@ class VarpoGRPOConfig(GRPOConfig):
     def _validate_varpo(self) -> None:
         self._validate_trl()
         # The registries are read here, not at import, so methods registered later (or by plug-ins) are accepted.
-        _choice("advantage_method", self.advantage_method, registry.estimators(), registry.unknown_hint())
+        resolve(self.advantage_method)  # the contract's lookup: known (built-in, registered or a plug-in's)
         _choice("policy_loss", self.policy_loss, registry.policy_losses(), registry.unknown_hint())
         _choice("loss_aggregation", self.loss_aggregation, registry.aggregations(), registry.unknown_hint())
         _choice("reward_errors", self.reward_errors, REWARD_ERROR_MODES)
@@ -235,7 +236,7 @@ class VarpoGRPOConfig(GRPOConfig):
             _number("rvpo_k_end", self.rvpo_k_end, "a finite number > 0 or null", lambda v: v > 0)
         _number("rvpo_beta", self.rvpo_beta, "a finite number >= 0", lambda v: v >= 0)
         _number("gvpo_beta", self.gvpo_beta, "a finite number > 0", lambda v: v > 0)
-        replay.validate_config(self)
+        replay_config.validate_config(self)
         check_window(self.collapse_window)
         if self.clip_ratio_c is not None:
             _number("clip_ratio_c", self.clip_ratio_c, "a finite number > 1 or null", lambda v: v > 1)
@@ -312,14 +313,25 @@ class VarpoGRPOConfig(GRPOConfig):
         if self.estimator_options is None:
             return
         method = self.advantage_method
-        own = set(registry.estimator_info(method).options)
-        own |= {end for end in registry.anneal_ends(method) if end not in self.__dataclass_fields__}
+        info = resolve(method)
+        own = set(info.options) | {a.end for a in info.anneals if a.end not in self.__dataclass_fields__}
         if not isinstance(self.estimator_options, dict) or not all(isinstance(k, str) for k in self.estimator_options):
             _fail("estimator_options", self.estimator_options, "a mapping {option: value} or null")
         unknown = sorted(set(self.estimator_options) - own)
         if unknown:
             mine = f"its own options {sorted(own)}" if own else "null (it declares no options of its own)"
             _fail("estimator_options", self.estimator_options, f"advantage_method={method!r} takes {mine}")
+
+    def step_options(self) -> dict:
+        """The advantage options of this config in the one vocabulary of :class:`varpo.step.AdvantageStep`: every
+        shared option field (:data:`varpo.step.OPTIONS`), ``estimator_options`` and the end of each anneal
+        ``advantage_method`` declares that is a config field (``rvpo_k_end``), when set."""
+        values = {name: getattr(self, name) for name in OPTIONS}
+        values.update(self.estimator_options or {})
+        for name in (a.end for a in resolve(self.advantage_method).anneals):
+            if getattr(self, name, None) is not None:
+                values[name] = getattr(self, name)
+        return values
 
     def _validate_trl(self) -> None:
         """TRL/transformers fields whose bad values TRL accepts here and only fails on later (a ZeroDivisionError in

@@ -50,8 +50,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from varpo import registry
-
 # the keep rule lives in the core (shared with verl's replay buffer); re-exported here for existing callers
 from varpo.group_filter import ZERO_ATOL, GroupSignal, group_signal, zero_std_components  # noqa: F401
 
@@ -202,96 +200,99 @@ def split_by_groups(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Trainer glue (VarpoGRPOTrainer._prepare_inputs calls these two)
+# One generation batch (VarpoGRPOTrainer._dynamic_sampling_batch calls generate, _prepare_inputs split)
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def check_trainer(trainer) -> None:
+def check_setup(num_processes: int, dataset) -> None:
     """One-line errors for setups dynamic sampling does not support."""
-    if trainer.accelerator.num_processes > 1:
+    if num_processes > 1:
         raise ValueError(
-            f"dynamic_sampling=True needs a single process (got {trainer.accelerator.num_processes}): ranks would "
-            "keep different numbers of groups"
+            f"dynamic_sampling=True needs a single process (got {num_processes}): ranks would keep different "
+            "numbers of groups"
         )
-    dataset = trainer.train_dataset
     if isinstance(dataset, torch.utils.data.IterableDataset) or not hasattr(dataset, "__getitem__"):
         raise ValueError("dynamic_sampling=True needs a map-style train_dataset (refill prompts are drawn by index)")
 
 
-def generate(trainer, inputs: list) -> dict:
-    """The training generation batch with dynamic sampling: varpo advantages and loss normalizers of the kept
-    batch, ``varpo_sample_weight`` (1 per real sample) and the ``dynamic_sampling/*`` metrics logged."""
-    from trl import GRPOTrainer  # the undecorated generation + scoring of one round
+def generate(
+    run: Callable[[list], tuple[dict, Tensor]],
+    signal: Callable[[Tensor], GroupSignal],
+    inputs: list,
+    dataset,
+    *,
+    apply: Callable[[dict, Tensor], dict],
+    loss_mask: Callable[[dict], Tensor],
+    metrics: dict,
+    names: list[str],
+    group_size: int,
+    seed: int,
+    step: int,
+    max_rounds: int,
+    on_cap: str,
+    pad_token_id: int,
+    method: str,
+) -> dict:
+    """The training generation batch with dynamic sampling.
 
-    args = trainer.args
-    group_size = trainer.num_generations
-    dataset = trainer.train_dataset
-    names = list(trainer.reward_func_names)
+    ``run(rows) -> (TRL's batch, global rewards [N, K])`` generates and scores one round; ``signal(rewards)`` is
+    the keep rule (the trainer's advantage step at this step); ``apply(batch, rewards)`` puts varpo advantages and
+    loss normalizers of the kept batch in it; ``loss_mask(batch)`` is the loss mask ``[B, T]``; ``metrics`` is the
+    trainer's train-metrics table (``key -> list``), which receives the ``dynamic_sampling/*`` values and keeps TRL's
+    per-round values of the rounds that contributed (:func:`keep_round_metrics`). Refill prompts come from
+    ``dataset`` (:func:`refill_indices` with ``seed`` and ``step``). The batch carries ``varpo_sample_weight`` (1 per
+    real sample, 0 on padding)."""
 
-    def run(rows: list) -> tuple[dict, Tensor]:
-        batch = GRPOTrainer._generate_and_score_completions(trainer, rows)
+    def checked(rows: list) -> tuple[dict, Tensor]:
+        batch, rewards = run(rows)
         _multimodal_check(batch)
-        return batch, trainer._varpo_rewards
+        return batch, rewards
 
     def refill(round_: int) -> list:
-        idx = refill_indices(len(dataset), len(inputs) // group_size, args.seed, trainer.state.global_step, round_)
+        idx = refill_indices(len(dataset), len(inputs) // group_size, seed, step, round_)
         return [dataset[i] for i in idx for _ in range(group_size)]
 
-    weights = trainer.reward_weights.detach().cpu()
-    options = trainer.advantage_options(train=False)  # no sigma_ema: filtering must not move the running σ
-
-    def signal(rewards: Tensor) -> GroupSignal:
-        return group_signal(rewards.detach().cpu(), group_size, args.advantage_method, weights, options)
-
-    metrics = trainer._metrics["train"]
     before = {key: len(values) for key, values in metrics.items()}
     rounds, kept, padded, extra = fill_batch(
-        run,
-        inputs,
-        refill,
-        signal,
-        group_size=group_size,
-        max_rounds=args.dynamic_sampling_max_rounds,
-        on_cap=args.dynamic_sampling_on_cap,
+        checked, inputs, refill, signal, group_size=group_size, max_rounds=max_rounds, on_cap=on_cap
     )
-    pad_id = trainer._tokenizer.pad_token_id
     groups = kept + padded
     keep_round_metrics(metrics, before, len(rounds), sorted({r for r, _ in groups}))
     if not kept:
         logger.warning(
             "dynamic sampling: step %d trains on nothing: none of the %d groups generated in %d round(s) carried "
             "signal under %s (%s); raise dynamic_sampling_max_rounds or check the rewards",
-            trainer.state.global_step,
+            step,
             sum(r.signal.keep.numel() for r in rounds),
             len(rounds),
-            args.advantage_method,
+            method,
             "padded with filtered groups" if padded else "zero policy gradient",
         )
     if groups:
-        batch, rewards = assemble(rounds, groups, group_size, pad_id)
-        batch = trainer._apply_varpo(batch, rewards)
+        batch, rewards = assemble(rounds, groups, group_size, pad_token_id)
+        batch = apply(batch, rewards)
         batch[WEIGHT_KEY] = torch.ones(rewards.shape[0], device=batch["advantages"].device)
     else:  # train_on_kept with nothing kept: one zero-weight group so every micro-batch has rows; gradient is 0
-        batch, rewards = assemble(rounds, [(len(rounds) - 1, 0)], group_size, pad_id)
+        batch, rewards = assemble(rounds, [(len(rounds) - 1, 0)], group_size, pad_token_id)
         batch["advantages"] = torch.zeros(rewards.shape[0], device=batch["completion_mask"].device)
         batch["varpo_group_ids"] = torch.zeros(rewards.shape[0], dtype=torch.long, device=batch["advantages"].device)
         for key in ("varpo_num_tokens", "varpo_num_seqs", "varpo_len_pow_sum"):
             batch[key] = torch.tensor(1.0, dtype=torch.float64)
         batch[WEIGHT_KEY] = torch.zeros(rewards.shape[0], device=batch["advantages"].device)
-    mask = trainer._loss_mask(batch) * batch[WEIGHT_KEY].unsqueeze(1)
+    mask = loss_mask(batch) * batch[WEIGHT_KEY].unsqueeze(1)
     batch["num_items_in_batch"] = mask.sum()
-    _log(trainer, rounds, kept, padded, extra, names, group_size)
+    _log(metrics, rounds, kept, padded, extra, names, group_size, loss_mask)
     return batch
 
 
-def split(trainer, batch: dict) -> list[dict]:
-    """Micro-batches for ``steps_per_generation`` optimizer sub-steps: TRL's per-sample shuffle and even split when
-    the batch is full and the loss is per-token; whole groups otherwise (gvpo, or a short ``train_on_kept`` batch)."""
+def split(batch: dict, num_chunks: int, *, generation_batch_size: int, per_sequence: bool) -> list[dict]:
+    """Micro-batches for ``num_chunks`` (``steps_per_generation``) optimizer sub-steps: TRL's per-sample shuffle and
+    even split when the batch is full and the loss is per-token; whole groups otherwise (a per-sequence loss such
+    as gvpo, or a short ``train_on_kept`` batch)."""
     from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
-    num_chunks = trainer.args.steps_per_generation
-    full = batch[WEIGHT_KEY].shape[0] == trainer.args.generation_batch_size and bool(batch[WEIGHT_KEY].all())
-    if full and not registry.is_per_sequence(trainer.args.policy_loss):
+    full = batch[WEIGHT_KEY].shape[0] == generation_batch_size and bool(batch[WEIGHT_KEY].all())
+    if full and not per_sequence:
         return split_tensor_dict(shuffle_sequence_dict(batch), num_chunks)
     return split_by_groups(batch, batch["varpo_group_ids"], num_chunks)
 
@@ -317,12 +318,13 @@ def _multimodal_check(batch: dict) -> None:
         raise ValueError(f"dynamic_sampling=True does not support multimodal inputs (batch has {', '.join(present)})")
 
 
-def _log(trainer, rounds: list[Round], kept, padded, extra: int, names: list[str], group_size: int) -> None:
-    metrics = trainer._metrics["train"]
+def _log(
+    metrics: dict, rounds: list[Round], kept, padded, extra: int, names: list[str], group_size: int, loss_mask
+) -> None:
     keep = torch.cat([r.signal.keep for r in rounds])  # [P_total]
     zero_std = torch.cat([r.signal.zero_std for r in rounds]).to(torch.float64)  # [P_total, K]
     filtered = ~keep
-    generated = sum(float(trainer._loss_mask(r.batch).sum()) for r in rounds)
+    generated = sum(float(loss_mask(r.batch).sum()) for r in rounds)
     kept_samples = len(kept) * group_size
     metrics["dynamic_sampling/extra_rounds"].append(float(extra))
     metrics["dynamic_sampling/groups_generated"].append(float(keep.numel()))

@@ -5,7 +5,7 @@ support covers π_θ' (Theorem 3.2): the loss (eq. 9) only needs responses y ~ �
 log π_θ'(y); π_s itself never enters (no importance ratio). Its Fig. 4 trains with groups that mix responses of
 π_θold with historical responses. This module supplies such a π_s to :class:`~varpo.trl.VarpoGRPOTrainer`:
 
-* :class:`ResponseBuffer` — past completions per prompt (keyed by a hash of the prompt's token ids, i.e. the prompt
+* :class:`~varpo.trl.response_buffer.ResponseBuffer` (module :mod:`varpo.trl.response_buffer`) — past completions per prompt (keyed by a hash of the prompt's token ids, i.e. the prompt
   content exactly as the model sees it) with their reward vector and the optimizer step they were drawn at; bounded
   per prompt and in total, FIFO eviction (the oldest entry of the prompt, resp. of the whole buffer, goes first);
   entries older than ``max_staleness`` steps are dropped when their prompt is next visited; an identical completion
@@ -29,171 +29,21 @@ scored by the same reward functions. Only fresh samples whose reward vector is f
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import os
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-SELECTIONS = ("most_recent", "uniform", "reward_stratified")
+# the buffer and the option checks live in their own modules; their names stay importable from here
+from varpo.trl.replay_config import SELECTIONS, check_external_column, describe, validate_config  # noqa: F401
+from varpo.trl.response_buffer import Response, ResponseBuffer, prompt_key  # noqa: F401
+
 FRESH, HISTORY, EXTERNAL = 0, 1, 2
 REPLAY_FILE = "varpo_replay_{rank}.json.gz"  # checkpoint file: one response buffer per process
-
-
-def prompt_key(prompt_ids: Sequence[int]) -> str:
-    """Buffer key of a prompt: blake2b of its token ids (stable across processes and resumes)."""
-    data = ",".join(str(int(i)) for i in prompt_ids).encode()
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
-
-
-@dataclass(frozen=True)
-class Response:
-    """One buffered completion: token ids, reward vector ``[K]``, optimizer step drawn at, insertion serial."""
-
-    ids: tuple[int, ...]
-    rewards: tuple[float, ...]
-    step: int
-    serial: int
-
-
-class ResponseBuffer:
-    """Per-prompt FIFO of past completions, at most ``per_prompt`` per prompt and ``total`` overall.
-
-    ``select`` never returns more than it holds and never mutates rewards; all operations are O(entries of one
-    prompt) except total-cap eviction, which is O(1) (a dict in insertion order tracks the globally oldest entry).
-    """
-
-    def __init__(self, per_prompt: int, total: int) -> None:
-        if per_prompt < 1 or total < 1:
-            raise ValueError(f"buffer caps must be >= 1 (got per_prompt={per_prompt}, total={total})")
-        self.per_prompt = per_prompt
-        self.total = total
-        self._data: dict[str, list[Response]] = {}
-        self._alive: dict[int, str] = {}  # serial -> key, insertion order = age order
-        self._serial = 0
-
-    def __len__(self) -> int:
-        return len(self._alive)
-
-    @property
-    def num_prompts(self) -> int:
-        return len(self._data)
-
-    def entries(self, key: str) -> list[Response]:
-        return list(self._data.get(key, ()))
-
-    def add(self, key: str, ids: Sequence[int], rewards: Sequence[float], step: int) -> None:
-        ids = tuple(int(i) for i in ids)
-        items = self._data.setdefault(key, [])
-        for old in [e for e in items if e.ids == ids]:  # re-drawn: keep only the newest copy
-            self._remove(key, old)
-        items = self._data.setdefault(key, [])
-        entry = Response(ids, tuple(float(r) for r in rewards), int(step), self._serial)
-        self._serial += 1
-        items.append(entry)
-        self._alive[entry.serial] = key
-        while len(items) > self.per_prompt:
-            self._remove(key, items[0])
-        while len(self._alive) > self.total:
-            serial, oldest_key = next(iter(self._alive.items()))
-            self._remove(oldest_key, next(e for e in self._data[oldest_key] if e.serial == serial))
-
-    def _remove(self, key: str, entry: Response) -> None:
-        items = self._data[key]
-        items.remove(entry)
-        del self._alive[entry.serial]
-        if not items:
-            del self._data[key]
-
-    def prune(self, key: str, step: int, max_staleness: int | None) -> None:
-        """Drop the prompt's entries older than ``max_staleness`` steps (they can never be selected again)."""
-        if max_staleness is None:
-            return
-        for entry in [e for e in self._data.get(key, ()) if step - e.step > max_staleness]:
-            self._remove(key, entry)
-
-    def select(
-        self,
-        key: str,
-        n: int,
-        step: int,
-        rule: str = "most_recent",
-        max_staleness: int | None = None,
-        weights: Sequence[float] | None = None,
-        seed: int = 0,
-    ) -> list[Response]:
-        """Up to ``n`` entries of prompt ``key`` drawn before ``step`` and at most ``max_staleness`` steps old.
-
-        * ``most_recent``: the n newest.
-        * ``uniform``: n without replacement, uniformly; the draw is a function of (seed, step, key) only, so a
-          resumed run selects the same responses.
-        * ``reward_stratified``: sort by the weighted reward Σ_k w_k r_k (ties: older first) and take the entries at
-          ranks ⌊(j + ½)·m/n⌋, j < n (m candidates): evenly spread over the reward range, which keeps the
-          within-group reward spread that the GVPO weights (R_i − R̄) need.
-        """
-        if rule not in SELECTIONS:
-            raise ValueError(f"selection rule {rule!r} is invalid; allowed: {' | '.join(SELECTIONS)}")
-        self.prune(key, step, max_staleness)
-        candidates = [e for e in self._data.get(key, ()) if e.step < step]
-        if n <= 0 or not candidates:
-            return []
-        if len(candidates) <= n:
-            return candidates
-        if rule == "most_recent":
-            return candidates[-n:]
-        if rule == "uniform":
-            digest = hashlib.blake2b(f"{seed}:{step}:{key}".encode(), digest_size=8).digest()
-            picked = random.Random(int.from_bytes(digest, "big")).sample(range(len(candidates)), n)
-            return [candidates[i] for i in sorted(picked)]
-        w = list(weights) if weights is not None else [1.0] * len(candidates[0].rewards)
-        ranked = sorted(candidates, key=lambda e: (sum(wk * rk for wk, rk in zip(w, e.rewards, strict=True)), e.serial))
-        m = len(ranked)
-        return [ranked[int((j + 0.5) * m / n)] for j in range(n)]
-
-    def state_dict(self) -> dict:
-        entries = []
-        for serial, key in self._alive.items():
-            e = next(x for x in self._data[key] if x.serial == serial)
-            entries.append([key, list(e.ids), list(e.rewards), e.step, e.serial])
-        return {"per_prompt": self.per_prompt, "total": self.total, "serial": self._serial, "entries": entries}
-
-    def load_state_dict(self, state: dict, num_rewards: int | None = None) -> None:
-        """Restore entries (in their age order); the current caps apply (a smaller cap evicts the oldest).
-
-        Checked first (a ValueError saying what is wrong, instead of a KeyError at the first eviction or a zip
-        error at the first selection): serials are unique, and every reward vector has the same length —
-        ``num_rewards`` (the run's K) when given, since a resumed run whose task changed (``--override``) has K
-        reward functions that the buffered vectors do not match."""
-        self._data, self._alive = {}, {}
-        given = num_rewards is not None
-        for key, ids, rewards, step, serial in state["entries"]:
-            entry = Response(tuple(int(i) for i in ids), tuple(float(r) for r in rewards), int(step), int(serial))
-            if entry.serial in self._alive:
-                raise ValueError(
-                    f"duplicate serial {entry.serial} (entries of prompts {self._alive[entry.serial]} and {key})"
-                )
-            k = num_rewards if num_rewards is not None else len(entry.rewards)
-            if len(entry.rewards) != k:
-                raise ValueError(
-                    f"a buffered reward vector has {len(entry.rewards)} components, "
-                    + (f"this run has K={k} reward functions" if given else f"others have {k}")
-                    + " (was the task changed on --resume?); delete the file to start with an empty buffer"
-                )
-            num_rewards = k
-            self._data.setdefault(key, []).append(entry)
-            self._alive[entry.serial] = key
-        self._serial = int(state["serial"])
-        for key in list(self._data):
-            while key in self._data and len(self._data[key]) > self.per_prompt:
-                self._remove(key, self._data[key][0])
-        while len(self._alive) > self.total:
-            serial, key = next(iter(self._alive.items()))
-            self._remove(key, next(e for e in self._data[key] if e.serial == serial))
 
 
 @dataclass
@@ -289,13 +139,7 @@ class OffPolicyGroups:
                 f"gvpo_history_per_group/gvpo_external_column do not support {', '.join(unsupported)} yet "
                 "(a buffered multi-turn completion would replay stale tool results)"
             )
-        dataset = trainer.train_dataset
-        names = getattr(dataset, "column_names", None)
-        if a.gvpo_external_column is not None and names is not None and a.gvpo_external_column not in names:
-            raise ValueError(
-                f"gvpo_external_column={a.gvpo_external_column!r} is not a column of the training data "
-                f"(columns: {', '.join(names)})"
-            )
+        check_external_column(a.gvpo_external_column, getattr(trainer.train_dataset, "column_names", None))
         tok = trainer._tokenizer
 
         def encode(text: str) -> list[int]:
@@ -483,97 +327,3 @@ class OffPolicyGroups:
             self.load_state_dict(state, num_rewards)
         except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: unreadable gvpo response buffer ({type(err).__name__}: {err})") from None
-
-
-def describe(cfg, columns: Sequence[str] | None = None, num_prompts: int | None = None) -> str:
-    """One line for ``varpo train --dry-run``; refuses an external column that the training data lacks, and says
-    when history can never be used (a prompt recurs only every ⌈prompts / prompts-per-generation⌉ generations)."""
-    ext = cfg.gvpo_external_column
-    if ext is not None and columns is not None and ext not in columns:
-        raise ValueError(
-            f"gvpo_external_column={ext!r} is not a column of the training data (columns: {', '.join(columns)})"
-        )
-    h, g = cfg.gvpo_history_per_group, cfg.num_generations
-    parts = [f"{g - h - (ext is not None)}+ fresh"]
-    if h:
-        stale = "no limit" if cfg.gvpo_max_staleness is None else f"<= {cfg.gvpo_max_staleness} steps"
-        reuse = "re-scored" if cfg.gvpo_rescore_history else "rewards reused"
-        parts.append(f"up to {h} historical ({cfg.gvpo_history_selection}, age {stale}, {reuse})")
-    if ext is not None:
-        parts.append(f"1 external from column {ext!r}")
-    caps = f"buffer {cfg.gvpo_buffer_per_prompt}/prompt, {cfg.gvpo_buffer_total} total"
-    line = f"groups of {g}: " + " + ".join(parts) + (f"; {caps}" if h else "")
-    per_generation = (cfg.generation_batch_size or 0) // g
-    if h and num_prompts and per_generation:
-        every = math.ceil(num_prompts / per_generation) * cfg.steps_per_generation  # optimizer steps between visits
-        if cfg.max_steps > 0 and every >= cfg.max_steps:
-            line += f"; NOTE: a prompt recurs every {every} steps >= max_steps={cfg.max_steps}: no history will be used"
-        elif cfg.gvpo_max_staleness is not None and every > cfg.gvpo_max_staleness:
-            line += f"; NOTE: a prompt recurs every {every} steps > gvpo_max_staleness: history is always too stale"
-        else:
-            line += f"; a prompt recurs every {every} steps"
-    return line
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Config validation (called from VarpoGRPOConfig.__post_init__; same one-line message format)
-# ----------------------------------------------------------------------------------------------------------------
-
-_DEFAULTS = {
-    "gvpo_history_selection": "most_recent",
-    "gvpo_max_staleness": None,
-    "gvpo_buffer_per_prompt": 16,
-    "gvpo_buffer_total": 8192,
-    "gvpo_rescore_history": False,
-}
-
-
-def validate_config(cfg) -> None:
-    """Refuse invalid off-policy options; ``cfg`` is a ``VarpoGRPOConfig`` (before TRL's own checks)."""
-
-    def fail(name: str, allowed: str) -> None:
-        raise ValueError(f"{name}={getattr(cfg, name)!r} is invalid; allowed: {allowed}")
-
-    def is_int(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    h, ext = cfg.gvpo_history_per_group, cfg.gvpo_external_column
-    if not is_int(h) or h < 0:
-        fail("gvpo_history_per_group", "an int >= 0")
-    if ext is not None and (not isinstance(ext, str) or not ext or ext == "prompt"):
-        fail("gvpo_external_column", "a dataset column name other than 'prompt', or null")
-    if cfg.gvpo_history_selection not in SELECTIONS:
-        fail("gvpo_history_selection", " | ".join(SELECTIONS))
-    if cfg.gvpo_max_staleness is not None and (not is_int(cfg.gvpo_max_staleness) or cfg.gvpo_max_staleness < 1):
-        fail("gvpo_max_staleness", "an int >= 1 (optimizer steps) or null (no limit)")
-    for name in ("gvpo_buffer_per_prompt", "gvpo_buffer_total"):
-        if not is_int(getattr(cfg, name)) or getattr(cfg, name) < 1:
-            fail(name, "an int >= 1")
-    if not isinstance(cfg.gvpo_rescore_history, bool):
-        fail("gvpo_rescore_history", "true | false")
-    on = h > 0 or ext is not None
-    if on and cfg.policy_loss != "gvpo":
-        name = "gvpo_history_per_group" if h > 0 else "gvpo_external_column"
-        fail(
-            name,
-            f"{0 if h > 0 else None} with policy_loss={cfg.policy_loss!r} (its importance ratio needs π_s, unknown "
-            "for historical/external responses; only gvpo is valid for any π_s, GVPO Thm 3.2)",
-        )
-    if h == 0:
-        for name, default in _DEFAULTS.items():
-            if getattr(cfg, name) != default:
-                fail(name, f"its default {default!r} (it is only used with gvpo_history_per_group > 0)")
-    if on:
-        slots = h + (ext is not None)
-        if slots > cfg.num_generations - 1:
-            fail(
-                "gvpo_history_per_group",
-                f"at most num_generations - 1{' - 1 (the external slot)' if ext is not None else ''} = "
-                f"{cfg.num_generations - 1 - (ext is not None)} (every group keeps >= 1 fresh sample)",
-            )
-        if getattr(cfg, "use_vllm", False):
-            fail(
-                "use_vllm",
-                "False with gvpo_history_per_group/gvpo_external_column (vLLM generation of a partial "
-                "batch is not wired yet)",
-            )

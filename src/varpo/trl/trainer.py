@@ -8,23 +8,28 @@ Tested against trl 1.16.x (pinned in pyproject). The override surface is deliber
 * ``_calculate_rewards``: ``super()`` returns the *globally gathered* ``[N, K]`` reward matrix; it is kept for the
   advantage step and the per-function error counts are logged.
 * ``_generate_and_score_completions``: ``super()`` generates and scores as usual; its advantages are then replaced by
-  :func:`varpo.compute_advantages` over the global matrix (explicit group ids from TRL's contiguous
-  ``RepeatSampler`` layout, weights = ``reward_weights``) and the local slice is kept. The loss normalizers of the
+  the run's :class:`varpo.step.AdvantageStep` (the engine contract: options, anneals, weights at the step, the dvao
+  ``SigmaEMA``, metric names; it calls :func:`varpo.compute_advantages`) over the global matrix (explicit group ids
+  from TRL's contiguous ``RepeatSampler`` layout, weights = ``reward_weights``) and the local slice is kept. With
+  ``dynamic_sampling`` (training) it runs the generate → filter → refill loop instead
+  (:meth:`VarpoGRPOTrainer._dynamic_sampling_batch`, the logic in :mod:`varpo.trl.dynamic_sampling`), each round
+  generated and scored by ``super()``. The loss normalizers of the
   whole generation batch (:func:`varpo.loss_scale`, summed over processes) are stored as 0-dim tensors, which TRL's
   shuffle/split pass through unchanged, so every micro-batch divides by the same global constants and gradient
   accumulation is exact.
 * ``_prepare_inputs`` (gvpo only): TRL shuffles samples before splitting the generation batch into micro-batches,
   which would scatter groups; for gvpo the shuffle permutes whole groups instead. With ``dynamic_sampling`` the
-  generation batch comes from :func:`varpo.trl.dynamic_sampling.generate` (generate, filter, refill) instead.
-* ``reward_weight_schedule``: ``self.reward_weights`` is set from :mod:`varpo.schedules` at the current step
-  before each generation batch is scored, and logged as ``reward_weight/<name>``.
+  filtered batch is split by :func:`varpo.trl.dynamic_sampling.split`.
+* ``reward_weight_schedule``: ``self.reward_weights`` is set to the step's weights at the current step before each
+  generation batch is scored (one place: :meth:`VarpoGRPOTrainer.sync_reward_weights`), and logged as
+  ``reward_weight/<name>``.
 * ``_compute_loss``: per-token log-probs from TRL's helper, then :func:`varpo.policy_loss` +
   :func:`varpo.aggregate_loss`.
 * ``_generate_single_turn`` / ``_calculate_rewards`` (gvpo with ``gvpo_history_per_group`` or
   ``gvpo_external_column``, training only): groups mix fresh samples with buffered and external responses; the
   logic lives in :mod:`varpo.trl.replay`.
-* ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: persist the dvao ``SigmaEMA`` state and the gvpo
-  response buffer with checkpoints.
+* ``_save_checkpoint`` / ``_load_optimizer_and_scheduler``: persist the advantage step's state (the dvao
+  ``SigmaEMA``) and the gvpo response buffer with checkpoints.
 * ``train``: when it ends, finished or stopped (e.g. by a judge's ``judge_max_failure_rate``), each LLM judge's
   run totals are logged in one line and merged into ``train_summary.json`` as ``judge_summary/*``.
 
@@ -55,6 +60,7 @@ import varpo
 from varpo import registry, reward_log
 from varpo.collapse import CollapseAlarm
 from varpo.schedules import parse_schedule
+from varpo.step import AdvantageStep
 from varpo.trl import dynamic_sampling
 from varpo.trl.config import VarpoGRPOConfig
 from varpo.trl.metrics import MetricsJSONLCallback, update_summary
@@ -150,16 +156,26 @@ class VarpoGRPOTrainer(GRPOTrainer):
         super().__init__(model, funcs, args, *pargs, callbacks=callbacks, **kwargs)
         self._said_unscorable = False
         self.collapse_alarm = CollapseAlarm(args.collapse_window, logged_as="adv/")
-        self.sigma_ema = None
-        if args.sigma_ema is not None:
-            self.sigma_ema = varpo.SigmaEMA(decay=args.sigma_ema, shrink=args.sigma_ema_shrink)
+        ema = None if args.sigma_ema is None else varpo.SigmaEMA(decay=args.sigma_ema, shrink=args.sigma_ema_shrink)
+        self.advantage_step = AdvantageStep(
+            args.advantage_method,
+            self.reward_func_names,
+            args.step_options(),
+            reward_weights=self.reward_weights.tolist(),
+            schedule=parse_schedule(args.reward_weight_schedule, len(self.reward_funcs)),
+            sigma_ema=ema,
+        )
         self.trace: Trace | None = None
         self._varpo_rewards: torch.Tensor | None = None
         self.replay = OffPolicyGroups.from_trainer(self)  # None unless gvpo history/external responses are on
         self._varpo_inputs: list[dict] | None = None
-        self.weight_schedule = parse_schedule(args.reward_weight_schedule, len(self.reward_funcs))
         if args.dynamic_sampling:
-            dynamic_sampling.check_trainer(self)
+            dynamic_sampling.check_setup(self.accelerator.num_processes, self.train_dataset)
+
+    @property
+    def sigma_ema(self) -> varpo.SigmaEMA | None:
+        """dvao's running σ (``sigma_ema``), held by the advantage step; None when off."""
+        return self.advantage_step.sigma_ema
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """A checkpoint of a model with tied input/output embeddings (``builtin:tiny``) stores the embedding once;
@@ -258,45 +274,6 @@ class VarpoGRPOTrainer(GRPOTrainer):
             logger.warning("judge summary not written to %s: %s", self.args.output_dir, err)
         return record
 
-    def current_rvpo_k(self) -> float:
-        """RVPO temperature at the current step: rvpo's declared anneal (``rvpo_k`` -> ``rvpo_k_end`` over
-        ``max_steps``)."""
-        options = {"rvpo_k": self.args.rvpo_k, "rvpo_k_end": self.args.rvpo_k_end}
-        return registry.apply_schedules("rvpo", options, self.state.global_step, self.state.max_steps)[1]["rvpo_k"]
-
-    def _option_values(self) -> dict:
-        """Every option value of the config for ``advantage_method``: the shared ones, the estimator's own
-        (``estimator_options``) and the end of each anneal it declares (a config field or an estimator option)."""
-        a = self.args
-        values = dict(
-            eps=a.eps,
-            ddof=a.ddof,
-            saw_base=a.saw_base,
-            saw_offsets=a.saw_offsets,
-            rvpo_k=a.rvpo_k,
-            rvpo_variant=a.rvpo_variant,
-            rvpo_beta=a.rvpo_beta,
-        )
-        values.update(a.estimator_options or {})
-        for end in registry.anneal_ends(a.advantage_method):
-            if getattr(a, end, None) is not None:
-                values[end] = getattr(a, end)
-        return values
-
-    def scheduled_options(self) -> tuple[dict, dict[str, float]]:
-        """``(options, annealed values)`` at the current step: the estimator's declared anneals applied
-        (:func:`varpo.registry.apply_schedules`); the annealed values are logged under the option's name."""
-        return registry.apply_schedules(
-            self.args.advantage_method, self._option_values(), self.state.global_step, self.state.max_steps
-        )
-
-    def advantage_options(self, train: bool) -> dict:
-        """Keyword options for :func:`varpo.compute_advantages` at the current step."""
-        options = self.scheduled_options()[0]
-        options["names"] = list(self.reward_func_names)
-        options["sigma_ema"] = self.sigma_ema if train else None  # evaluation must not move the running σ
-        return options
-
     def _replay_active(self) -> bool:
         return self.replay is not None and self.model.training
 
@@ -315,16 +292,56 @@ class VarpoGRPOTrainer(GRPOTrainer):
         return self.replay.compose(prompt_ids, self._varpo_inputs, self.state.global_step, fresh)
 
     def sync_reward_weights(self) -> None:
-        """Set ``reward_weights`` from ``reward_weight_schedule`` at the current optimizer step (no-op without)."""
-        if self.weight_schedule is not None:
-            w = self.weight_schedule.at(self.state.global_step)
+        """Set ``reward_weights`` (what TRL's own code reads too) to the advantage step's weights at the current
+        optimizer step when a ``reward_weight_schedule`` is set. Called once per generation batch, from
+        :meth:`_generate_and_score_completions` only."""
+        if self.advantage_step.schedule is not None:
+            w = self.advantage_step.weights_at(self.state.global_step)
             self.reward_weights = torch.tensor(w, dtype=torch.float32, device=self.reward_weights.device)
 
     def _generate_and_score_completions(self, inputs):
         self._varpo_inputs = inputs  # rows aligned with the prompts, for external responses
         self.sync_reward_weights()
+        if self.args.dynamic_sampling and self.model.training:
+            return self._dynamic_sampling_batch(inputs)
         out = super()._generate_and_score_completions(inputs)
         return self._apply_varpo(out, self._varpo_rewards)
+
+    def _dynamic_sampling_batch(self, inputs: list) -> dict:
+        """The training generation batch with dynamic sampling (:mod:`varpo.trl.dynamic_sampling`): rounds
+        generated and scored by TRL (``super()``), groups kept by the advantage step's :meth:`~AdvantageStep.signal`
+        at this step (no running σ: filtering must not move it), varpo advantages and loss normalizers of the kept
+        batch, ``varpo_sample_weight`` and the ``dynamic_sampling/*`` metrics."""
+        generate_round = super()._generate_and_score_completions
+        step, total = self.state.global_step, self.state.max_steps
+        weights = self.reward_weights.detach().cpu()
+        group_size = self.num_generations
+
+        def run(rows: list) -> tuple[dict, torch.Tensor]:
+            batch = generate_round(rows)
+            return batch, self._varpo_rewards
+
+        def signal(rewards: torch.Tensor):
+            cpu = rewards.detach().cpu()
+            return self.advantage_step.signal(cpu, group_size, step=step, total_steps=total, weights=weights)
+
+        return dynamic_sampling.generate(
+            run,
+            signal,
+            inputs,
+            self.train_dataset,
+            apply=self._apply_varpo,
+            loss_mask=self._loss_mask,
+            metrics=self._metrics["train"],
+            names=list(self.reward_func_names),
+            group_size=group_size,
+            seed=self.args.seed,
+            step=step,
+            max_rounds=self.args.dynamic_sampling_max_rounds,
+            on_cap=self.args.dynamic_sampling_on_cap,
+            pad_token_id=self._tokenizer.pad_token_id,
+            method=self.args.advantage_method,
+        )
 
     def _apply_varpo(self, out: dict, rewards: torch.Tensor) -> dict:
         """Replace TRL's advantages in ``out`` by varpo's over the global ``rewards [N, K]``; add group ids and the
@@ -336,10 +353,15 @@ class VarpoGRPOTrainer(GRPOTrainer):
         # RepeatSampler puts the G copies of a prompt next to each other and gather() concatenates processes in
         # rank order, so sample j of the global batch belongs to prompt j // G.
         group_ids = torch.arange(n, device=rewards.device) // group_size
-        options = self.advantage_options(train)
-        ema_before = self.sigma_ema.state_dict() if self.trace is not None and options["sigma_ema"] else None
-        result = varpo.compute_advantages(
-            rewards, group_ids, self.args.advantage_method, weights=self.reward_weights.to(rewards.device), **options
+        record = self.trace is not None and train and self.sigma_ema is not None
+        ema_before = self.sigma_ema.state_dict() if record else None
+        result = self.advantage_step.compute(
+            rewards,
+            group_ids,
+            step=self.state.global_step,
+            total_steps=self.state.max_steps,
+            weights=self.reward_weights.to(rewards.device),
+            train=train,  # evaluation must not move the running σ
         )
         if self.trace is not None and train:
             self.trace.trl_advantages.append(out["advantages"].detach().cpu().clone())
@@ -353,9 +375,9 @@ class VarpoGRPOTrainer(GRPOTrainer):
         out["varpo_group_ids"] = group_ids[local]
         for key, value in zip(_SCALE_KEYS, self._global_scale(out), strict=True):
             out[key] = value
-        self._log_advantage_stats(mode, result.present_stats)
+        self._log_advantage_stats(mode, result)
         if train:
-            self._check_collapse(result.present_stats)
+            self._check_collapse(result.stats)
         if train and self.args.log_reward_matrix and self.accelerator.is_main_process:
             self._append_reward_log(rewards, group_ids, out)
         if self.trace is not None and train:
@@ -366,7 +388,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
                     group_ids=group_ids.cpu(),
                     advantages=result.advantages.detach().cpu().clone(),
                     weights=self.reward_weights.clone(),
-                    options={k: v for k, v in options.items() if k != "sigma_ema"},
+                    options=dict(result.options),
                     sigma_ema_state=ema_before,
                     composition=composition,
                 )
@@ -403,12 +425,14 @@ class VarpoGRPOTrainer(GRPOTrainer):
         total = gather(local.unsqueeze(0)).sum(0) if self.accelerator.num_processes > 1 else local
         return tuple(total.unbind())
 
-    def _log_advantage_stats(self, mode: str, stats: dict[str, float]) -> None:
+    def _log_advantage_stats(self, mode: str, result) -> None:
         """One name per quantity (``docs/engine.md``, "Metrics"): per-component reward statistics only as
-        ``reward/<name>/mean|std``, everything else from the estimator as ``adv/<key>``. ``stats`` is
+        ``reward/<name>/mean|std``, everything else from the estimator as ``adv/<key>``, and what moves with the step
+        (``result.scheduled``: ``reward_weight/<name>``, annealed options) under its own name. ``result.stats`` is
         :attr:`varpo.AdvantageOutput.present_stats`: a key without a value this batch (a component missing from the
         whole batch) is not there, so it is not appended and the logged record leaves it out instead of showing 0."""
         metrics = self._metrics[mode]
+        stats = result.stats
         for name in self.reward_func_names:
             # TRL's duplicates of the same numbers (and its nansum-based `reward`, which scores a missing
             # component as 0) are dropped; frac_reward_zero_std is superseded by adv/frac_zero_std_groups.
@@ -423,11 +447,8 @@ class VarpoGRPOTrainer(GRPOTrainer):
             for stat in ("mean", "std"):
                 if f"reward_{stat}/{name}" in stats:
                     metrics[f"reward/{name}/{stat}"].append(stats[f"reward_{stat}/{name}"])
-        for key, value in self.scheduled_options()[1].items():  # the estimator's declared anneals
+        for key, value in result.scheduled.items():
             metrics[key].append(value)
-        if self.weight_schedule is not None:
-            for name, w in zip(self.reward_func_names, self.reward_weights.tolist(), strict=True):
-                metrics[f"reward_weight/{name}"].append(w)
 
     # ----------------------------------------------------------------------------------------------------------
     # Micro-batching and loss
@@ -440,9 +461,8 @@ class VarpoGRPOTrainer(GRPOTrainer):
         # Same as GRPOTrainer._prepare_inputs (train branch) with a group-preserving shuffle / dynamic sampling.
         generate_every = self.args.steps_per_generation * self.num_iterations
         if ds and (self._step % generate_every == 0 or self._buffered_inputs is None):
-            self.sync_reward_weights()
-            batch = dynamic_sampling.generate(self, generation_batch)
-            self._buffered_inputs = dynamic_sampling.split(self, batch)
+            batch = self._generate_and_score_completions(generation_batch)  # the dynamic sampling loop
+            self._buffered_inputs = self._split_dynamic(batch)
         elif self._step % generate_every == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
             batch = split_pixel_values_by_grid(batch)
@@ -450,6 +470,15 @@ class VarpoGRPOTrainer(GRPOTrainer):
             chunks = split_tensor_dict(batch, self.args.steps_per_generation)
             self._buffered_inputs = [unsplit_pixel_values_by_grid(chunk) for chunk in chunks]
         return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    def _split_dynamic(self, batch: dict) -> list[dict]:
+        """Micro-batches of a dynamic sampling batch (:func:`varpo.trl.dynamic_sampling.split`)."""
+        return dynamic_sampling.split(
+            batch,
+            self.args.steps_per_generation,
+            generation_batch_size=self.args.generation_batch_size,
+            per_sequence=registry.is_per_sequence(self.args.policy_loss),
+        )
 
     @staticmethod
     def _loss_mask(inputs) -> torch.Tensor:
@@ -546,17 +575,18 @@ class VarpoGRPOTrainer(GRPOTrainer):
             self._metrics[mode][f"loss/{key}"].append(value)
 
     # ----------------------------------------------------------------------------------------------------------
-    # Checkpoints: the dvao running σ is training state
+    # Checkpoints: the advantage step's state (dvao's running σ) is training state
     # ----------------------------------------------------------------------------------------------------------
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if self.sigma_ema is not None and self.args.should_save:
+        state = self.advantage_step.state_dict()
+        if state and self.args.should_save:
             folder = os.path.join(
                 self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             )
             with open(os.path.join(folder, STATE_FILE), "w") as f:
-                json.dump({"sigma_ema": self.sigma_ema.state_dict()}, f)
+                json.dump(state, f)
         if self.replay is not None:  # every process holds its own buffer
             folder = os.path.join(
                 self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -568,7 +598,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         path = os.path.join(checkpoint, STATE_FILE) if checkpoint else None
         if self.sigma_ema is not None and path and os.path.exists(path):
             with open(path) as f:
-                self.sigma_ema.load_state_dict(json.load(f)["sigma_ema"])
+                self.advantage_step.load_state_dict(json.load(f))
         replay = os.path.join(checkpoint, REPLAY_FILE.format(rank=self.accelerator.process_index)) if checkpoint else ""
         if self.replay is not None and os.path.exists(replay):
             self.replay.load(replay, num_rewards=len(self.reward_funcs))

@@ -21,7 +21,7 @@ import torch
 
 import varpo
 from varpo.verl.context import as_list, current_advantage_inputs, group_index
-from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings
+from varpo.verl.settings import METHOD_OF_ESTIMATOR, VarpoSettings, needs_step
 
 # dvao's running σ̄ is training state owned (and checkpointed) by the trainer: varpo.verl.state. A call from code
 # that opens no varpo context (a recipe calling verl's compute_advantage itself) gets a fresh EMA per call, i.e.
@@ -92,23 +92,18 @@ def compute(
     rewards[lengths <= 0] = float("nan")  # synthetic padding rows: unscorable, out of all statistics
     inputs = current_advantage_inputs()
     step, total = (None, None) if inputs is None else (inputs.step, inputs.total_steps)
-    options, annealed = settings.options_at(method, step, total)  # the estimator's declared anneals applied
-    if settings.uses_sigma_ema:
-        state = None if inputs is None else inputs.state
-        ema_args = settings.sigma_ema_args()
-        options["sigma_ema"] = varpo.SigmaEMA(*ema_args) if state is None else state.sigma_ema_for(*ema_args)
-    weights = settings.weights_at(step)
-    # Diagnostics only when varpo's trainer is there to log them (stock verl discards them).
+    # the engine contract: options, anneals and weights at the step, the trainer's running σ, metric names
+    advantage_step = settings.advantage_step(method, None if inputs is None else inputs.state)
     ids = torch.from_numpy(group_index(index))
-    out = varpo.compute_advantages(rewards, ids, method, weights, stats=inputs is not None, **options)
-    adv = out.advantages.to(torch.float64)
+    with needs_step():
+        # Diagnostics only when varpo's trainer is there to log them (stock verl discards them).
+        result = advantage_step.compute(rewards, ids, step=step, total_steps=total, stats=inputs is not None)
+    adv = result.advantages.to(torch.float64)
     if settings.vl_norm_alpha is not None:
         adv = adv * varpo.vl_norm_weights(lengths, settings.vl_norm_alpha)
     if inputs is not None:
-        inputs.stats.update(out.present_stats)  # absent components are not logged (never as 0)
-        if settings.reward_weight_schedule is not None:
-            inputs.stats.update({f"reward_weight/{n}": w for n, w in zip(settings.names, weights, strict=True)})
-        inputs.stats.update(annealed)  # e.g. rvpo_k when rvpo_k_end is set
+        # absent components are not logged (never as 0); reward_weight/<key> and annealed options (rvpo_k)
+        inputs.stats.update(result.metrics)
     scores = adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1)
     scores = scores * response_mask.to(scores.dtype)
     return scores, scores

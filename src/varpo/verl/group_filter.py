@@ -39,11 +39,10 @@ import torch
 from verl.trainer.ppo.v1 import replay_buffer as _rb
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
-from varpo.group_filter import group_signal
 from varpo.schedules import step_of_verl
 from varpo.verl.batching import reward_components
 from varpo.verl.estimators import _component
-from varpo.verl.settings import SIGNAL_METRIC, VarpoSettings
+from varpo.verl.settings import SIGNAL_METRIC, VarpoSettings, needs_step
 
 
 @dataclass(frozen=True)
@@ -59,14 +58,17 @@ class SignalRule:
         return self.settings.weights_at(step)
 
     def keeps(self, rewards: torch.Tensor, step: int) -> bool:
-        """Whether a finished group (``rewards [G, K]``, NaN = missing) has signal under the estimator at ``step``.
+        """Whether a finished group (``rewards [G, K]``, NaN = missing) has signal under the estimator at ``step``
+        (the engine contract's :meth:`varpo.step.AdvantageStep.signal`, without the running σ).
 
         A single trajectory is kept, as verl keeps it (its ``np.std`` test needs two values).
         """
         if rewards.shape[0] < 2:
             return True
-        options = self.settings.options_at(self.method, step, self.total_steps())[0]
-        signal = group_signal(rewards, rewards.shape[0], self.method, self.weights(step), options)
+        with needs_step():
+            signal = self.settings.advantage_step(self.method).signal(
+                rewards, rewards.shape[0], step=step, total_steps=self.total_steps()
+            )
         return bool(signal.keep[0])
 
     def level(self, rewards: torch.Tensor, step: int) -> float:

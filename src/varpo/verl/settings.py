@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ import varpo
 from varpo import registry
 from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.schedules import WeightSchedule, parse_schedule
+from varpo.step import DEPRECATED, OPTIONS, AdvantageStep, MissingStep, StepState, canonical_names, resolve
+from varpo.step import weights_at as _weights_at
 from varpo.verl import ESTIMATOR_PREFIX, POLICY_LOSS_NAME, TRAINER_MODES
 
 
@@ -61,7 +64,7 @@ KEYS: dict[str, str] = {
     "gvpo_beta": "GVPO β of the implicit reward R = β·(log π - log π_old) (default 0.1)",
     "sigma_ema": "dvao only: EMA decay in [0, 1) of the per-component σ, or true for 0.9 (enables varpo.SigmaEMA; "
     "the TRL engine's name)",
-    "sigma_ema_decay": "deprecated name of sigma_ema (still accepted)",
+    **{old: f"deprecated name of {new} (still accepted)" for old, new in DEPRECATED.items()},
     "sigma_ema_shrink": "dvao only: shrinkage of group σ toward the EMA (enables varpo.SigmaEMA, default 0.5)",
     "eps": "added to every std denominator (default 1e-6, as verl)",
     "ddof": "std degrees of freedom, 1 = unbiased as verl/TRL, 0 = population",
@@ -77,14 +80,22 @@ KEYS: dict[str, str] = {
     "estimator_options": "{option: value}: the estimator's own options (register_estimator(..., options=...)) and "
     "the end of an anneal it declares (docs/extending.md)",
 }
-_ADVANTAGE_KEYS = ("eps", "ddof", "saw_base", "saw_offsets", "rvpo_k", "rvpo_variant", "rvpo_beta")
 
 
-_NO_STEP = (
+NO_STEP = (
     "varpo: algorithm.varpo.{key} needs the training step, which only varpo's trainer hooks provide: use "
     "trainer.v1.trainer_mode=varpo (V1) or trainer.use_v1=false (the legacy RayPPOTrainer.fit, wrapped by the "
     "plug-in); a recipe that calls verl's compute_advantage from its own loop does not pass the step"
 )
+
+
+@contextmanager
+def needs_step() -> Iterator[None]:
+    """Turn the contract's :class:`varpo.step.MissingStep` into verl's one-line :data:`NO_STEP` error."""
+    try:
+        yield
+    except MissingStep as exc:
+        raise RuntimeError(NO_STEP.format(key=exc.option)) from None
 
 
 class ConfigError(ValueError):
@@ -97,19 +108,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-#: old verl-only option names -> the one name both engines use (accepted, with a deprecation warning).
-DEPRECATED_KEYS = {"sigma_ema_decay": "sigma_ema"}
+#: old verl-only option names -> the one name both engines use (accepted, with a deprecation warning):
+#: :data:`varpo.step.DEPRECATED`.
+DEPRECATED_KEYS = DEPRECATED
+WHERE = "algorithm.varpo."
+_ESTIMATOR = "algorithm.adv_estimator"
 
 
-def _sigma_ema_decay(raw: Mapping[str, Any], number) -> float | None:
-    """``sigma_ema`` as on TRL (a decay, or ``true`` for 0.9); ``sigma_ema_decay`` is its deprecated verl name."""
-    if raw.get("sigma_ema") is not None and raw.get("sigma_ema_decay") is not None:
-        raise ConfigError("algorithm.varpo: set sigma_ema or its deprecated name sigma_ema_decay, not both")
+def _sigma_ema(raw: Mapping[str, Any], number) -> float | None:
+    """``sigma_ema`` as on TRL (a decay, or ``true`` for 0.9)."""
     if raw.get("sigma_ema") is True:
         return 0.9
     if raw.get("sigma_ema") is False:
         return None
-    return number("sigma_ema") if raw.get("sigma_ema") is not None else number("sigma_ema_decay")
+    return number("sigma_ema")
 
 
 def _tuple(value: Any, cast, key: str) -> tuple | None:
@@ -135,7 +147,7 @@ class VarpoSettings:
     reward_weight_schedule: WeightSchedule | None = None
     vl_norm_alpha: float | None = None
     gvpo_beta: float = 0.1
-    sigma_ema_decay: float | None = None
+    sigma_ema: float | None = None
     sigma_ema_shrink: float | None = None
     rvpo_k_end: float | None = None
     advantage_options: Mapping[str, Any] = field(default_factory=dict)
@@ -154,6 +166,10 @@ class VarpoSettings:
         if unknown:
             allowed = "\n".join(f"  {k}: {v}" for k, v in KEYS.items())
             raise ConfigError(f"unknown key(s) algorithm.varpo.{unknown}; allowed:\n{allowed}")
+        try:
+            raw = canonical_names(raw, WHERE)[0]  # the deprecation lines are check_config's warnings
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         keys = _tuple(raw.get("reward_keys"), str, "reward_keys")
         if keys is not None and len(set(keys)) != len(keys):
             raise ConfigError(f"algorithm.varpo.reward_keys has duplicates: {list(keys)}")
@@ -164,7 +180,7 @@ class VarpoSettings:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        options = {k: _plain(raw[k]) for k in _ADVANTAGE_KEYS if raw.get(k) is not None}
+        options = {k: _plain(raw[k]) for k in OPTIONS if raw.get(k) is not None}
         own = _plain(raw.get("estimator_options")) or {}
         if not isinstance(own, Mapping) or not all(isinstance(k, str) for k in own):
             raise ConfigError(f"algorithm.varpo.estimator_options must be a mapping {{option: value}}, got {own!r}")
@@ -192,7 +208,7 @@ class VarpoSettings:
             reward_weight_schedule=schedule,
             vl_norm_alpha=number("vl_norm_alpha"),
             gvpo_beta=number("gvpo_beta", 0.1),
-            sigma_ema_decay=_sigma_ema_decay(raw, number),
+            sigma_ema=_sigma_ema(raw, number),
             sigma_ema_shrink=number("sigma_ema_shrink"),
             rvpo_k_end=number("rvpo_k_end"),
             advantage_options=options,
@@ -208,45 +224,50 @@ class VarpoSettings:
         return self.reward_keys or ("reward",)
 
     def weights_at(self, step: int | None) -> tuple[float, ...] | None:
-        """Component weights at training step ``step``: the schedule's if set, else ``reward_weights``."""
-        if self.reward_weight_schedule is None:
-            return self.reward_weights
-        if step is None:
-            raise RuntimeError(_NO_STEP.format(key="reward_weight_schedule"))
-        return tuple(self.reward_weight_schedule.at(step))
+        """Component weights at training step ``step`` (:func:`varpo.step.weights_at`)."""
+        with needs_step():
+            return _weights_at(self.reward_weight_schedule, self.reward_weights, step)
 
     def option_values(self) -> dict[str, Any]:
-        """Every configured option: the shared ones, ``estimator_options`` and the anneal ends set at top level."""
+        """Every configured option in the contract's vocabulary: the shared ones, ``estimator_options`` and the
+        anneal ends set at top level."""
         values = dict(self.advantage_options, **self.estimator_options)
         if self.rvpo_k_end is not None:
             values["rvpo_k_end"] = self.rvpo_k_end
         return values
 
+    def advantage_step(self, method: str, state: StepState | None = None) -> AdvantageStep:
+        """The engine contract for ``method`` with these settings; dvao's running σ is ``state``'s (the trainer's,
+        :mod:`varpo.verl.state`), or a fresh one per call without a trainer (plain per-batch σ)."""
+        ema = None
+        if self.uses_sigma_ema:
+            args = self.sigma_ema_args()
+            ema = varpo.SigmaEMA(*args) if state is None else state.sigma_ema_for(*args)
+        return AdvantageStep(
+            method,
+            self.names,
+            self.option_values(),
+            reward_weights=self.reward_weights,
+            schedule=self.reward_weight_schedule,
+            sigma_ema=ema,
+            field=_ESTIMATOR,
+        )
+
     def options_at(
         self, method: str, step: int | None, total_steps: int | None
     ) -> tuple[dict[str, Any], dict[str, float]]:
-        """``(options for compute_advantages, annealed values to log)`` at ``step``: the estimator's declared
-        anneals (:func:`varpo.registry.apply_schedules`); only anneals whose end is set are logged."""
-        values = self.option_values()
-        ends = {a.option for a in registry.estimator_info(method).anneals if values.get(a.end) is not None}
-        try:
-            options, annealed = registry.apply_schedules(method, values, step, total_steps)
-        except LookupError as exc:
-            raise RuntimeError(_NO_STEP.format(key=exc.args[0])) from None
-        options["names"] = self.names
-        return options, {k: v for k, v in annealed.items() if k in ends}
-
-    def rvpo_k_at(self, step: int | None, total_steps: int | None) -> float:
-        """RVPO's k at ``step``: rvpo's declared anneal from ``rvpo_k`` (default 1) to ``rvpo_k_end``."""
-        return self.options_at("rvpo", step, total_steps)[0]["rvpo_k"]
+        """``(options for compute_advantages, annealed values to log)`` at ``step``
+        (:meth:`varpo.step.AdvantageStep.options_at`)."""
+        with needs_step():
+            return self.advantage_step(method).options_at(step, total_steps)
 
     @property
     def uses_sigma_ema(self) -> bool:
-        return self.sigma_ema_decay is not None or self.sigma_ema_shrink is not None
+        return self.sigma_ema is not None or self.sigma_ema_shrink is not None
 
     def sigma_ema_args(self) -> tuple[float, float]:
         return (
-            0.9 if self.sigma_ema_decay is None else self.sigma_ema_decay,
+            0.9 if self.sigma_ema is None else self.sigma_ema,
             0.5 if self.sigma_ema_shrink is None else self.sigma_ema_shrink,
         )
 
@@ -262,7 +283,7 @@ class VarpoSettings:
                     raise ValueError("reward_weight_schedule needs reward_keys (one weight per component)")
                 parse_schedule(self.reward_weight_schedule, self.num_components)
             values = self.option_values()
-            anneals = {} if method is None else {a.end: a for a in registry.estimator_info(method).anneals}
+            anneals = {} if method is None else {a.end: a for a in resolve(method, _ESTIMATOR).anneals}
             for end in (e for e in values if e not in anneals and registry.declaring(e)):
                 where = ", ".join(f"varpo_{m}" for m in registry.declaring(end))
                 raise ValueError(f"{end} only applies to {where}, not {method!r}")
@@ -275,20 +296,7 @@ class VarpoSettings:
             if self.vl_norm_alpha is not None:
                 varpo.vl_norm_weights(torch.ones(1), self.vl_norm_alpha)
             if method is not None:
-                k = self.num_components
-                options = self.options_at(method, 0, 1)[0]  # anneal ends taken out, the start value in
-                if self.uses_sigma_ema:
-                    options["sigma_ema"] = varpo.SigmaEMA(*self.sigma_ema_args())
-                dummy = torch.tensor([[0.0] * k, [1.0] * k])
-                ids = torch.zeros(2, dtype=torch.long)
-                varpo.compute_advantages(dummy, ids, method, self.reward_weights, **options)
-                for end, a in anneals.items():  # an anneal's end must be a valid value of its option
-                    if values.get(end) is not None:
-                        try:
-                            ends = dict(options, **{a.option: values[end]})
-                            varpo.compute_advantages(dummy, ids, method, self.reward_weights, **ends)
-                        except ValueError as exc:
-                            raise ValueError(f"{end}: {exc}") from None
+                self.advantage_step(method).check()  # the core's own validation of every value
         except ValueError as exc:
             raise ConfigError(f"algorithm.varpo: {exc}") from None
 
@@ -352,7 +360,7 @@ def _filter_groups_problems(
         return [], []
     # the estimator declares whether its zero-advantage groups are exactly those with a constant weighted-sum
     # reward (registry.EstimatorInfo.sum_filter), i.e. whether verl's DAPO filter on the summed reward is right
-    if not registry.estimator_info(method).sum_filter:
+    if not resolve(method, _ESTIMATOR).sum_filter:
         return [
             f"algorithm.filter_groups.metric={metric!r} with varpo_{method}: DAPO would drop groups whose summed "
             "reward (or one component) is constant although another component varies, which carry signal for "
@@ -388,11 +396,7 @@ def check_config(cfg: Any) -> list[str]:
     settings = VarpoSettings.from_algorithm(_select(cfg, "algorithm"))
     settings.validate(method)
     errors: list[str] = []
-    warnings: list[str] = [
-        f"algorithm.varpo.{old} is deprecated; use algorithm.varpo.{new} (the same name as the TRL engine)"
-        for old, new in DEPRECATED_KEYS.items()
-        if _select(cfg, f"algorithm.varpo.{old}") is not None
-    ]
+    warnings: list[str] = canonical_names(_plain(_select(cfg, "algorithm.varpo")) or {}, WHERE)[1]
 
     plugin_error = _plugin_policy_error()
     if plugin_error:

@@ -22,11 +22,10 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import varpo
 from varpo.schedules import step_of_verl
+from varpo.step import StepState
 from varpo.verl.context import AdvantageInputs, advantage_inputs
 
 logger = logging.getLogger("varpo.verl")
@@ -35,31 +34,12 @@ ATTR = "varpo_state"
 FILENAME = "varpo_state.json"
 
 
-@dataclass
-class VarpoState:
-    """Per-trainer state: one ``SigmaEMA`` per ``(decay, shrink)`` (a run uses one; the key keeps them apart)."""
-
-    sigma_ema: dict[tuple[float, float], varpo.SigmaEMA] = field(default_factory=dict)
-
-    def sigma_ema_for(self, decay: float, shrink: float) -> varpo.SigmaEMA:
-        return self.sigma_ema.setdefault((decay, shrink), varpo.SigmaEMA(decay, shrink))
-
-    def state_dict(self) -> dict:
-        return {"sigma_ema": [ema.state_dict() for ema in self.sigma_ema.values()]}
+class VarpoState(StepState):
+    """Per-trainer state: the engine contract's :class:`varpo.step.StepState` (one ``SigmaEMA`` per
+    ``(decay, shrink)``), read from :data:`FILENAME` by default in messages."""
 
     def load_state_dict(self, state: Mapping[str, Any], source: str = FILENAME) -> None:
-        entries = state.get("sigma_ema") if isinstance(state, Mapping) else None
-        if not isinstance(entries, list):
-            raise ValueError(f"{source}: expected {{'sigma_ema': [...]}}, got {state!r:.80}")
-        restored = {}
-        for entry in entries:
-            ema = varpo.SigmaEMA()
-            try:
-                ema.load_state_dict(entry)
-            except ValueError as exc:
-                raise ValueError(f"{source}: {exc}") from None
-            restored[(ema.decay, ema.shrink)] = ema
-        self.sigma_ema = restored
+        super().load_state_dict(state, source)
 
 
 def of(trainer: Any) -> VarpoState:
