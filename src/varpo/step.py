@@ -39,6 +39,7 @@ from varpo import registry
 from varpo.advantages import SHARED_OPTIONS, AdvantageOutput, SigmaEMA, compute_advantages
 from varpo.group_filter import GroupSignal, group_signal
 from varpo.schedules import WeightSchedule
+from varpo.workspace import Workspace
 
 #: the option names both engines accept for the estimator (besides the estimator's own and its anneal ends):
 #: the fields of :class:`varpo.AdvantageOptions` an engine sets from its config (``names`` comes from the reward
@@ -146,6 +147,8 @@ class AdvantageStep:
         reward_weights: ``[K]`` base weights (None: uniform 1/K); unused while ``schedule`` is set.
         schedule: weights over steps (:class:`varpo.schedules.WeightSchedule`).
         sigma_ema: dvao's running σ (:class:`varpo.SigmaEMA`) this step updates on training batches, or None.
+        workspace: the tile buffers of the fast path (:class:`varpo.Workspace`), reused across batches; None: the
+            step owns a new one (a trainer that builds a step per call passes its own, e.g. ``StepState.workspace``).
         field: the name of the method setting in messages.
     """
 
@@ -158,9 +161,12 @@ class AdvantageStep:
         reward_weights: Sequence[float] | None = None,
         schedule: WeightSchedule | None = None,
         sigma_ema: SigmaEMA | None = None,
+        workspace: Workspace | None = None,
         field: str = "advantage_method",
     ) -> None:
         self.info = resolve(method, field)
+        # one step per trainer: its buffers are paged in once, not on every batch (not training state: no checkpoint)
+        self.workspace = Workspace() if workspace is None else workspace
         self.method = method
         self.names = tuple(names)
         known = set(OPTIONS) | own_options(method, self.info)
@@ -229,7 +235,9 @@ class AdvantageStep:
         if weights is None:
             weights = self.weights_at(step)
         ema = self.sigma_ema if train else None
-        out = compute_advantages(rewards, group_ids, self.method, weights, stats=stats, sigma_ema=ema, **options)
+        out = compute_advantages(
+            rewards, group_ids, self.method, weights, stats=stats, sigma_ema=ema, workspace=self.workspace, **options
+        )
         scheduled = dict(annealed)
         if self.schedule is not None:
             # the numbers passed, as they are (a float tensor's values; a tuple's floats, not float32-rounded)
@@ -293,6 +301,8 @@ class StepState:
     ``{"sigma_ema": [SigmaEMA.state_dict(), ...]}``."""
 
     sigma_ema: dict[tuple[float, float], SigmaEMA] = field(default_factory=dict)
+    #: the fast path's tile buffers, reused by every step built with this state (not checkpointed: scratch memory)
+    workspace: Workspace = field(default_factory=Workspace)
 
     def sigma_ema_for(self, decay: float, shrink: float) -> SigmaEMA:
         return self.sigma_ema.setdefault((decay, shrink), SigmaEMA(decay, shrink))

@@ -188,3 +188,22 @@ def test_building_a_step_resolves_the_method_once(monkeypatch):
     step = AdvantageStep("rvpo", NAMES, {"rvpo_k": 0.5, "rvpo_k_end": 2.0})
     assert seen == ["rvpo"]
     assert step.options_at(1, 3)[0]["rvpo_k"] == pytest.approx(1.25)
+
+
+def test_a_step_reuses_one_workspace_and_gives_the_core_values(monkeypatch):
+    monkeypatch.setattr("varpo.workspace.TILE_ELEMENTS", 64)  # small tiles: the fast path and its buffers are used
+    torch.manual_seed(0)
+    rewards = torch.rand(256, 3, dtype=torch.float64)
+    ids = torch.arange(256) // 8
+    step = AdvantageStep("dvao", ["a", "b", "c"])
+    first = step.compute(rewards, ids, step=0, total_steps=10).output.advantages
+    buffers = [b for b in step.workspace._buffers if b is not None]
+    second = step.compute(rewards, ids, step=1, total_steps=10).output.advantages
+    after = [b for b in step.workspace._buffers if b is not None]
+    assert buffers and len(after) == len(buffers) and all(a is b for a, b in zip(after, buffers))  # reused
+    reference = varpo.compute_advantages(rewards, ids, "dvao", None, names=["a", "b", "c"]).advantages
+    torch.testing.assert_close(first, reference, rtol=0, atol=0)
+    torch.testing.assert_close(second, reference, rtol=0, atol=0)
+    state = StepState()
+    built = AdvantageStep("grpo", ["a", "b", "c"], workspace=state.workspace)
+    assert built.workspace is state.workspace and "workspace" not in state.state_dict()

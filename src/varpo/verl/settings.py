@@ -250,6 +250,7 @@ class VarpoSettings:
             reward_weights=self.reward_weights,
             schedule=self.reward_weight_schedule,
             sigma_ema=ema,
+            workspace=None if state is None else state.workspace,
             field=_ESTIMATOR,
         )
 
