@@ -182,7 +182,9 @@ def t_interval(values) -> dict:
     """Mean, 95 % t-interval over prompts, sd (ddof = 1) and MDE (two-sided 5 %, power 80 %) of per-prompt values."""
     v = np.asarray(values, dtype=float)
     iv = interval(v)
-    return dict(mean=iv.mean, low=iv.low, high=iv.high, sd=float(v.std(ddof=1)) if len(v) > 1 else math.nan, n=iv.n, mde=iv.mde)
+    return dict(
+        mean=iv.mean, low=iv.low, high=iv.high, sd=float(v.std(ddof=1)) if len(v) > 1 else math.nan, n=iv.n, mde=iv.mde
+    )
 
 
 def tertile_gain(proj: dict[str, np.ndarray], mean_len: np.ndarray) -> dict[str, dict[str, float]]:
@@ -326,7 +328,7 @@ def summarize(res: dict) -> dict:
     }
     # pooled §2.2 premise: per length, mean over prompts of (dev²(L) / mean dev²) and proj(L)
     pooled: dict[int, dict[str, list[float]]] = {}
-    for prof, p in zip(res["length_profiles"], pp, strict=True):
+    for prof in res["length_profiles"]:
         mean_dev = sum(v["dev_sq"] * v["n"] for v in prof.values()) / sum(v["n"] for v in prof.values())
         for L, v in prof.items():
             d = pooled.setdefault(int(L), {"dev_rel": [], "proj": [], "n": []})
@@ -334,7 +336,12 @@ def summarize(res: dict) -> dict:
             d["proj"].append(v["proj"])
             d["n"].append(v["n"])
     premise = {
-        L: dict(n=int(sum(d["n"])), prompts=len(d["n"]), dev_rel=float(np.mean(d["dev_rel"])), proj=float(np.mean(d["proj"])))
+        L: dict(
+            n=int(sum(d["n"])),
+            prompts=len(d["n"]),
+            dev_rel=float(np.mean(d["dev_rel"])),
+            proj=float(np.mean(d["proj"])),
+        )
         for L, d in sorted(pooled.items())
     }
     return dict(
@@ -361,7 +368,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="benchmarks/testbed/easy_hard.yaml")
     ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--prompt-offset", type=int, default=0, help="first train prompt (pilot and main use disjoint ones)")
+    ap.add_argument(
+        "--prompt-offset", type=int, default=0, help="first train prompt (pilot and main use disjoint ones)"
+    )
     ap.add_argument("--groups", type=int, default=32, help="independent groups per prompt (draws of ĝ)")
     ap.add_argument("--g", type=int, default=8, help="completions per group")
     ap.add_argument("--seed", type=int, default=0)
@@ -375,11 +384,15 @@ def main(argv=None) -> int:
     res = run(args)
     summary = summarize(res)
     for name, c in summary["claims"].items():
-        print(f"{name}: {c['mean']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] sd {c['sd']:.4f} MDE {c['mde']:.4f} "
-              f"(expected {c['expected']}: {_verdict(c)})")
+        print(
+            f"{name}: {c['mean']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] sd {c['sd']:.4f} MDE {c['mde']:.4f} "
+            f"(expected {c['expected']}: {_verdict(c)})"
+        )
     for m, d in summary["per_mode"].items():
-        print(f"{LABELS[m]}: CV {d['cv']['mean']:.3f} (naive {d['cv_naive']['mean']:.3f}) rho {d['rho']['mean']:.3f} "
-              f"gain short {d['tertile_short']['mean']:.3f} long {d['tertile_long']['mean']:.3f}")
+        print(
+            f"{LABELS[m]}: CV {d['cv']['mean']:.3f} (naive {d['cv_naive']['mean']:.3f}) rho {d['rho']['mean']:.3f} "
+            f"gain short {d['tertile_short']['mean']:.3f} long {d['tertile_long']['mean']:.3f}"
+        )
     print("Var(g_i) slope per token / mean:", json.dumps(summary["var_slope_per_token"]))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = dict(
@@ -391,9 +404,11 @@ def main(argv=None) -> int:
         seconds=res["seconds"],
         start_model=Path(res["start_model"]).name,
     )
-    for name, c in summary["claims"].items():
+    for c in summary["claims"].values():
         c["verdict"] = _verdict(c)
-    per_prompt = [{k: v for k, v in p.items() if k != "prompt"} | {"prompt": p["prompt"].strip()} for p in res["per_prompt"]]
+    per_prompt = [
+        {k: v for k, v in p.items() if k != "prompt"} | {"prompt": p["prompt"].strip()} for p in res["per_prompt"]
+    ]
     path = out_path(args.out, "vl_norm_variance", "vl_norm_variance.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(meta=meta, summary=summary, per_prompt=per_prompt), indent=1, default=float) + "\n")

@@ -31,8 +31,14 @@ def _tiny_model():
 
     torch.manual_seed(0)
     cfg = Qwen2Config(
-        vocab_size=24, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=32, max_position_embeddings=64, tie_word_embeddings=True,
+        vocab_size=24,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
     )
     return Qwen2ForCausalLM(cfg).eval()
 
@@ -96,13 +102,18 @@ def test_prompt_statistics_match_direct_computation():
     lengths = rng.integers(1, 9, size=groups * gsize)
     w = {
         m: np.concatenate(
-            [vl.aggregation_weights(torch.tensor(lengths[r * gsize : (r + 1) * gsize]), m, 8).numpy() for r in range(groups)]
+            [
+                vl.aggregation_weights(torch.tensor(lengths[r * gsize : (r + 1) * gsize]), m, 8).numpy()
+                for r in range(groups)
+            ]
         )
         for m in AGGREGATIONS
     }
     st = vl.prompt_statistics(g @ g.T, w, groups)
     for m in AGGREGATIONS:
-        est = np.stack([(w[m][r * gsize : (r + 1) * gsize, None] * g[r * gsize : (r + 1) * gsize]).sum(0) for r in range(groups)])
+        est = np.stack(
+            [(w[m][r * gsize : (r + 1) * gsize, None] * g[r * gsize : (r + 1) * gsize]).sum(0) for r in range(groups)]
+        )
         mu = est.mean(0)
         var = ((est - mu) ** 2).sum(1).sum() / (groups - 1)
         assert st[m]["var"] == pytest.approx(var)
