@@ -45,14 +45,15 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from varpo import significance as sig
 from varpo.aggregation import AGGREGATIONS, aggregate_loss
 from varpo.experiments.outdir import out_path
-from varpo.lab.metrics import interval
 
 LABELS = {
     "token_mean": "token_mean (DAPO)",
@@ -178,13 +179,11 @@ def length_profile(gram: np.ndarray, lengths: np.ndarray) -> dict:
     return out
 
 
-def t_interval(values) -> dict:
-    """Mean, 95 % t-interval over prompts, sd (ddof = 1) and MDE (two-sided 5 %, power 80 %) of per-prompt values."""
-    v = np.asarray(values, dtype=float)
-    iv = interval(v)
-    return dict(
-        mean=iv.mean, low=iv.low, high=iv.high, sd=float(v.std(ddof=1)) if len(v) > 1 else math.nan, n=iv.n, mde=iv.mde
-    )
+def unit_stat(metric: str, values) -> dict:
+    """The project's standard over prompts (``varpo.significance.paired``: mean ± s.e., t interval, exact sign-flip
+    p, MDE at 80 % power) of per-prompt ``values``, plus their s.d. (ddof = 1) for sizing later runs."""
+    v = [float(x) for x in values]
+    return sig.paired(metric, v).to_dict() | dict(sd=float(np.std(v, ddof=1)) if len(v) > 1 else math.nan)
 
 
 def tertile_gain(proj: dict[str, np.ndarray], mean_len: np.ndarray) -> dict[str, dict[str, float]]:
@@ -283,8 +282,11 @@ def run(args) -> dict:
     return dict(per_prompt=results, length_profiles=profiles, seconds=time.time() - t0, start_model=str(start))
 
 
-def summarize(res: dict) -> dict:
-    pp = res["per_prompt"]
+def summarize(per_prompt: list[dict], length_profiles: list[dict] | None = None, premise: dict | None = None) -> dict:
+    """Claims V1–V6 and descriptive statistics over prompts (the replicate); Holm over the directional rows (V1, V2,
+    V4, V6a, V6b), equivalence rows (V3, V5, V6c) read from their 95 % interval. ``premise`` (a previous summary's
+    per-length table) is reused when the per-sample ``length_profiles`` are not at hand (``--summarize``)."""
+    pp = per_prompt
     ok = [p for p in pp if all(p["modes"][m]["mean_sq"] > 0 for m in AGGREGATIONS)]
 
     def stat(key, m):
@@ -313,22 +315,31 @@ def summarize(res: dict) -> dict:
             "~0:0.1",
         ),
     }
+    results = {name: sig.paired(name, [float(x) for x in values]) for name, (values, _) in rows.items()}
+    family = [n for n, (_, e) in rows.items() if e in ("<0", ">0")]
+    for n, r in zip(family, sig.holm_family([results[n] for n in family]), strict=True):
+        results[n] = r
     out = {}
     for name, (values, expected) in rows.items():
-        out[name] = dict(expected=expected, **t_interval(values))
+        r = results[name]
+        if name not in family:
+            r = replace(r, p_holm=r.p, family=1)
+        out[name] = r.to_dict() | dict(
+            expected=expected, sd=float(np.std(values, ddof=1)), verdict=verdict(r, expected)
+        )
     per_mode = {
         m: dict(
-            cv=t_interval(stat("cv", m)),
-            cv_naive=t_interval(stat("cv_naive", m)),
-            rho=t_interval(stat("rho", m)),
-            tertile_short=t_interval([p["tertiles"][m]["short"] for p in ok]),
-            tertile_long=t_interval([p["tertiles"][m]["long"] for p in ok]),
+            cv=unit_stat(f"CV({m})", stat("cv", m)),
+            cv_naive=unit_stat(f"CV({m}), noise floor kept", stat("cv_naive", m)),
+            rho=unit_stat(f"rho({m})", stat("rho", m)),
+            tertile_short=unit_stat(f"gain({m}), shortest third", [p["tertiles"][m]["short"] for p in ok]),
+            tertile_long=unit_stat(f"gain({m}), longest third", [p["tertiles"][m]["long"] for p in ok]),
         )
         for m in AGGREGATIONS
     }
     # pooled §2.2 premise: per length, mean over prompts of (dev²(L) / mean dev²) and proj(L)
     pooled: dict[int, dict[str, list[float]]] = {}
-    for prof in res["length_profiles"]:
+    for prof in length_profiles or []:
         mean_dev = sum(v["dev_sq"] * v["n"] for v in prof.values()) / sum(v["n"] for v in prof.values())
         for L, v in prof.items():
             d = pooled.setdefault(int(L), {"dev_rel": [], "proj": [], "n": []})
@@ -343,25 +354,42 @@ def summarize(res: dict) -> dict:
             proj=float(np.mean(d["proj"])),
         )
         for L, d in sorted(pooled.items())
-    }
+    } or (premise or {})
     return dict(
         claims=out,
         per_mode=per_mode,
-        var_slope_per_token=t_interval([p["var_slope_per_token"] for p in pp]),
+        var_slope_per_token=unit_stat("Var(g_i) slope per token / mean", [p["var_slope_per_token"] for p in pp]),
         premise_by_length=premise,
         prompts_used=len(ok),
         prompts_dropped=[p["prompt"] for p in pp if p not in ok],
     )
 
 
-def _verdict(c: dict) -> str:
-    e = c["expected"]
-    if e.startswith("~0"):
-        margin = float(e.split(":")[1])
-        return "equivalent" if -margin <= c["low"] and c["high"] <= margin else "not established"
-    if e == "<0":
-        return "established" if c["high"] < 0 else ("refuted (reverse)" if c["low"] > 0 else "not established")
-    return "?"
+def verdict(r: sig.Result, expected: str) -> str:
+    """'<0' / '>0': established when p_holm < ALPHA with the expected sign, refuted (reverse) with the other sign;
+    '~0:margin': equivalent when the 95 % interval lies within ±margin."""
+    if expected.startswith("~0"):
+        margin = float(expected.split(":")[1])
+        return f"equivalent within ±{margin:g}" if -margin <= r.low and r.high <= margin else "not established"
+    if r.p_holm < sig.ALPHA and r.estimate != 0:
+        return "established" if (r.estimate > 0) == (expected == ">0") else "refuted (reverse)"
+    return f"not established (MDE {r.mde:.3g})"
+
+
+def _print(summary: dict) -> None:
+    for name, c in summary["claims"].items():
+        print(
+            f"{name}: {c['estimate']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] n {c['n']} p {c['p']:.3g} "
+            f"p_holm {c['p_holm']:.3g} (family {c['family']}) MDE {c['mde']:.4f} (expected {c['expected']}: "
+            f"{c['verdict']})"
+        )
+    for m, d in summary["per_mode"].items():
+        print(
+            f"{LABELS[m]}: CV {d['cv']['estimate']:.3f} (noise floor kept {d['cv_naive']['estimate']:.3f}) "
+            f"rho {d['rho']['estimate']:.3f} gain short {d['tertile_short']['estimate']:.3f} "
+            f"long {d['tertile_long']['estimate']:.3f}"
+        )
+    print("Var(g_i) slope per token / mean:", f"{summary['var_slope_per_token']['estimate']:+.3f}")
 
 
 def main(argv=None) -> int:
@@ -378,22 +406,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-warm-start", dest="warm_start", action="store_false")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="result file (default: a run directory under runs/bench/)")
+    ap.add_argument("--summarize", metavar="JSON", help="recompute the statistics of a saved result (no sampling)")
     args = ap.parse_args(argv)
+    if args.summarize:
+        saved = json.loads(Path(args.summarize).read_text())
+        saved["summary"] = summarize(saved["per_prompt"], premise=saved["summary"].get("premise_by_length"))
+        saved["meta"]["summarized_by"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
+        _print(saved["summary"])
+        path = Path(args.out or args.summarize)
+        path.write_text(json.dumps(saved, indent=1, default=float) + "\n")
+        print("wrote", path)
+        return 0
     if args.groups < 6 or args.g < 2 or args.prompts < 2:
         ap.error("need --groups >= 6 (tertiles), --g >= 2 and --prompts >= 2")
     res = run(args)
-    summary = summarize(res)
-    for name, c in summary["claims"].items():
-        print(
-            f"{name}: {c['mean']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}] sd {c['sd']:.4f} MDE {c['mde']:.4f} "
-            f"(expected {c['expected']}: {_verdict(c)})"
-        )
-    for m, d in summary["per_mode"].items():
-        print(
-            f"{LABELS[m]}: CV {d['cv']['mean']:.3f} (naive {d['cv_naive']['mean']:.3f}) rho {d['rho']['mean']:.3f} "
-            f"gain short {d['tertile_short']['mean']:.3f} long {d['tertile_long']['mean']:.3f}"
-        )
-    print("Var(g_i) slope per token / mean:", json.dumps(summary["var_slope_per_token"]))
+    summary = summarize(res["per_prompt"], res["length_profiles"])
+    _print(summary)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = dict(
         command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
@@ -404,8 +432,6 @@ def main(argv=None) -> int:
         seconds=res["seconds"],
         start_model=Path(res["start_model"]).name,
     )
-    for c in summary["claims"].values():
-        c["verdict"] = _verdict(c)
     per_prompt = [
         {k: v for k, v in p.items() if k != "prompt"} | {"prompt": p["prompt"].strip()} for p in res["per_prompt"]
     ]

@@ -74,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             if not seeds:
                 continue
             print(f"  {method} ({len(seeds)} paired seeds): dynamic sampling − baseline, mean ± 95% t-interval")
-            for metric in base[weights][method][seeds[0]]:
-                diffs = [dyn[weights][method][s][metric] - base[weights][method][s][metric] for s in seeds]
+            for metric in base[weights][method][seeds[0]]["metrics"]:
+                diffs = [
+                    dyn[weights][method][s]["metrics"][metric] - base[weights][method][s]["metrics"][metric]
+                    for s in seeds
+                ]
                 print(f"    {metric:18s} {_fmt(*interval(diffs))}")
             b = [base_cost[(method, s)]["num_tokens"] for s in seeds if (method, s) in base_cost]
             d = [dyn_cost[(method, s)] for s in seeds if (method, s) in dyn_cost]

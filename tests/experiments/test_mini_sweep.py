@@ -6,6 +6,7 @@ on one CPU core per run; ``-m "not slow"`` deselects it.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -51,6 +52,12 @@ def test_two_run_sweep_on_tiny_model(tmp_path, monkeypatch):
         steps = [r["step"] for r in run.metrics if "reward/correctness/mean" in r]
         assert steps == [1, 2]
         assert (run.dir / "final").is_dir() and not list(run.dir.glob("checkpoint-*"))
+        payload = json.loads((run.dir / "eval.json").read_text())
+        per_prompt = payload["per_prompt"]  # the final evaluation's per-prompt rates; the curve stays compact
+        assert set(per_prompt) == {"correctness", "format", "all"}
+        assert all("per_prompt" not in point for point in payload["curve"])
+        rates = [r for r in per_prompt["all"] if r is not None]
+        assert sum(rates) / len(rates) == pytest.approx(payload["all"])
     # both runs start from the same model and eval settings: one cached step-0 evaluation
     assert result.finished[0].curve[0] == result.finished[1].curve[0]
 

@@ -128,20 +128,45 @@ def test_claim_report_is_written(tmp_path):
     result = claims.dvao_bounds(seeds=2, steps=3)
     path = report.write(result, tmp_path / "out", command="varpo lab claim dvao_bounds", commit="abc")
     text = path.read_text()
-    assert "| dvao − grpo | mean A² over training | <0 |" in text
+    assert (
+        "| comparison | expected | metric | estimate | se | 95% CI | n | test | p | p_holm | family | MDE | verdict |"
+        in text
+    )
+    assert "| dvao − grpo | <0 | dvao − grpo: mean A² over training |" in text
     assert "\\|A_dvao\\|" in text  # pipes in cells are escaped
+    assert "family = its 3 directional rows" in text
     data = json.loads((tmp_path / "out" / "result.json").read_text())
     assert {r["comparison"] for r in data["rows"]} >= {"dvao − grpo", "dvao − gdpo"}
+    directional = [r for r in data["rows"] if r["expected"] == "<0"]
+    # 2 seeds: the smallest exact sign-flip p is 2/4 = 0.5, so nothing can be established; Holm over the 3 rows
+    assert [r["family"] for r in directional] == [3, 3, 3] and all(r["p"] >= 0.5 for r in directional)
+    assert all(r["verdict"].startswith("not established") for r in directional)
     assert data["config"]["checks"]["p2_viol"] == 0
     assert (tmp_path / "out" / "adv_sq.png").stat().st_size > 1000
     assert [row["method"] for row in data["table"]] == ["grpo", "gdpo", "dvao", "ac"]  # every method run
 
 
-def test_interval_and_mde():
-    iv = metrics.interval([0.1, 0.2, 0.3, 0.4])
-    assert iv.mean == pytest.approx(0.25) and iv.low < 0.25 < iv.high and iv.mde > iv.half_width
-    assert claims._verdict(iv, ">0") == "established"
-    assert claims._verdict(iv, "<0") == "refuted (reverse)"
+def test_rows_are_decided_by_the_one_standard():
+    rows = [
+        claims._row("a − b", "x", ">0", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),  # all 6 positive: p = 2/64
+        claims._row("a − b", "y", "<0", [0.3, 0.1, 0.2, 0.4, 0.5, 0.6]),  # reverse sign, same p
+        claims._row("a − b", "z", ">0", [0.1, -0.1, 0.2, -0.2, 0.0, np.nan]),  # sum 0: p = 1; the NaN seed dropped
+        claims._row("a − b", "w", "~0:0.5", [0.1, -0.1, 0.0]),  # equivalence: not in the Holm family
+    ]
+    claims.decide(rows)
+    x, y, z, w = (r.result for r in rows)
+    assert x.p == pytest.approx(2 / 64) and x.family == 3 and x.p_holm == pytest.approx(3 * 2 / 64)
+    assert x.estimate == pytest.approx(0.35) and x.se == pytest.approx(np.std([1, 2, 3, 4, 5, 6], ddof=1) / 10 / 6**0.5)
+    assert rows[0].verdict.startswith("not established")  # 0.094 after Holm over 3 rows: 6 seeds are too few
+    assert z.n == 5 and z.p == pytest.approx(1.0) and z.p_holm == pytest.approx(1.0)
+    assert w.family == 1 and rows[3].verdict == "established (equivalent within ±0.5)"
+    more = [claims._row("a − b", "x", ">0", np.arange(1, 11) / 10), claims._row("a − b", "y", ">0", -np.arange(1, 11))]
+    claims.decide(more)  # 10 seeds: p = 2/1024 each, Holm 2 x 2/1024 < 0.05
+    assert more[0].result.p_holm == pytest.approx(4 / 1024) and more[0].verdict == "established"
+    assert more[1].verdict == "refuted (reverse)"
+    assert claims.decide(more)[0].result.p_holm == pytest.approx(4 / 1024)  # idempotent
+    with pytest.raises(ValueError, match="unknown expected direction '>>0'"):
+        claims._row("a", "b", ">>0", [1.0])
 
 
 def test_reward_log_round_trip_replay_and_spec(tmp_path):
@@ -216,7 +241,7 @@ def test_cli_allocate_run_and_errors(tmp_path):
         app, ["lab", "run", "easy_hard", "--methods", "grpo,dvao", "--seeds", "3", "--steps", "2", "-o", str(tmp_path)]
     )
     assert res.exit_code == 0, res.output
-    assert "| dvao − grpo | all-objectives rate |" in (tmp_path / "report.md").read_text()
+    assert "| dvao − grpo | >0 | dvao − grpo: all-objectives rate | " in (tmp_path / "report.md").read_text()
     bad = runner.invoke(app, ["lab", "allocate", "--success", "0.1,1.5"])
     assert bad.exit_code == 2 and "success must be in (0, 1)" in bad.output
 

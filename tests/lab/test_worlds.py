@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from varpo.lab import claims, metrics
+from varpo.lab import claims
 from varpo.lab.policy import TabularPolicy
 from varpo.lab.scenarios import scenario
 from varpo.lab.train import train
@@ -28,12 +28,18 @@ def test_world_means_and_cluster_interval():
     v = np.array([0.0, 2.0, 3.0, 3.0, 4.0, 6.0])
     np.testing.assert_allclose(claims.world_means(v, 3), [1.0, 3.0, 5.0])
     row = claims._row("a − b", "m", ">0", v, worlds=3)
-    assert row.interval.n == 3
+    r = row.result
+    assert r.n == 3 and r.estimate == pytest.approx(3.0)
+    # between-world s.e. 2/√3 exceeds the pooled within-world s.e. √(1² + 0² + 1²)/3, so it is the s.e.
+    assert r.se == pytest.approx(2.0 / math.sqrt(3))
     half = 4.302652729749464 * 2.0 / math.sqrt(3)
-    assert row.interval.low == pytest.approx(3.0 - half, rel=1e-6)
-    assert row.interval.high == pytest.approx(3.0 + half, rel=1e-6)
-    # one world: the interval is over seeds, as before
-    assert claims._row("a − b", "m", ">0", v).interval.n == 6
+    assert r.low == pytest.approx(3.0 - half, rel=1e-6) and r.high == pytest.approx(3.0 + half, rel=1e-6)
+    assert r.p == pytest.approx(0.25)  # exact sign-flip over 3 worlds, all positive: 2/2³
+    # worlds that agree by chance cannot claim more precision than their seeds give: the within s.e. then counts
+    same = claims._row("a − b", "m", ">0", np.array([0.0, 2.0, 0.0, 2.0, 0.0, 2.0]), worlds=3).result
+    assert same.se == pytest.approx(math.sqrt(3.0) / 3)
+    # one world: the unit is the seed, as before
+    assert claims._row("a − b", "m", ">0", v).result.n == 6
     with pytest.raises(ValueError, match="cannot be split into 4 worlds"):
         claims.world_means(v, 4)
 
@@ -98,7 +104,7 @@ def test_claim_over_worlds_writes_per_world_values(tmp_path):
     assert per_world.shape == (3, 2)
     row = next(r for r in data["rows"] if r["comparison"] == "dvao − grpo" and r["metric"] == "accuracy satisfaction")
     assert row["n"] == 3
-    assert row["mean"] == pytest.approx(metrics.interval(per_world.mean(1)).mean)
+    assert row["estimate"] == pytest.approx(per_world.mean())
     assert "lr=0.05" in data["config"]["configs"]["dvao"] and "optimizer='adam'" in data["config"]["configs"]["dvao"]
 
 

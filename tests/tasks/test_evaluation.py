@@ -37,6 +37,8 @@ def test_evaluate_countdown_by_hand():
     assert res.pass_at_k == {"accuracy": 0.5, "format": 1.0}
     assert res.all_objectives == pytest.approx(1 / 8)
     assert res.all_objectives_pass_at_k == 0.5
+    # per prompt, in prompt order: what a prompt-clustered standard error is computed from
+    assert res.per_prompt == {"accuracy": [0.5, 0.0], "format": [0.75, 1.0], "all": [0.25, 0.0]}
     flat = res.to_dict()
     assert flat["eval/accuracy/pass@4"] == 0.5 and flat["eval/all/rate"] == pytest.approx(1 / 8)
     k1 = varpo.tasks.evaluate(task, [(row, [good, wrong, unformatted, wrong])], k=1)
@@ -68,6 +70,7 @@ def test_evaluate_skips_not_applicable_and_rejects_empty():
     task = varpo.tasks.get_task("math")
     res = varpo.tasks.evaluate(task, [({"answer": ""}, ["\\boxed{1}"]), ({"answer": "1"}, ["\\boxed{1}"])])
     assert res.mean["accuracy"] == 1.0 and res.avg_at_k["accuracy"] == 1.0
+    assert res.per_prompt["accuracy"] == [None, 1.0]  # not applicable to the first prompt
     with pytest.raises(ValueError):
         varpo.tasks.evaluate(task, [({"answer": "1"}, [])])
     with pytest.raises(ValueError):

@@ -117,6 +117,7 @@ class HeldOutEval:
             "all": result.all_objectives,
             "mean_reward": dict(result.mean),
             "pass_at_k": dict(result.pass_at_k),
+            "per_prompt": result.per_prompt,
             "wall_s": round(time.perf_counter() - start, 3),
         }
 
@@ -185,7 +186,11 @@ def run(config: str, run_dir: Path, overrides: list[str]) -> dict:
         for checkpoint in run_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
     final = curve[-1]
+    # per-prompt rates are kept for the final evaluation only (prompt-clustered s.e.); the curve stays small
+    per_prompt = final.get("per_prompt")
+    curve = [{k: v for k, v in point.items() if k != "per_prompt"} for point in curve]
     payload = {
+        "per_prompt": per_prompt,
         "objectives": final["objectives"],
         "objective_order": list(final["objectives"]),  # the task's reward order (JSON objects are written sorted)
         "all": final["all"],

@@ -1,13 +1,19 @@
 """The lab's pre-registered experiments (docs/claims.md, "Lab claims"): one function per claim.
 
 Each function takes ``seeds`` (and ``steps`` where it trains) and returns a :class:`ClaimResult`: rows of
-(comparison, metric, expected direction, 95 % interval over seeds, MDE), curves for the figures, and the exact
-configuration. Seeds are paired by index (seed i of every method starts from the same generator state). Every
-method that was run is reported, whichever wins.
+(comparison, metric, expected direction, per-seed values), curves for the figures, and the exact configuration.
+Seeds are paired by index (seed i of every method starts from the same generator state). Every method that was run
+is reported, whichever wins.
+
+Statistics: `varpo.significance`, the project's one standard (docs/claims.md, "How claims are decided"). Each row is
+a `significance.paired` Result over seeds (a seed is a lab world's independent replicate); `decide` applies Holm
+within the claim's family — its directional rows (expected ``>0`` / ``<0``), the pre-registered hypotheses of the
+claim — and reads every row's verdict.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -15,6 +21,7 @@ import numpy as np
 import torch
 
 import varpo
+from varpo import significance as sig
 from varpo.lab import metrics as M
 from varpo.lab.scenarios import scenario
 from varpo.lab.train import History, LabConfig, Trainer, gradient_draws, objective_gradient, train
@@ -26,23 +33,32 @@ AGG_LABELS = {
     "vl_norm": "vl_norm",
 }
 
+DIRECTIONAL = (">0", "<0")
+
 
 @dataclass
 class Row:
+    """One pre-registered comparison: ``result`` is its `significance.Result` (``metric`` = "comparison: metric")."""
+
     comparison: str
     metric: str
     expected: str
-    interval: M.Interval
+    result: sig.Result
     verdict: str = ""
+
+    def cells(self) -> list[str]:
+        """``comparison``, ``expected``, then the standard `Result.FIELDS` cells with this row's verdict."""
+        return [self.comparison, self.expected, *self.result.cells()[:-1], self.verdict]
 
     def to_dict(self) -> dict:
         return dict(
             comparison=self.comparison,
-            metric=self.metric,
             expected=self.expected,
-            verdict=self.verdict,
-            **self.interval.to_dict(),
+            **{**self.result.to_dict(), "metric": self.metric, "verdict": self.verdict},
         )
+
+
+FIELDS = ("comparison", "expected", *sig.Result.FIELDS)
 
 
 @dataclass
@@ -57,35 +73,69 @@ class ClaimResult:
     values: dict[str, list] = field(default_factory=dict)  # row label -> per-seed values [worlds][seeds]
 
 
-def _verdict(iv: M.Interval, expected: str) -> str:
-    """``expected``: '>0', '<0', '~0' (equivalence within ±margin given as '~0:margin') or '<=x'."""
+def _verdict(r: sig.Result, expected: str) -> str:
+    """A row's reading under the standard; ``r`` carries the Holm-adjusted p of its family.
+
+    ``expected``: '>0' / '<0' (directional: established when p_holm < ALPHA and the estimate has the expected sign,
+    refuted (reverse) when p_holm < ALPHA with the other sign); '~0:margin' (equivalence: the 95 % interval lies in
+    ±margin, i.e. two one-sided tests at 2.5 %); '<=x' (a bound: the interval's upper end <= x).
+    """
     if expected.startswith("~0"):
         margin = float(expected.split(":")[1])
-        if iv.low >= -margin and iv.high <= margin:
+        if r.low >= -margin and r.high <= margin:
             return f"established (equivalent within ±{margin:g})"
         return "not established"
     if expected.startswith("<="):
-        return "established" if iv.high <= float(expected[2:]) else "not established"
-    if expected == ">0":
-        return "established" if iv.low > 0 else ("refuted (reverse)" if iv.high < 0 else "not established")
-    if expected == "<0":
-        return "established" if iv.high < 0 else ("refuted (reverse)" if iv.low > 0 else "not established")
-    raise ValueError(f"unknown expected direction {expected!r}")
+        return "established" if r.high <= float(expected[2:]) else "not established"
+    if expected not in DIRECTIONAL:
+        raise ValueError(f"unknown expected direction {expected!r}")
+    if r.p_holm < sig.ALPHA and math.isfinite(r.estimate) and r.estimate != 0:
+        return "established" if (r.estimate > 0) == (expected == ">0") else "refuted (reverse)"
+    return f"not established (MDE {r.mde:.3g})" if math.isfinite(r.mde) else "not established"
+
+
+def decide(rows: list[Row]) -> list[Row]:
+    """Holm within the claim's family (its directional rows), then every row's verdict; in place, idempotent."""
+    family = [r for r in rows if r.expected in DIRECTIONAL]
+    for r, adjusted in zip(family, sig.holm_family([r.result for r in family]), strict=True):
+        r.result = adjusted
+    for r in rows:
+        if r.expected not in DIRECTIONAL:  # a bound or an equivalence: its own test, not in the Holm family
+            r.result = replace(r.result, p_holm=r.result.p, family=1)
+        r.verdict = _verdict(r.result, r.expected)
+    return rows
 
 
 def _row(comparison: str, metric: str, expected: str, values, worlds: int = 1) -> Row:
-    """A row's interval over seeds; with ``worlds`` > 1, ``values`` are world-major ``[worlds·seeds]`` and the
-    interval is over the world means (see :func:`world_means`)."""
-    iv = M.interval(world_means(values, worlds) if worlds > 1 else values)
-    return Row(comparison, metric, expected, iv, _verdict(iv, expected))
+    """A row before `decide`: the paired Result over the per-seed ``values`` (differences, or a per-seed score).
+
+    Non-finite entries (a seed whose score is undefined, e.g. ρ of a constant curve) are left out; ``n`` counts the
+    rest. With ``worlds`` > 1, ``values`` are world-major ``[worlds·seeds]`` and the unit is the world: the Result
+    is over the world means, with each world's within s.e. (s.d. over its seeds / √seeds) as ``within_se`` — see
+    :func:`world_means`.
+    """
+    if not (expected in DIRECTIONAL or expected.startswith(("~0:", "<="))):
+        raise ValueError(f"unknown expected direction {expected!r}")
+    name = f"{comparison}: {metric}"
+    if worlds > 1:
+        per_world = np.asarray(values, dtype=np.float64).reshape(worlds, -1)
+        within = per_world.std(1, ddof=1) / math.sqrt(per_world.shape[1]) if per_world.shape[1] > 1 else None
+        wm = world_means(values, worlds)
+        return Row(
+            comparison, metric, expected, sig.paired(name, wm.tolist(), None if within is None else within.tolist())
+        )
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    flat = arr[np.isfinite(arr)].tolist()
+    return Row(comparison, metric, expected, sig.paired(name, flat))
 
 
 def world_means(values, worlds: int) -> np.ndarray:
     """``[worlds]`` means of world-major per-seed ``values [worlds·seeds]``.
 
-    Each synthetic world (env seed) is one replicate and its seeds are nested within it: the t-interval over the
-    world means is the cluster-robust interval with equal cluster sizes (s.e. = sd of the cluster means / √W,
-    W − 1 degrees of freedom), so the variation between worlds is in the interval, not only the RL noise.
+    Each synthetic world (env seed) is one replicate and its seeds are nested within it: the test and interval over
+    the world means are the cluster-robust ones with equal cluster sizes (s.e. = max(s.d. of the cluster means / √W,
+    pooled within-world s.e.), W − 1 degrees of freedom, exact sign-flip over the W worlds), so the variation
+    between worlds is in the interval, not only the RL noise.
     """
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if worlds < 1 or v.size % worlds:

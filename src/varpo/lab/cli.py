@@ -269,5 +269,5 @@ def claim(
         _fail(err)
     result.seconds = time.perf_counter() - start
     path = report.write(result, out, command="varpo lab " + " ".join(sys.argv[2:]), commit=_commit())
-    _table(result.title, [r.to_dict() for r in result.rows])
+    _table(result.title, [dict(zip(claims.FIELDS, r.cells(), strict=True)) for r in result.rows])  # decided
     console.print(f"report: {path}")

@@ -1,4 +1,4 @@
-"""Lab metrics: exact expectations under the tabular policy, gradient-estimate statistics, seed-level intervals.
+"""Lab metrics: exact expectations under the tabular policy, gradient-estimate statistics, seed counts.
 
 Everything here is a measurement of the lab's world (expected satisfaction is computed exactly from π, not sampled);
 no advantage, loss or aggregation formula lives here.
@@ -7,14 +7,13 @@ no advantage, loss or aggregation formula lives here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from varpo.experiments.summary import mean_ci, pearson, t_quantile
+from varpo.experiments.summary import pearson
 
 
 def expected(probs: Tensor, values: Tensor) -> Tensor:
@@ -40,43 +39,6 @@ def monotonicity(curve: np.ndarray) -> np.ndarray:
     """
     idx = np.arange(curve.shape[0], dtype=np.float64)
     return np.array([pearson(idx, curve[:, s]) for s in range(curve.shape[1])])
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Mean with a 95 % t-interval over seeds, and the minimum detectable effect (two-sided 5 %, power 80 %)."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    mde: float
-
-    @property
-    def half_width(self) -> float:
-        return 0.5 * (self.high - self.low)
-
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-    def format(self, digits: int = 3) -> str:
-        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
-
-    def to_dict(self) -> dict:
-        return dict(mean=self.mean, low=self.low, high=self.high, n=self.n, mde=self.mde)
-
-
-def interval(values: Sequence[float] | np.ndarray) -> Interval:
-    """95 % t-interval of the mean of per-seed values (for paired differences pass the per-seed differences).
-
-    MDE = (t_{0.975,n-1} + t_{0.8,n-1}) · s / √n: the true mean difference a paired t-test with these n seeds
-    detects with 80 % power.
-    """
-    ci = mean_ci(list(np.asarray(values, dtype=np.float64).reshape(-1)))
-    if ci.n < 2:
-        return Interval(ci.mean, math.nan, math.nan, ci.n, math.nan)
-    mde = (t_quantile(0.95, ci.n - 1) + t_quantile(0.6, ci.n - 1)) * ci.std / math.sqrt(ci.n)
-    return Interval(ci.mean, ci.low, ci.high, ci.n, mde)
 
 
 def seeds_for(pilot_sd: float, effect: float, minimum: int = 32) -> int:

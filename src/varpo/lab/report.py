@@ -12,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from varpo.lab.claims import ClaimResult  # noqa: E402
+from varpo import significance as sig  # noqa: E402
+from varpo.lab.claims import DIRECTIONAL, FIELDS, ClaimResult, decide  # noqa: E402
 
 
 def _fmt(x) -> str:
@@ -24,7 +25,12 @@ def _fmt(x) -> str:
 
 
 def write(result: ClaimResult, out: str | Path, command: str = "", commit: str = "") -> Path:
-    """Write the result under ``out``; returns the report path. Numbers are never rounded in the JSON."""
+    """Write the result under ``out``; returns the report path. Numbers are never rounded in the JSON.
+
+    The rows are decided first (`claims.decide`: Holm within the claim's directional rows), so report.md, result.json
+    and the console print the same `significance.Result` fields.
+    """
+    decide(result.rows)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = []
@@ -71,18 +77,19 @@ def write(result: ClaimResult, out: str | Path, command: str = "", commit: str =
         f"Wall time: {result.seconds:.0f} s",
         "",
     ]
+    family = sum(r.expected in DIRECTIONAL for r in result.rows)
     lines += [
         "## Pre-registered comparisons",
         "",
-        "| comparison | metric | expected | mean [95 % CI] | n | MDE | verdict |",
+        f'Standard: docs/claims.md, "How claims are decided". Exact sign-flip test over paired seeds; Holm within '
+        f"the claim's family = its {family} directional rows; established = p_holm < {sig.ALPHA:g}. Equivalence "
+        "(~0:margin) and bound (<=x) rows are read from the 95 % interval and are not in the family.",
+        "",
+        "| " + " | ".join(FIELDS) + " |",
+        "|" + "---|" * len(FIELDS),
     ]
-    lines += ["|---|---|---|---|---|---|---|"]
     for r in result.rows:
-        iv = r.interval
-        lines.append(
-            f"| {_fmt(r.comparison)} | {_fmt(r.metric)} | {r.expected} | {_fmt(iv.mean)} [{_fmt(iv.low)}, {_fmt(iv.high)}] | "
-            f"{iv.n} | {_fmt(iv.mde)} | {r.verdict} |"
-        )
+        lines.append("| " + " | ".join(_fmt(c) for c in r.cells()) + " |")
     if result.table:
         keys = list(dict.fromkeys(k for row in result.table for k in row))
         lines += ["", "## Every method run (means over seeds)", "", "| " + " | ".join(keys) + " |"]

@@ -40,6 +40,9 @@ class EvalResult:
     * `pass_at_k`: mean over prompts of the unbiased pass@k (with exactly k samples: whether any satisfies).
     `all_objectives`: fraction of completions satisfying every objective at once; `all_objectives_pass_at_k`: the
     same per prompt, pass@k style. `k` is the k of pass@k; `n_samples` the samples per prompt (min over prompts).
+    `per_prompt`: per objective, each prompt's fraction of satisfying samples (None where the objective did not
+    apply), in prompt order, and under ``"all"`` each prompt's all-objectives fraction — what a prompt-clustered
+    standard error needs (`varpo.significance.prompt_cluster_se`).
     """
 
     n_prompts: int
@@ -50,6 +53,7 @@ class EvalResult:
     pass_at_k: dict[str, float] = field(default_factory=dict)
     all_objectives: float = 0.0
     all_objectives_pass_at_k: float = 0.0
+    per_prompt: dict[str, list[float | None]] = field(default_factory=dict)
 
     def to_dict(self, prefix: str = "eval/", k_label: str | None = None) -> dict[str, float]:
         """Flat metric keys: `eval/<name>/mean`, `eval/<name>/avg@k`, `eval/<name>/pass@k`, `eval/all/...`.
@@ -118,6 +122,9 @@ def evaluate(
         result.mean[name] = sum(values[name]) / len(values[name]) if values[name] else float("nan")
         result.avg_at_k[name] = prompt_mean(lambda s, a, name=name: rate(s[name]))
         result.pass_at_k[name] = prompt_mean(lambda s, a, name=name: passk(s[name]))
+    for name in names:
+        result.per_prompt[name] = [rate(s[name]) for _, s, _ in per_prompt]
+    result.per_prompt["all"] = [rate(a) for _, _, a in per_prompt]
     all_flags = [flag for _, _, a in per_prompt for flag in a]
     result.all_objectives = sum(all_flags) / len(all_flags)
     result.all_objectives_pass_at_k = prompt_mean(lambda s, a: passk(a))
