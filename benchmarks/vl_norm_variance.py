@@ -376,6 +376,11 @@ def verdict(r: sig.Result, expected: str) -> str:
     return f"not established (MDE {r.mde:.3g})"
 
 
+def rows_of(summary: dict) -> list[dict]:
+    """The claims as a list with an ``id`` (V1, V6a, ...) per row: what docs/results/claims_index.yaml selects."""
+    return [dict(id=name.split()[0], name=name, **c) for name, c in summary["claims"].items()]
+
+
 def _print(summary: dict) -> None:
     for name, c in summary["claims"].items():
         print(
@@ -411,6 +416,7 @@ def main(argv=None) -> int:
     if args.summarize:
         saved = json.loads(Path(args.summarize).read_text())
         saved["summary"] = summarize(saved["per_prompt"], premise=saved["summary"].get("premise_by_length"))
+        saved["rows"] = rows_of(saved["summary"])
         saved["meta"]["summarized_by"] = " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
         _print(saved["summary"])
         path = Path(args.out or args.summarize)
@@ -437,7 +443,8 @@ def main(argv=None) -> int:
     ]
     path = out_path(args.out, "vl_norm_variance", "vl_norm_variance.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(meta=meta, summary=summary, per_prompt=per_prompt), indent=1, default=float) + "\n")
+    payload = dict(meta=meta, rows=rows_of(summary), summary=summary, per_prompt=per_prompt)
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
     print("wrote", path)
     return 0
 

@@ -127,3 +127,36 @@ def test_length_profile_premise_statistics():
     # ḡ = (2, 0): deviations 1, 1, 4, 4; projections g_i·ḡ/‖ḡ‖² = 0.5, 1.5, 1, 1
     assert prof[1] == {"n": 2, "dev_sq": 1.0, "proj": 1.0}
     assert prof[2] == {"n": 2, "dev_sq": 4.0, "proj": 1.0}
+
+
+def test_summarize_decides_by_the_standard():
+    # 8 prompts where vl_norm's CV is 10 % below Dr. GRPO's and equal to GRPO's: V1 established (p = 2/2⁸ before
+    # Holm over the five directional rows), V3 equivalent within ±0.05
+    def prompt(i):
+        modes = {
+            "token_mean": dict(cv=2.0, var=4.0, mean_sq=1.0, cv_naive=1.9, rho=3.0),
+            "seq_mean_token_mean": dict(cv=1.8, var=3.0, mean_sq=1.0, cv_naive=1.7, rho=3.5),
+            "seq_mean_token_sum_norm": dict(cv=2.0, var=4.0, mean_sq=1.0, cv_naive=1.9, rho=1.0),
+            "vl_norm": dict(cv=1.8 + 0.001 * (i % 2), var=3.0, mean_sq=1.0, cv_naive=1.7, rho=1.0 + 0.01 * (i % 3 - 1)),
+        }
+        tert = {
+            m: dict(
+                short=1.0,
+                long=1.0 - (0.5 + 0.01 * i if m != "vl_norm" and m != "seq_mean_token_sum_norm" else 0.0),
+                long_minus_short=0.0,
+            )
+            for m in modes
+        }
+        for m in modes:
+            tert[m]["long_minus_short"] = tert[m]["long"] - tert[m]["short"]
+        return dict(modes=modes, tertiles=tert, var_slope_per_token=0.3)
+
+    summary = vl.summarize([prompt(i) for i in range(8)])
+    c = summary["claims"]
+    v1 = c["V1 CV(vl_norm)/CV(Dr. GRPO) - 1"]
+    assert v1["p"] == pytest.approx(2 / 2**8) and v1["family"] == 5
+    assert v1["p_holm"] == pytest.approx(5 * 2 / 2**8) and v1["verdict"] == "established"
+    assert c["V3 CV(vl_norm)/CV(GRPO) - 1"]["verdict"] == "equivalent within ±0.05"
+    assert c["V6a gain long-short tertile: GRPO - Dr. GRPO"]["verdict"] == "established"
+    assert c["V6c gain long-short tertile: vl_norm - Dr. GRPO"]["verdict"] == "equivalent within ±0.1"
+    assert [r["id"] for r in vl.rows_of(summary)] == ["V1", "V2", "V3", "V4", "V5", "V6a", "V6b", "V6c"]
