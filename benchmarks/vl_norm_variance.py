@@ -425,10 +425,11 @@ def main(argv=None) -> int:
         return 0
     if args.groups < 6 or args.g < 2 or args.prompts < 2:
         ap.error("need --groups >= 6 (tertiles), --g >= 2 and --prompts >= 2")
+    # the code that samples: read before the run (a commit made while it runs must not be recorded instead)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     res = run(args)
     summary = summarize(res["per_prompt"], res["length_profiles"])
     _print(summary)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     meta = dict(
         command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
         commit=commit,
