@@ -25,7 +25,17 @@ def test_page_table_is_the_regenerated_one(page):
     ct = _module()
     text = (ROOT / page).read_text()
     shown = text.split(ct.START, 1)[1].split(ct.END, 1)[0].strip()
-    assert shown == ct._links_for(page, ct.build()).strip()
+    assert shown == ct._links_for(page, ct.build(headline=page == "README.md")).strip()
+
+
+def test_readme_shows_the_headline_rows_and_results_every_row():
+    ct = _module()
+    index = yaml.safe_load((ROOT / ct.INDEX).read_text())
+    headline, full = ct.build(headline=True), ct.build()
+    for row in index["rows"]:
+        assert f"| {row['id']} | " in full
+        assert (f"| {row['id']} | " in headline) == bool(row.get("readme", False))
+    assert "docs/results.md#claims" in headline
 
 
 def test_every_source_exists_and_each_row_reads_its_source():

@@ -70,6 +70,7 @@ class ClaimResult:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # figure -> label -> values
     config: dict = field(default_factory=dict)
     seconds: float = 0.0
+    values: dict[str, list] = field(default_factory=dict)  # row label -> per-seed values [worlds][seeds]
 
 
 def _verdict(r: sig.Result, expected: str) -> str:
@@ -105,17 +106,72 @@ def decide(rows: list[Row]) -> list[Row]:
     return rows
 
 
-def _row(comparison: str, metric: str, expected: str, values) -> Row:
+def _row(comparison: str, metric: str, expected: str, values, worlds: int = 1) -> Row:
     """A row before `decide`: the paired Result over the per-seed ``values`` (differences, or a per-seed score).
 
     Non-finite entries (a seed whose score is undefined, e.g. ρ of a constant curve) are left out; ``n`` counts the
-    rest.
+    rest. With ``worlds`` > 1, ``values`` are world-major ``[worlds·seeds]`` and the unit is the world: the Result
+    is over the world means, with each world's within s.e. (s.d. over its seeds / √seeds) as ``within_se`` — see
+    :func:`world_means`.
     """
     if not (expected in DIRECTIONAL or expected.startswith(("~0:", "<="))):
         raise ValueError(f"unknown expected direction {expected!r}")
+    name = f"{comparison}: {metric}"
+    if worlds > 1:
+        per_world = np.asarray(values, dtype=np.float64).reshape(worlds, -1)
+        within = per_world.std(1, ddof=1) / math.sqrt(per_world.shape[1]) if per_world.shape[1] > 1 else None
+        wm = world_means(values, worlds)
+        return Row(
+            comparison, metric, expected, sig.paired(name, wm.tolist(), None if within is None else within.tolist())
+        )
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     flat = arr[np.isfinite(arr)].tolist()
-    return Row(comparison, metric, expected, sig.paired(f"{comparison}: {metric}", flat))
+    return Row(comparison, metric, expected, sig.paired(name, flat))
+
+
+def world_means(values, worlds: int) -> np.ndarray:
+    """``[worlds]`` means of world-major per-seed ``values [worlds·seeds]``.
+
+    Each synthetic world (env seed) is one replicate and its seeds are nested within it: the test and interval over
+    the world means are the cluster-robust ones with equal cluster sizes (s.e. = max(s.d. of the cluster means / √W,
+    pooled within-world s.e.), W − 1 degrees of freedom, exact sign-flip over the W worlds), so the variation
+    between worlds is in the interval, not only the RL noise.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if worlds < 1 or v.size % worlds:
+        raise ValueError(f"{v.size} per-seed values cannot be split into {worlds} worlds of equal size")
+    return v.reshape(worlds, -1).mean(1)
+
+
+#: The lab's Adam step size (the L3d / explore-adam value); with ``optimizer="adam"`` a claim trains with it.
+ADAM_LR = 0.05
+
+
+def _optimizer_kw(optimizer: str | None) -> dict:
+    """Training overrides for a claim's ``optimizer``: None keeps the scenario's (SGD lr 10); "adam" uses lr
+    :data:`ADAM_LR`, whose per-parameter normalization removes most of an estimator's overall advantage scale."""
+    if optimizer is None or optimizer == "sgd":
+        return {}
+    if optimizer == "adam":
+        return dict(optimizer="adam", lr=ADAM_LR)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+
+
+def _stack(histories: list[History]) -> History:
+    """One History of the worlds' seeds side by side (world-major seed axis); per-step diagnostics averaged."""
+    if len(histories) == 1:
+        return histories[0]
+    h0 = histories[0]
+    return replace(
+        h0,
+        reward=np.concatenate([h.reward for h in histories], 1),
+        satisfied=np.concatenate([h.satisfied for h in histories], 1),
+        all_rate=np.concatenate([h.all_rate for h in histories], 1),
+        weights=np.mean([h.weights for h in histories], 0),
+        adv_sq=np.mean([h.adv_sq for h in histories], 0),
+        adv_max=np.max([h.adv_max for h in histories], 0),
+        seconds=sum(h.seconds for h in histories),
+    )
 
 
 def _summary(label: str, h: History, names) -> dict:
@@ -345,21 +401,56 @@ def gvpo_beta(seeds: int = 32, steps: int = 30) -> ClaimResult:
 
 
 def _methods(
-    spec_name: str, methods: dict[str, dict], seeds: int, steps: int, **train_kw
+    spec_name: str,
+    methods: dict[str, dict],
+    seeds: int,
+    steps: int,
+    worlds: int = 1,
+    first_world: int = 0,
+    optimizer: str | None = None,
+    **train_kw,
 ) -> tuple[dict[str, History], dict]:
-    spec, base = scenario(spec_name, steps=steps, **train_kw)
-    out, cfgs = {}, {}
-    for label, kw in methods.items():
-        cfgs[label] = replace(base, **kw)
-        out[label] = train(spec, cfgs[label], seeds=seeds)
-    return out, cfgs
+    """Train every method on ``worlds`` synthetic worlds (env seeds ``first_world`` …) × ``seeds`` seeds each.
+
+    Seeds are paired by index within a world (the same training generator for every method); the returned
+    Histories stack the worlds along the seed axis, world-major. ``worlds=1, first_world=0`` is the single world
+    of the original claims.
+    """
+    train_kw = {**train_kw, **_optimizer_kw(optimizer)}
+    runs: dict[str, list[History]] = {label: [] for label in methods}
+    cfgs = {}
+    for w in range(first_world, first_world + worlds):
+        spec, base = scenario(spec_name, world=w, steps=steps, **train_kw)
+        for label, kw in methods.items():
+            cfgs[label] = replace(base, **kw)
+            runs[label].append(train(spec, cfgs[label], seeds=seeds, seed=w))
+    return {label: _stack(hs) for label, hs in runs.items()}, cfgs
 
 
-def saw_lagging(seeds: int = 64, steps: int = 60) -> ClaimResult:
-    """SAW: the lagging objective is learned faster once the easy one saturates (CV weights shift to it)."""
+def _per_world(values, worlds: int) -> list[list[float]]:
+    """World-major per-seed ``values`` as ``[worlds][seeds]`` lists (for ``result.json``)."""
+    return np.asarray(values, dtype=np.float64).reshape(worlds, -1).tolist()
+
+
+def _design(worlds: int, first_world: int, optimizer: str | None) -> dict:
+    return dict(worlds=list(range(first_world, first_world + worlds)), optimizer=optimizer or "sgd")
+
+
+def saw_lagging(
+    seeds: int = 64, steps: int = 60, worlds: int = 1, first_world: int = 0, optimizer: str | None = None
+) -> ClaimResult:
+    """SAW: the lagging objective is learned faster once the easy one saturates (CV weights shift to it).
+    ``worlds``/``first_world``/``optimizer``: see :func:`_methods` and :func:`_optimizer_kw`."""
     res = ClaimResult("saw", "SAW: lagging objective learned faster as the easy one saturates")
     runs, cfgs = _methods(
-        "saturating", {m: dict(method=m) for m in ("saw", "grpo", "gdpo", "dvao", "ac")}, seeds, steps, record_every=5
+        "saturating",
+        {m: dict(method=m) for m in ("saw", "grpo", "gdpo", "dvao", "ac")},
+        seeds,
+        steps,
+        worlds,
+        first_world,
+        optimizer,
+        record_every=5,
     )
     names = runs["saw"].names
     for label, h in runs.items():
@@ -369,24 +460,30 @@ def saw_lagging(seeds: int = 64, steps: int = 60) -> ClaimResult:
     lag = {k: h.satisfied[-1, :, 0] for k, h in runs.items()}
     auc = {k: h.satisfied[:, :, 0].mean(0) for k, h in runs.items()}
     for other in ("grpo", "gdpo"):
-        res.rows.append(_row(f"saw − {other}", "lagging satisfaction at the end", ">0", lag["saw"] - lag[other]))
         res.rows.append(
-            _row(f"saw − {other}", "lagging satisfaction, mean over training", ">0", auc["saw"] - auc[other])
+            _row(f"saw − {other}", "lagging satisfaction at the end", ">0", lag["saw"] - lag[other], worlds)
         )
+        res.rows.append(
+            _row(f"saw − {other}", "lagging satisfaction, mean over training", ">0", auc["saw"] - auc[other], worlds)
+        )
+        res.values[f"saw − {other}: lagging at the end"] = _per_world(lag["saw"] - lag[other], worlds)
     w = runs["saw"].weights[:, 0]
     q = max(1, steps // 4)
     res.config = _config(
         "saturating",
         cfgs,
+        **_design(worlds, first_world, optimizer),
         saw_weight_lagging_first_quarter=float(np.mean(w[:q])),
         saw_weight_lagging_last_quarter=float(np.mean(w[-q:])),
     )
     return res
 
 
-def rvpo_bottleneck(seeds: int = 64, steps: int = 60) -> ClaimResult:
+def rvpo_bottleneck(
+    seeds: int = 64, steps: int = 60, worlds: int = 1, first_world: int = 0, optimizer: str | None = None
+) -> ClaimResult:
     """RVPO: with K=8 and one bottleneck objective, worst-objective and all-objectives rate vs gdpo and grpo;
-    k -> 0 behaves as gdpo."""
+    k -> 0 behaves as gdpo. ``worlds``/``first_world``/``optimizer``: see :func:`_methods`."""
     res = ClaimResult("rvpo", "RVPO: constraint neglect with K=8 and one bottleneck")
     methods = {
         "rvpo": dict(method="rvpo"),
@@ -396,7 +493,7 @@ def rvpo_bottleneck(seeds: int = 64, steps: int = 60) -> ClaimResult:
         "grpo": dict(method="grpo"),
         "dvao": dict(method="dvao"),
     }
-    runs, cfgs = _methods("bottleneck8", methods, seeds, steps, record_every=5)
+    runs, cfgs = _methods("bottleneck8", methods, seeds, steps, worlds, first_world, optimizer, record_every=5)
     names = runs["rvpo"].names
     for label, h in runs.items():
         res.table.append(_summary(label, h, names))
@@ -406,23 +503,35 @@ def rvpo_bottleneck(seeds: int = 64, steps: int = 60) -> ClaimResult:
     mean = {k: h.reward[-1].mean(1) for k, h in runs.items()}
     for label in ("rvpo", "rvpo k=2"):
         for other in ("gdpo", "grpo"):
-            res.rows.append(
-                _row(f"{label} − {other}", "worst-objective satisfaction", ">0", worst[label] - worst[other])
-            )
-            res.rows.append(_row(f"{label} − {other}", "all-objectives rate", ">0", every[label] - every[other]))
-            res.rows.append(
-                _row(f"{label} − {other}", "mean reward (similar expected)", "~0:0.02", mean[label] - mean[other])
-            )
-    res.rows.append(_row("rvpo(k=1e-3) − gdpo", "all-objectives rate", "~0:0.01", every["rvpo k=1e-3"] - every["gdpo"]))
-    res.config = _config("bottleneck8", cfgs)
+            d = worst[label] - worst[other]
+            res.rows.append(_row(f"{label} − {other}", "worst-objective satisfaction", ">0", d, worlds))
+            res.values[f"{label} − {other}: worst objective"] = _per_world(d, worlds)
+            d = every[label] - every[other]
+            res.rows.append(_row(f"{label} − {other}", "all-objectives rate", ">0", d, worlds))
+            d = mean[label] - mean[other]
+            res.rows.append(_row(f"{label} − {other}", "mean reward (similar expected)", "~0:0.02", d, worlds))
+    d = every["rvpo k=1e-3"] - every["gdpo"]
+    res.rows.append(_row("rvpo(k=1e-3) − gdpo", "all-objectives rate", "~0:0.01", d, worlds))
+    res.config = _config("bottleneck8", cfgs, **_design(worlds, first_world, optimizer))
     return res
 
 
-def dvao_easy_hard(seeds: int = 64, steps: int = 60) -> ClaimResult:
-    """DVAO Table 1 analogue: the hard objective (accuracy) next to an easy one (length compliance)."""
+def dvao_easy_hard(
+    seeds: int = 64, steps: int = 60, worlds: int = 1, first_world: int = 0, optimizer: str | None = None
+) -> ClaimResult:
+    """DVAO Table 1 analogue: the hard objective (accuracy) next to an easy one (length compliance).
+    ``worlds``/``first_world``/``optimizer``: see :func:`_methods` (under SGD dvao's smaller advantages are also a
+    smaller step; Adam removes most of that confound)."""
     res = ClaimResult("dvao_easy_hard", "DVAO vs GDPO: hard accuracy next to easy length compliance")
     runs, cfgs = _methods(
-        "length_conflict", {m: dict(method=m) for m in ("dvao", "gdpo", "grpo", "ac")}, seeds, steps, record_every=5
+        "length_conflict",
+        {m: dict(method=m) for m in ("dvao", "gdpo", "grpo", "ac")},
+        seeds,
+        steps,
+        worlds,
+        first_world,
+        optimizer,
+        record_every=5,
     )
     names = runs["dvao"].names
     for label, h in runs.items():
@@ -432,9 +541,11 @@ def dvao_easy_hard(seeds: int = 64, steps: int = 60) -> ClaimResult:
     acc = {k: h.satisfied[-1, :, 0] for k, h in runs.items()}
     ln = {k: h.satisfied[-1, :, 1] for k, h in runs.items()}
     for other in ("gdpo", "grpo"):
-        res.rows.append(_row(f"dvao − {other}", "accuracy satisfaction", ">0", acc["dvao"] - acc[other]))
-        res.rows.append(_row(f"dvao − {other}", "length compliance", "~0:0.02", ln["dvao"] - ln[other]))
-    res.config = _config("length_conflict", cfgs)
+        res.rows.append(_row(f"dvao − {other}", "accuracy satisfaction", ">0", acc["dvao"] - acc[other], worlds))
+        res.rows.append(_row(f"dvao − {other}", "length compliance", "~0:0.02", ln["dvao"] - ln[other], worlds))
+        res.values[f"dvao − {other}: accuracy"] = _per_world(acc["dvao"] - acc[other], worlds)
+        res.values[f"dvao − {other}: length"] = _per_world(ln["dvao"] - ln[other], worlds)
+    res.config = _config("length_conflict", cfgs, **_design(worlds, first_world, optimizer))
     return res
 
 
@@ -452,25 +563,33 @@ def hypervolume_2d(points: np.ndarray) -> float:
     return area
 
 
-def dvao_frontier(seeds: int = 32, steps: int = 40) -> ClaimResult:
-    """DVAO Fig. 3 analogue: frontier over w1 ∈ {0.1..0.9} on two conflicting objectives; hypervolume per seed."""
+def dvao_frontier(
+    seeds: int = 32, steps: int = 40, worlds: int = 1, first_world: int = 0, optimizer: str | None = None
+) -> ClaimResult:
+    """DVAO Fig. 3 analogue: frontier over w1 ∈ {0.1..0.9} on two conflicting objectives; hypervolume per seed.
+    ``worlds``/``first_world``/``optimizer``: see :func:`_methods`."""
     res = ClaimResult("dvao_frontier", "DVAO frontier over w1 vs grpo / ac / gdpo")
-    spec, base = scenario("frontier", steps=steps, record_every=steps)
     methods = ("dvao", "grpo", "ac", "gdpo")
-    pts = {m: np.zeros((seeds, len(W1), 2)) for m in methods}
+    n = worlds * seeds
+    pts = {m: np.zeros((n, len(W1), 2)) for m in methods}  # world-major seed axis
     cfgs = {}
+    for k, w in enumerate(range(first_world, first_world + worlds)):
+        spec, base = scenario("frontier", world=w, steps=steps, record_every=steps, **_optimizer_kw(optimizer))
+        for m in methods:
+            for i, w1 in enumerate(W1):
+                cfg = replace(base, method=m, weights=(w1, 1.0 - w1))
+                cfgs[f"{m} w1={w1}"] = cfg
+                pts[m][k * seeds : (k + 1) * seeds, i] = train(spec, cfg, seeds=seeds, seed=w).satisfied[-1]
     for m in methods:
-        for i, w1 in enumerate(W1):
-            cfg = replace(base, method=m, weights=(w1, 1.0 - w1))
-            cfgs[f"{m} w1={w1}"] = cfg
-            pts[m][:, i] = train(spec, cfg, seeds=seeds).satisfied[-1]
         res.curves.setdefault("frontier", {})[m] = pts[m].mean(0).reshape(-1).tolist()
-    hv = {m: np.array([hypervolume_2d(pts[m][s]) for s in range(seeds)]) for m in methods}
+    hv = {m: np.array([hypervolume_2d(pts[m][s]) for s in range(n)]) for m in methods}
     for m in methods:
         res.table.append(dict(method=m, hypervolume=float(hv[m].mean())))
     for other in ("grpo", "ac", "gdpo"):
-        res.rows.append(_row(f"dvao − {other}", "hypervolume of the w1 frontier", ">0", hv["dvao"] - hv[other]))
-    res.config = _config("frontier", cfgs, w1=W1)
+        d = hv["dvao"] - hv[other]
+        res.rows.append(_row(f"dvao − {other}", "hypervolume of the w1 frontier", ">0", d, worlds))
+        res.values[f"dvao − {other}: hypervolume"] = _per_world(d, worlds)
+    res.config = _config("frontier", cfgs, w1=W1, **_design(worlds, first_world, optimizer))
     return res
 
 

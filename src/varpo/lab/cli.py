@@ -3,6 +3,7 @@ pre-registered claim. Errors in inputs print one line and exit with status 2."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -241,6 +242,11 @@ def claim(
     name: str = typer.Argument(..., help="A claim of docs/claims.md (gvpo_thm31, dvao_bounds, vl_norm, ...)."),
     seeds: int | None = typer.Option(None, "--seeds", min=1),
     steps: int | None = typer.Option(None, "--steps", min=1),
+    worlds: int | None = typer.Option(
+        None, "--worlds", min=2, help="Synthetic worlds (env seeds); intervals over world means (saw, rvpo, dvao_*)."
+    ),
+    first_world: int | None = typer.Option(None, "--first-world", min=0, help="Env seed of the first world."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="sgd (default, lr 10) or adam (lr 0.05)."),
     out: Path = typer.Option(..., "--out", "-o"),
 ) -> None:
     """Run one pre-registered lab claim and publish report.md, result.json and PNGs in --out."""
@@ -251,7 +257,11 @@ def claim(
 
     if name not in claims.CLAIMS:
         _fail(ValueError(f"unknown claim {name!r}; choose one of {sorted(claims.CLAIMS)}"))
-    kw = {k: v for k, v in dict(seeds=seeds, steps=steps).items() if v is not None}
+    given = dict(seeds=seeds, steps=steps, worlds=worlds, first_world=first_world, optimizer=optimizer)
+    kw = {k: v for k, v in given.items() if v is not None}
+    extra = sorted(set(kw) - set(inspect.signature(claims.CLAIMS[name]).parameters))
+    if extra:
+        _fail(ValueError(f"claim {name!r} has no option(s) {['--' + k.replace('_', '-') for k in extra]}"))
     start = time.perf_counter()
     try:
         result = claims.CLAIMS[name](**kw)

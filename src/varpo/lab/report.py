@@ -66,6 +66,7 @@ def write(result: ClaimResult, out: str | Path, command: str = "", commit: str =
         table=result.table,
         curves=result.curves,
         config=result.config,
+        values=result.values,
     )
     (out / "result.json").write_text(json.dumps(payload, indent=1, default=str))
     lines = [

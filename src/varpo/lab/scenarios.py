@@ -115,12 +115,14 @@ def build_config(d: dict, source: str = "train") -> LabConfig:
     return LabConfig(**d)
 
 
-def scenario(name: str, **train_overrides) -> tuple[RewardSpec, LabConfig]:
-    """The spec and default training config of a named scenario."""
+def scenario(name: str, world: int | None = None, **train_overrides) -> tuple[RewardSpec, LabConfig]:
+    """The spec and default training config of a named scenario; ``world`` replaces the spec's env seed (one
+    synthetic world per seed: the same statistics, a different draw of prompts, responses and rewards)."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown lab scenario {name!r}; choose one of {sorted(SCENARIOS)}")
     s = SCENARIOS[name]
-    return build_spec(s["spec"], name), build_config({**s.get("train", {}), **train_overrides}, name)
+    spec = s["spec"] if world is None else {**s["spec"], "seed": int(world)}
+    return build_spec(spec, name), build_config({**s.get("train", {}), **train_overrides}, name)
 
 
 def load_yaml(path: str | Path) -> dict:
