@@ -157,16 +157,18 @@ def _finite(value):
 
 def to_json(summary: dict) -> dict:
     """``summary`` as JSON: every per-seed number, the table and each comparison's full Result (NaN -> null)."""
-    return _finite({
-        "seeds": summary["seeds"],
-        "objectives": summary["objectives"],
-        "primary": summary["primary"],
-        "lost_threshold": LOST,
-        "per_seed": summary["rates"],
-        "per_seed_prompt_cluster_se": summary["within_se"],
-        "table": summary["table"],
-        "diffs": {
-            m: {o: {**r.to_dict(), "in_family": o in summary["primary"]} for o, r in per.items()}
-            for m, per in summary["diffs"].items()
-        },
-    })
+    return _finite(
+        {
+            "seeds": summary["seeds"],
+            "objectives": summary["objectives"],
+            "primary": summary["primary"],
+            "lost_threshold": LOST,
+            "per_seed": summary["rates"],
+            "per_seed_prompt_cluster_se": summary["within_se"],
+            "table": summary["table"],
+            "diffs": {
+                m: {o: {**r.to_dict(), "in_family": o in summary["primary"]} for o, r in per.items()}
+                for m, per in summary["diffs"].items()
+            },
+        }
+    )
