@@ -3,25 +3,24 @@ for number: a rerun that changes eval.md without the pages (or an edit of a page
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEADER = "| objective | warm start | grpo | saw | saw − grpo |"
+HEADER = "| objective | warm start | grpo | saw | saw − grpo [95 % CI] | p (exact) | lost ≤ 0.05 | verdict |"
 
 
 def table_numbers(text: str) -> list[list[str]]:
-    """Per row of the table under ``HEADER``: its cells after the label, as plain ASCII numbers (bold, the
-    typographic minus and the established mark dropped)."""
+    """Per row of the table under ``HEADER``: its cells after the label, as plain ASCII (bold and the typographic
+    minus dropped)."""
     lines = text[text.index(HEADER) :].splitlines()[2:]
     rows = []
     for line in lines:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip("|").split("|")][1:]
-        rows.append([re.sub(r"\s*\*$", "", c.replace("**", "").replace("−", "-")).strip() for c in cells])
+        rows.append([c.replace("**", "").replace("−", "-").strip() for c in cells])
     return rows
 
 

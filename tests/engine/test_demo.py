@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
 import torch
 
+from varpo import significance
 from varpo.experiments import demo, demo_stats
 from varpo.trl import shuffle_groups
 from varpo.trl.trainer import _assert_whole_groups
@@ -16,8 +19,8 @@ from .conftest import TEST_TINY
 
 
 def test_demo_smoke(tmp_path):
-    """The whole demo at toy size: one warm start, grpo and saw through the sweep runner (one seed: the statistics
-    over seeds are tested on their own below), table with intervals and verdicts, picture, results.json."""
+    """The whole demo at toy size: a warm start per seed (built by the sweep's prepare step), grpo and saw through
+    the sweep runner, table with intervals, exact p, lost counts and verdicts, picture, results.json."""
     overrides = [
         f"tiny={json.dumps(TEST_TINY)}",
         "sft_demos=32",
@@ -30,27 +33,40 @@ def test_demo_smoke(tmp_path):
         "num_generations=4",
         "max_completion_length=8",
     ]
-    result = demo.run(tmp_path / "demo", overrides=overrides, seeds=(3,))
+    result = demo.run(tmp_path / "demo", overrides=overrides, seeds=(3, 5))
     out = tmp_path / "demo"
     summary = result["summary"]
-    assert summary["seeds"] == [3]
+    assert summary["seeds"] == [3, 5] and summary["primary"] == ["length"]
     assert summary["objectives"] == ["alpha", "bravo", "charlie", "length", "all objectives"]
     for method in demo.METHODS:
         for o in summary["objectives"]:
-            cell = summary["table"][method][o]
-            per_seed = summary["per_seed"][method][o]
-            assert cell["mean"] == pytest.approx(per_seed[0])
-            assert cell["se"] == pytest.approx((per_seed[0] * (1 - per_seed[0]) / 8) ** 0.5)  # 4 prompts x 2
-    assert set(result["conclusion"]["saw"]) == set(summary["objectives"])
+            cell, per_seed = summary["table"][method][o], summary["per_seed"][method][o]
+            within = summary["per_seed_prompt_cluster_se"][method][o]
+            assert len(per_seed) == 2 and cell["mean"] == pytest.approx(sum(per_seed) / 2)
+            assert cell["se"] == pytest.approx(significance.unit_se(per_seed, within), nan_ok=True)
+            assert cell["lost"] == sum(r <= demo_stats.LOST for r in per_seed)
+    length = summary["diffs"]["saw"]["length"]
+    assert length["in_family"] and length["family"] == 1 and length["test"] == "permutation (exact)"
+    assert length["p"] >= 2 / 6  # 2 + 2 seeds: C(4, 2) = 6 relabellings, never established
+    assert not length["established"] and result["conclusion"]["saw"]["length"] == "none"
+    assert not summary["diffs"]["saw"]["alpha"]["in_family"] and summary["diffs"]["saw"]["alpha"]["p_holm"] is None
     assert len(result["verdicts"]) == len(summary["objectives"])
+    assert "descriptive" in result["verdicts"][0] and "does not show" in result["limitation"]
     assert (out / "demo.png").stat().st_size > 0
     table = (out / "eval.md").read_text()
-    assert "| objective | warm start | grpo | saw | saw − grpo |" in table
-    saved = json.loads((out / "results.json").read_text())
+    assert "| objective | warm start | grpo | saw | saw − grpo [95 % CI] | p (exact) | lost ≤ 0.05 | verdict |" in table
+    saved = json.loads((out / "results.json").read_text())  # strict JSON: no NaN
     assert saved["seconds"]["total"] > 0 and saved["config"]["methods"] == ["grpo", "saw"]
-    # one warm start for every run: all runs started from the same model
-    starts = {json.loads(p.read_text())["start_model"] for p in (out / "runs").glob("*/eval.json")}
-    assert len(starts) == 1
+    assert set(saved["warm_start_rates_per_seed"]) == {"3", "5"}
+    # one warm start per seed: the two methods of a seed share it, the seeds differ (the cache key holds the seed)
+    starts = {}
+    for p in (out / "runs").glob("*/eval.json"):
+        payload = json.loads(p.read_text())
+        starts.setdefault(payload["config"]["seed"], set()).add(payload["start_model"])
+    assert sorted(starts) == [3, 5] and all(len(s) == 1 for s in starts.values())
+    assert starts[3] != starts[5] and sorted(saved["warm_start_models"].values()) == sorted(s.pop() for s in
+                                                                                            starts.values())  # fmt: skip
+    assert sorted(p.name for p in (out / "prepare").glob("seed*.log")) == ["seed3.log", "seed5.log"]
     # logs written to a file stay readable: one line per interval, no progress-bar redraws
     for log in (out / "runs").glob("*/run.log"):
         text = log.read_text()
@@ -58,32 +74,61 @@ def test_demo_smoke(tmp_path):
         assert "step 2/2 (100%)" in text
 
 
-def test_demo_statistics_seed_and_sampling_error_and_verdicts():
-    n = 100
-    # between-seed spread dominates: s.e. = sd / sqrt(S)
-    e = demo_stats.estimate([0.2, 0.4, 0.6], n)
-    assert e.mean == pytest.approx(0.4) and e.se == pytest.approx(0.2 / 3**0.5)
-    # seeds that agree by chance: the evaluation sample's s.e. is the floor
-    e = demo_stats.estimate([0.5, 0.5, 0.5], n)
-    assert e.se == pytest.approx((0.25 / n / 3) ** 0.5)
-    # paired difference: per-seed differences, floor from both methods' sampling variance
-    d = demo_stats.estimate([0.9, 0.8, 0.85], n, paired_with=[0.1, 0.0, 0.05])
-    assert (
-        d.mean == pytest.approx(0.8)
-        and d.se >= ((0.09 + 0.16 + 0.1275) / n / 9 + (0.09 + 0.0 + 0.0475) / n / 9) ** 0.5 - 1e-12
-    )
-    assert demo_stats.established(d)
-    small = demo_stats.estimate([0.52, 0.47, 0.55], n, paired_with=[0.5, 0.5, 0.5])
-    assert not demo_stats.established(small)
-    runs = {
-        "grpo": {s: {"objectives": {"a": 0.1 + 0.01 * s}, "all": 0.0} for s in range(3)},
-        "saw": {s: {"objectives": {"a": 0.9 - 0.01 * s}, "all": 0.0} for s in range(3)},
-    }
-    summary = demo_stats.summarize(runs, "grpo", 256)
+def _runs(grpo: list[float], saw: list[float], other: float = 0.5) -> dict:
+    """eval.json-like payloads: ``length`` at the given per-seed rates, a word rule at ``other`` everywhere, with
+    per-prompt rates (4 prompts) whose mean is the run's rate."""
+
+    def payload(rate: float) -> dict:
+        prompts = [min(1.0, max(0.0, rate + d)) for d in (-0.05, 0.05, -0.05, 0.05)]
+        return {"objectives": {"alpha": other, "length": rate}, "all": rate / 2,
+                "per_prompt": {"alpha": [other] * 4, "length": prompts, "all": [x / 2 for x in prompts]}}  # fmt: skip
+
+    return {"grpo": {s: payload(r) for s, r in enumerate(grpo)}, "saw": {s: payload(r) for s, r in enumerate(saw)}}
+
+
+def test_demo_statistics_fully_separated_seeds_are_established():
+    """4 vs 4 fully separated: the exact permutation p is 2/70 (only the observed split and its mirror are as
+    extreme), < 0.05 within a one-metric family: established; the lost counts read off the per-seed rates."""
+    runs = _runs([0.0, 0.01, 0.04, 0.2], [0.6, 0.8, 0.9, 0.7])
+    summary = demo_stats.summarize(runs, "grpo", ("length",))
+    r = summary["diffs"]["saw"]["length"]
+    assert r.p == pytest.approx(2 / 70) and r.p_holm == pytest.approx(2 / 70) and r.family == 1
+    assert r.established and r.estimate == pytest.approx(0.75 - 0.0625)
+    assert summary["table"]["grpo"]["length"]["lost"] == 3 and summary["table"]["saw"]["length"]["lost"] == 0
+    assert demo_stats.lost_counts(summary, "length") == "grpo 3/4, saw 0/4"
+    # s.e. of a rate: between-seed s.d./2 here (larger than the pooled prompt-clustered s.e. of 0.0577/2)
+    assert summary["table"]["saw"]["length"]["se"] == pytest.approx(statistics.stdev([0.6, 0.8, 0.9, 0.7]) / 2)
+    # descriptive rows keep their p but are never established, whatever it is
+    alpha = summary["diffs"]["saw"]["alpha"]
+    assert alpha.p == 1.0 and not alpha.established and math.isnan(alpha.p_holm)
+    assert summary["diffs"]["saw"]["all objectives"].p == pytest.approx(2 / 70)
+    assert not summary["diffs"]["saw"]["all objectives"].established  # not in the pre-registered family
     lines = demo_stats.verdict_lines(summary, "grpo")
-    assert lines[0].startswith("a: saw - grpo = +0.780") and "saw is better (established" in lines[0]
-    assert "no difference" in lines[1]  # all objectives: 0 everywhere
-    assert demo.conclusion(summary) == {"saw": {"a": "saw", "all objectives": "none"}}
+    assert lines[1].startswith("length: saw - grpo = +0.688") and "saw is better: established" in lines[1]
+    assert "lost (rate <= 0.05): grpo 3/4, saw 0/4" in lines[1] and "descriptive" in lines[0]
+    assert demo.conclusion(summary) == {"saw": {"alpha": "none", "length": "saw", "all objectives": "none"}}
+
+
+def test_demo_statistics_overlap_tie_and_family():
+    """One grpo seed above a saw seed: not fully separated, p > 0.05, not established. Identical outcomes: p = 1.
+    Two metrics in the family: Holm doubles the smallest p, so even full separation (2 x 2/70) is not established."""
+    overlap = demo_stats.summarize(_runs([0.0, 0.01, 0.04, 0.8], [0.6, 0.7, 0.9, 0.95]), "grpo", ("length",))
+    r = overlap["diffs"]["saw"]["length"]
+    # |diff| >= the observed 0.575 iff the saw-labelled sum is >= 3.15 (3 splits: {.95,.9,.8,.7}, {.95,.9,.8,.6}, the
+    # observed {.95,.9,.7,.6}) or <= 0.85 (their 3 complements): 6 of 70
+    assert r.p == pytest.approx(6 / 70) and not r.established
+    tie = demo_stats.summarize(_runs([0.5] * 4, [0.5] * 4), "grpo", ("length",))
+    assert tie["diffs"]["saw"]["length"].p == 1.0 and not tie["diffs"]["saw"]["length"].established
+    both = demo_stats.summarize(
+        _runs([0.0, 0.01, 0.04, 0.2], [0.6, 0.8, 0.9, 0.7]), "grpo", ("length", "all objectives")
+    )
+    assert both["diffs"]["saw"]["length"].p_holm == pytest.approx(4 / 70)
+    assert not any(r.established for r in both["diffs"]["saw"].values())
+    with pytest.raises(ValueError, match="primary metric"):
+        demo_stats.summarize(_runs([0.1], [0.2]), "grpo", ("speed",))
+    # the prompt-clustered floor: seeds that agree exactly get the evaluation sample's s.e., never 0
+    flat = demo_stats.summarize(_runs([0.5] * 4, [0.5] * 4), "grpo", ("length",))
+    assert flat["table"]["grpo"]["length"]["se"] == pytest.approx(statistics.stdev([0.45, 0.55, 0.45, 0.55]) / 2 / 2)
 
 
 def test_shuffle_groups_keeps_groups_whole():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,30 @@ def test_manifest_is_valid_json_after_every_run(tmp_path, config, fake_runner):
     run_sweep(config, sweep, expand_grid("grpo,ac,dvao", "0.5", "1"), runner=fake_runner, jobs=3, on_outcome=check)
     assert seen == [True] * 3
     shutil.rmtree(sweep)
+
+
+def test_prepare_first_seed_alone_then_prepare_jobs_at_a_time(tmp_path, config, fake_runner):
+    """The first seed's prepare builds what every seed shares (builtin:tiny), so it runs alone; the other seeds'
+    prepares then overlap, ``prepare_jobs`` at a time (each sleeps 1 s and logs its start and end)."""
+    stamps = tmp_path / "stamps"
+    stamps.mkdir()
+    script = tmp_path / "timed_runner.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "args = sys.argv[1:]\n"
+        "if '--prepare' in args:\n"
+        "    seed = [a for a in args if a.startswith('seed=')][-1].split('=')[1]\n"
+        f"    path = {str(stamps)!r} + '/' + seed\n"
+        "    start = time.time(); time.sleep(1.0)\n"
+        "    open(path, 'w').write(f'{start} {time.time()}')\n"
+        "    sys.exit(0)\n"
+        f"os.execv(sys.executable, [sys.executable, {fake_runner[1]!r}, *args])\n"
+    )
+    points = expand_grid("grpo", "0.3", "3")
+    outcomes = run_sweep(config, tmp_path / "sweep", points, runner=[sys.executable, str(script)], jobs=2,
+                         prepare_jobs=2)  # fmt: skip
+    assert [o.status for o in outcomes] == ["done"] * 3
+    span = {int(p.name): [float(x) for x in p.read_text().split()] for p in stamps.iterdir()}
+    assert sorted(span) == [0, 1, 2]
+    assert span[0][1] <= min(span[1][0], span[2][0])  # seed 0 finished before the others started
+    assert max(span[1][0], span[2][0]) < min(span[1][1], span[2][1])  # seeds 1 and 2 overlapped

@@ -12,8 +12,9 @@ Layout of a sweep directory::
 last and atomically (schema in :mod:`varpo.experiments.results`). Exit status 0 + a parseable ``eval.json`` =
 finished; anything else = failed (the run's ``run.log`` keeps its output). Because each run is its own process, a
 crash, OOM or hang (``timeout``) costs that run only. Before the runs, ``RUNNER… CONFIG --prepare key=value…`` is
-called once per seed, one at a time (log: ``SWEEP_DIR/prepare/seed<N>.log``): it builds what every run of that seed
-shares (the engine's cached tiny model and SFT warm start), so parallel runs never race to build the same thing.
+called once per seed (the first alone, then ``prepare_jobs`` at a time; log: ``SWEEP_DIR/prepare/seed<N>.log``): it
+builds what every run of that seed shares (the engine's cached tiny model and SFT warm start), so parallel runs
+never race to build the same thing.
 
 **Resume.** A run whose ``eval.json`` parses is skipped. Any other existing run directory is a run that died
 mid-way: it is deleted and started again from scratch (runs are short; a half-trained run cannot be told apart from
@@ -129,6 +130,7 @@ def run_sweep(
     threads_per_run: int = 1,
     timeout: float | None = None,
     prepare: bool = True,
+    prepare_jobs: int = 1,
     check: bool = True,
     argv: Sequence[str] | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
@@ -144,7 +146,8 @@ def run_sweep(
         jobs: runs at once (default :func:`default_jobs`).
         threads_per_run: torch/OpenMP threads per run.
         timeout: seconds after which a run is killed and marked failed (None: no limit).
-        prepare: first call ``RUNNER CONFIG --prepare …`` once per seed, sequentially (shared start model).
+        prepare: first call ``RUNNER CONFIG --prepare …`` once per seed (shared start model).
+        prepare_jobs: prepares at once after the first (which alone builds what every seed shares, builtin:tiny).
         check: with the default runner, validate every run's config first (:func:`check_grid`).
         argv: the command line that started the sweep (recorded in the manifest).
         on_outcome: called in the main thread after each run finishes (progress display).
@@ -193,7 +196,7 @@ def run_sweep(
 
     if prepare and todo:
         manifest["invocations"][-1]["prepare"] = _prepare(
-            runner, config_copy, sweep_dir, todo, overrides, threads_per_run, timeout
+            runner, config_copy, sweep_dir, todo, overrides, threads_per_run, timeout, prepare_jobs
         )
         with lock:
             write_json(sweep_dir / MANIFEST, manifest)
@@ -237,25 +240,34 @@ def run_sweep(
     return [outcomes[p.name] for p in points]
 
 
-def _prepare(runner, config, sweep_dir, todo, overrides, threads, timeout) -> dict:
-    """``RUNNER CONFIG --prepare …`` once per seed, one at a time: builds the start model every run of that seed
-    shares (builtin:tiny, SFT warm start) before parallel runs could race to build the same cache entry. A failed
-    prepare is recorded, not fatal: the runs then build what they need themselves (and fail visibly if they can't).
+def _prepare(runner, config, sweep_dir, todo, overrides, threads, timeout, jobs=1) -> dict:
+    """``RUNNER CONFIG --prepare …`` once per seed: builds the start model every run of that seed shares
+    (builtin:tiny, SFT warm start) before parallel runs could race to build the same cache entry. The first seed runs
+    alone (it builds the base model all seeds share); the others then run ``jobs`` at a time (each builds only its
+    own seed's entries). A failed prepare is recorded, not fatal: the runs then build what they need themselves (and
+    fail visibly if they can't).
     """
-    results, first_of_seed = {}, {}
+    first_of_seed: dict[int, GridPoint] = {}
     for p in todo:
         first_of_seed.setdefault(p.seed, p)
-    for point in first_of_seed.values():
+
+    def one(point: GridPoint) -> tuple[str, dict]:
         cmd = [*runner, str(config), "--prepare", *overrides, f"num_threads={threads}", *point.overrides()]
         log_path = sweep_dir / "prepare" / f"seed{point.seed}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         start = time.perf_counter()
         with open(log_path, "w") as log:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            rc, error = supervised(cmd, log, timeout=timeout)
+            rc, error = supervised(cmd, log, env=env, timeout=timeout)
             rc = rc if error is None else error
-        results[str(point.seed)] = {"returncode": rc, "wall_s": round(time.perf_counter() - start, 3)}
+        return str(point.seed), {"returncode": rc, "wall_s": round(time.perf_counter() - start, 3)}
+
+    points = list(first_of_seed.values())
+    results = dict([one(points[0])]) if points else {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results.update(pool.map(one, points[1:]))
     return results
 
 
