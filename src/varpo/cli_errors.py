@@ -41,8 +41,8 @@ USAGE_ERROR = _base(typer.BadParameter, "UsageError")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from varpo.judge.judge import JudgeOutageError  # judge_max_failure_rate stopped the run: a verdict, not a bug
     from varpo.registry import PluginError  # a plug-in that fails to import: its name and error, not a traceback
-    from varpo.rewards.judge import JudgeOutageError  # judge_max_failure_rate stopped the run: a verdict, not a bug
 
     try:
         import yaml

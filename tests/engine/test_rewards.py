@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from varpo.rewards.judge import JudgeOutageError
+from varpo.judge.judge import JudgeOutageError
 from varpo.trl import IsolatedReward, RewardFunctionError, read_metrics
 
 from .conftest import length

@@ -321,7 +321,7 @@ def validate(resolved: Resolved, *, dry_run: bool = False) -> Checked:
     parse_schedule(args.reward_weight_schedule, len(names))  # the trainer's own check: K = its reward functions
     judge = getattr(task, "judge", None)
     if judge is not None and hasattr(judge.backend, "base_url"):  # the OpenAI-compatible judge's endpoint
-        from varpo.rewards.backends import check_endpoint
+        from varpo.judge.backends import check_endpoint
 
         check_endpoint(judge.backend.base_url, judge.backend.model)
     skipped = check_sources(spec, dry_run=dry_run)

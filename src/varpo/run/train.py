@@ -285,7 +285,7 @@ def dry_run(
     gold_spec = dataclasses.replace(spec, eval_file=None) if "eval_file" in checked.skipped else spec
     gold = data.eval_data(gold_spec, n=min(8, spec.eval_prompts))
     columns = {c: gold[c] for c in gold.column_names if c not in ("prompt", "completion")}
-    # Judged rewards (varpo.rewards) are not called: a dry run must not need the judge server.
+    # Judged rewards (varpo.judge) are not called: a dry run must not need the judge server.
     judged = [f for f in task.reward_funcs if getattr(f, "judge", None) is not None]
     scores = {f.__name__: _score_gold(f, gold, columns) for f in task.reward_funcs if f not in judged}
     scored = [f"{k} on gold: {_mean(v):.3g}" for k, v in scores.items()] + [f"{f.__name__}: judged" for f in judged]
@@ -337,7 +337,7 @@ def _reachability(fn) -> str:
     url = getattr(fn.judge.backend, "base_url", None)
     if not url:
         return ""
-    from varpo.rewards.backends import reachable
+    from varpo.judge.backends import reachable
 
     return "; reachable now: " + ("yes" if reachable(url) else "no (a real run counts every judgment as failed)")
 

@@ -1,5 +1,5 @@
 """Multi-objective tasks: verifiable (tool calling, math, countdown, constraints: the learnable K-objective testbed)
-and judged (rubric, judge; see varpo.rewards); ``custom``: your own TRL reward functions and data file.
+and judged (rubric, judge; see varpo.judge); ``custom``: your own TRL reward functions and data file.
 
     import varpo.tasks
     task = varpo.tasks.get_task("toolcall")           # "math", "countdown"; options as keyword arguments

@@ -3,7 +3,7 @@ rule-based `length`. SAW's Reddit TL;DR set-up is ``judge_template: tldr`` with 
 conciseness]`` and the human summary in a ``reference`` column.
 
 * ``<dimension>`` ∈ [0, 1]: the judge's integer score s ∈ [low, high] (default ``judge_score_range`` [1, 10]),
-  normalised ``(s - low) / (high - low)`` (:class:`varpo.rewards.ScoreScheme`). None when the judgment failed or the
+  normalised ``(s - low) / (high - low)`` (:class:`varpo.judge.ScoreScheme`). None when the judgment failed or the
   reply has no valid score for that dimension.
 * ``length`` ∈ (0, 1] (when ``max_words`` is set): 1 within ``max_words`` words, ``max_words / words`` beyond.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from varpo.rewards.options import JudgeOptions
-from varpo.rewards.schemes import ScoreScheme, parse_dimensions
+from varpo.judge.options import JudgeOptions
+from varpo.judge.schemes import ScoreScheme, parse_dimensions
 from varpo.tasks.base import Task, in_split
 from varpo.tasks.io import get_field, read_records, to_dataset
 from varpo.tasks.judged_common import length_reward, to_verl_with_prompt

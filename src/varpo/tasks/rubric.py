@@ -4,14 +4,14 @@
 * ``<axis>`` ∈ [0, 1] for each of ``axes`` (default HealthBench's five: accuracy, completeness,
   communication_quality, context_awareness, instruction_following): earned / possible points of the prompt's
   criteria on that axis, from ONE judge call per sample that says met / not met for every criterion
-  (:class:`varpo.rewards.RubricScheme`; formula and departures from HealthBench there). None when the judgment
+  (:class:`varpo.judge.RubricScheme`; formula and departures from HealthBench there). None when the judgment
   failed or the rubric has nothing to earn on that axis.
 * ``length`` ∈ (0, 1] (when ``max_words`` is set): 1 within ``max_words`` words, ``max_words / words`` beyond.
 
 Data: :meth:`RubricTask.load` reads HealthBench's public JSONL (``prompt``: chat messages, ``rubrics``: list of
 ``{"criterion", "points", "tags": [..., "axis:<name>"]}``, ``prompt_id``); :meth:`RubricTask.generate` builds a small
 synthetic rubric set (health-advice questions whose criteria name the words a good answer uses) for CPU runs and
-tests. The judge is configured with the ``judge_*`` options (:class:`varpo.rewards.JudgeOptions`).
+tests. The judge is configured with the ``judge_*`` options (:class:`varpo.judge.JudgeOptions`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from varpo.rewards.options import JudgeOptions
-from varpo.rewards.schemes import HEALTHBENCH_AXES, RubricScheme, parse_rubric
+from varpo.judge.options import JudgeOptions
+from varpo.judge.schemes import HEALTHBENCH_AXES, RubricScheme, parse_rubric
 from varpo.tasks.base import Task, in_split
 from varpo.tasks.io import read_records, to_dataset
 from varpo.tasks.judged_common import length_reward, to_verl_with_prompt

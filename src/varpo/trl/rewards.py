@@ -19,7 +19,7 @@ dimensions 'str'") is a failure of that sample too: in ``isolate`` mode it is sc
 about exactly like an exception (it is not re-scored: the function answered); in ``raise`` mode it stops the run.
 Numbers (``int``, ``float``, ``bool``, numpy and 0-d torch scalars) are passed on as ``float``; ``None`` and NaN stay missing without counting as errors (the documented way to say "not applicable").
 
-A deliberate stop is not a grader error: :class:`~varpo.rewards.judge.JudgeOutageError` (the judge's
+A deliberate stop is not a grader error: :class:`~varpo.judge.judge.JudgeOutageError` (the judge's
 ``judge_max_failure_rate`` policy) passes through both modes unchanged, without re-scoring any row.
 """
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from varpo.rewards.judge import JudgeOutageError
+from varpo.judge.judge import JudgeOutageError
 
 #: exceptions that stop the run by design: re-raised as they are, never isolated or re-scored row by row
 STOPS = (JudgeOutageError,)

@@ -244,7 +244,7 @@ class VarpoGRPOTrainer(GRPOTrainer):
         return out
 
     def judges(self) -> list:
-        """The LLM judges (:class:`~varpo.rewards.judge.JudgeRewards`) behind the reward functions, each once."""
+        """The LLM judges (:class:`~varpo.judge.judge.JudgeRewards`) behind the reward functions, each once."""
         found: list = []
         for func in self.reward_funcs:
             judge = getattr(getattr(func, "func", func), "judge", None)

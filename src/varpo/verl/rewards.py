@@ -18,7 +18,7 @@ How a verl row maps to the grader's columns (``RewardFn.columns``): ``extra_info
 still-missing column (ToolRL's ``ground_truth``, math's ``answer``). This makes the stock verl datasets of the
 papers (DAPO-Math-17k, GSM8K/MATH, ToolRL's ``rlla_4k``, TinyZero Countdown) usable as they are.
 
-Judged tasks (``rubric``, ``judge``; :mod:`varpo.rewards`) use the batched entry point with verl's batch reward
+Judged tasks (``rubric``, ``judge``; :mod:`varpo.judge`) use the batched entry point with verl's batch reward
 manager, so one generation batch costs one concurrent, cached judge pass (one request per sample for all K
 dimensions) instead of one blocking call per response::
 

@@ -1,5 +1,5 @@
 """The ``judge_*`` options shared by judged tasks (``task_options`` in a run config, keyword options of
-``get_task``), and the :class:`~varpo.rewards.judge.JudgeRewards` they build.
+``get_task``), and the :class:`~varpo.judge.judge.JudgeRewards` they build.
 
     task: rubric
     task_options:
@@ -51,8 +51,8 @@ class JudgeOptions:
         return Path(self.judge_cache).expanduser()
 
     def build_judge(self, scheme, default_template: str):
-        from varpo.rewards.backends import make_backend
-        from varpo.rewards.judge import JudgeRewards
+        from varpo.judge.backends import make_backend
+        from varpo.judge.judge import JudgeRewards
 
         backend = make_backend(
             self.judge_backend,

@@ -2,7 +2,7 @@
 
 Placeholders are :class:`string.Template` fields (``$name`` or ``${name}``; ``$$`` is a literal ``$``), filled in one
 pass: text substituted into a template (a completion that itself contains ``$prompt``) is never expanded again.
-A template is named by the stem of a file shipped in ``varpo/rewards/templates/`` (``tldr``, ``scores``,
+A template is named by the stem of a file shipped in ``varpo/judge/templates/`` (``tldr``, ``scores``,
 ``rubric``) or given by a path, so any shipped template can be copied and overridden.
 
 Fields every judge fills: ``$prompt`` (the policy's prompt; chat prompts as "role: content" turns), ``$completion``
@@ -72,7 +72,7 @@ class Template:
 def load_template(name_or_path: str) -> Template:
     """A shipped template by name (``tldr``, ``scores``, ``rubric``) or a YAML file by path."""
     if name_or_path in BUILTIN:
-        text = resources.files("varpo.rewards").joinpath("templates", f"{name_or_path}.yaml").read_text("utf-8")
+        text = resources.files("varpo.judge").joinpath("templates", f"{name_or_path}.yaml").read_text("utf-8")
         source = name_or_path
     else:
         path = Path(name_or_path).expanduser()

@@ -10,9 +10,9 @@ import math
 import yaml
 from typer.testing import CliRunner
 
-from tests.rewards.conftest import TINY
+from tests.judge.conftest import TINY
 from varpo.cli import app
-from varpo.rewards.schemes import HEALTHBENCH_AXES
+from varpo.judge.schemes import HEALTHBENCH_AXES
 from varpo.trl.metrics import read_metrics
 
 runner = CliRunner()

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.rewards.conftest import SLOW_SECONDS
+from tests.judge.conftest import SLOW_SECONDS
 from tests.timing import median_seconds
-from varpo.rewards import JudgeRewards, OpenAIBackend, RubricScheme, ScoreScheme, TransformersBackend, parse_dimensions
+from varpo.judge import JudgeRewards, OpenAIBackend, RubricScheme, ScoreScheme, TransformersBackend, parse_dimensions
 from varpo.tasks import get_task
 
 AXES = ["accuracy", "completeness", "context_awareness"]  # criteria with quoted words: the server's keyword rule

@@ -10,7 +10,7 @@ loop) just blocks on :meth:`JudgeRunner.run`. Per request:
 * a failed attempt (timeout, connection error, HTTP 5xx/408/409/429, malformed response) is retried up to
   ``retries`` times after ``backoff * 2**attempt`` seconds with jitter (x uniform[½, 1]), or after the server's
   ``Retry-After`` when it asks for longer (capped at :data:`MAX_RETRY_AFTER`); a
-  :class:`~varpo.rewards.backends.PermanentError` (other 4xx) is not retried.
+  :class:`~varpo.judge.backends.PermanentError` (other 4xx) is not retried.
 
 The whole batch is bounded by ``batch_timeout`` seconds: requests still running then are cancelled and count as
 failed, so an unreachable or stalled judge costs each training step at most that long and never hangs it.
@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from varpo.checks import is_real
-from varpo.rewards.backends import PermanentError
+from varpo.judge.backends import PermanentError
 
 logger = logging.getLogger(__name__)
 

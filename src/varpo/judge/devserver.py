@@ -17,7 +17,7 @@ distinct request gets, by a hash of its messages, one of: always 500, malformed,
 normal). ``GET /stats`` reports
 request counts and the peak number of requests in flight; ``POST /reset`` clears them.
 
-    python -m varpo.rewards.devserver --model builtin:tiny --port 8011     # then judge_base_url=http://127.0.0.1:8011/v1
+    python -m varpo.judge.devserver --model builtin:tiny --port 8011     # then judge_base_url=http://127.0.0.1:8011/v1
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A real OpenAI-compatible judge server on 127.0.0.1 (varpo.rewards.devserver: FastAPI + uvicorn in a thread)
+"""A real OpenAI-compatible judge server on 127.0.0.1 (varpo.judge.devserver: FastAPI + uvicorn in a thread)
 serving a tiny transformers model built offline, shared by the judge tests. Nothing leaves localhost."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def judge_model_dir(_judge_env):
 
 @pytest.fixture(scope="session")
 def server(judge_model_dir):
-    from varpo.rewards.devserver import DevServer
+    from varpo.judge.devserver import DevServer
 
     with DevServer(str(judge_model_dir), slow_seconds=SLOW_SECONDS) as srv:
         yield srv

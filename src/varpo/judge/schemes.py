@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from varpo.checks import is_real
-from varpo.rewards.parse import read_scores, read_verdicts
+from varpo.judge.parse import read_scores, read_verdicts
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = {"score", "prompt", "completion", "completions", "prompts"}

@@ -8,10 +8,10 @@ import multiprocessing as mp
 
 import pytest
 
-from varpo.rewards.cache import JudgeCache, request_key
-from varpo.rewards.parse import MAX_REPLY_CHARS, ReplyError, json_object, read_scores, read_verdicts
-from varpo.rewards.schemes import Dimension, RubricScheme, ScoreScheme, parse_dimensions, parse_rubric
-from varpo.rewards.templates import Template, load_template
+from varpo.judge.cache import JudgeCache, request_key
+from varpo.judge.parse import MAX_REPLY_CHARS, ReplyError, json_object, read_scores, read_verdicts
+from varpo.judge.schemes import Dimension, RubricScheme, ScoreScheme, parse_dimensions, parse_rubric
+from varpo.judge.templates import Template, load_template
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@
 
 TRL calls each reward function once per generation batch, in order. The first judged function of a batch renders
 every sample's request, serves what it can from the in-memory memo and the on-disk cache, sends the rest through
-the :class:`~varpo.rewards.runner.JudgeRunner` in one batched, concurrency-bounded pass, and memoises every
+the :class:`~varpo.judge.runner.JudgeRunner` in one batched, concurrency-bounded pass, and memoises every
 sample's K values keyed by the request hash; the K-1 other functions of the same batch find all their samples in
 the memo and send nothing. The memo keeps only the latest batch's samples (bounded memory).
 
@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from varpo.checks import is_int, is_real
-from varpo.rewards.cache import JudgeCache, request_key
-from varpo.rewards.parse import ReplyError, json_object
-from varpo.rewards.runner import JudgeRunner
-from varpo.rewards.templates import Template, load_template
+from varpo.judge.cache import JudgeCache, request_key
+from varpo.judge.parse import ReplyError, json_object
+from varpo.judge.runner import JudgeRunner
+from varpo.judge.templates import Template, load_template
 from varpo.text import completion_text, conversation_text
 
 logger = logging.getLogger(__name__)
@@ -112,11 +112,11 @@ class JudgeRewards:
     """K reward functions (``reward_funcs``, one per ``scheme.dimensions``) sharing one judgment per sample.
 
     Args:
-        scheme: :class:`~varpo.rewards.schemes.ScoreScheme` or :class:`~varpo.rewards.schemes.RubricScheme`.
-        backend: :class:`~varpo.rewards.backends.OpenAIBackend` or ``TransformersBackend``.
+        scheme: :class:`~varpo.judge.schemes.ScoreScheme` or :class:`~varpo.judge.schemes.RubricScheme`.
+        backend: :class:`~varpo.judge.backends.OpenAIBackend` or ``TransformersBackend``.
         template: a :class:`Template` or a shipped template name / YAML path.
         cache: SQLite file of replies (None: no disk cache).
-        concurrency, timeout, retries, backoff, batch_timeout: see :class:`~varpo.rewards.runner.JudgeRunner`.
+        concurrency, timeout, retries, backoff, batch_timeout: see :class:`~varpo.judge.runner.JudgeRunner`.
         prefix: prepended to every reward name (``judge_`` avoids a clash with a rule-based reward's name).
         failure: what a failed judgment (no usable dimension: no reply, unparseable, ``{}``) scores in every
             dimension: ``"missing"`` (default; the estimators leave it out, so the sample gets its group's mean) or

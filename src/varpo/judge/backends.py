@@ -2,7 +2,7 @@
 
 Both expose ``async complete(messages, schema, timeout) -> str`` (the reply text) and ``identity`` (model +
 sampling settings: the judge part of every cache key). Errors are raised as they come; the runner
-(:mod:`varpo.rewards.runner`) owns timeouts, retries and concurrency. :class:`PermanentError` marks a failure that a
+(:mod:`varpo.judge.runner`) owns timeouts, retries and concurrency. :class:`PermanentError` marks a failure that a
 retry cannot fix (HTTP 4xx other than 408/409/429: bad request, wrong model name, bad key).
 """
 
