@@ -1,6 +1,6 @@
 """verl pre-flight (``python -m varpo.verl.train [--dry-run]``, before Ray or any model load): reward keys against
 the task's components, local data and model paths, batch-size arithmetic — one line per problem, naming fields.
-The README's verl command is complete and passes it."""
+docs/verl.md's complete verl command passes it."""
 
 from __future__ import annotations
 
@@ -189,16 +189,16 @@ def test_verl_own_validation_errors_are_one_line(files):
         validate(cfg)
 
 
-def test_readme_verl_command_is_complete_and_passes(tmp_path, capsys):
-    """The README command as bash runs it (variables, quoting, continuation lines): the ``python -m
+def test_docs_verl_command_is_complete_and_passes(tmp_path, capsys):
+    """docs/verl.md's complete command as bash runs it (variables, quoting, continuation lines): the ``python -m
     varpo.verl.train`` it starts is captured by a ``python`` shim and run here, in this process, through the same
     ``main`` (a fresh interpreter would only add verl's import time). The recipe line after it is covered by
     tests/verl/test_config.py (every example script composes and validates)."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "verl.md").read_text()
     block = re.search(
         r"\n(DATA_DIR=.*?python -m varpo\.verl\.train --dry-run.*?# drop --dry-run to train)\n", text, re.S
     )
-    assert block, "README's verl command block not found"
+    assert block, "docs/verl.md's complete verl command block not found"
     shims, calls = tmp_path / "shims", tmp_path / "calls"
     shims.mkdir()
     calls.mkdir()
