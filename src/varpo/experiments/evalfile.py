@@ -16,11 +16,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from varpo.checks import is_real
+
 MISSING = "missing"
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_is_number = is_real  # a finite real number, never a bool (varpo.checks)
 
 
 def check_eval(result: Any) -> str | None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from varpo.checks import is_real
 from varpo.experiments.evalfile import MISSING, read_eval
 from varpo.experiments.grid import GridPoint
 from varpo.experiments.sweep import EVAL_FILE, RUNS, load_manifest
@@ -92,8 +93,7 @@ def _worst(scores: dict) -> float:
     return min(values) if values else math.nan
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_is_number = is_real  # a finite real number, never a bool (varpo.checks)
 
 
 @dataclass

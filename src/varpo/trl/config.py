@@ -21,6 +21,7 @@ from trl import GRPOConfig
 from varpo import registry
 from varpo.advantages import METHODS, RVPO_VARIANTS, SAW_BASES
 from varpo.aggregation import AGGREGATIONS
+from varpo.checks import is_int, is_real
 from varpo.collapse import DEFAULT_WINDOW, check_window
 from varpo.losses import POLICY_LOSSES
 from varpo.schedules import parse_schedule
@@ -358,8 +359,7 @@ class VarpoGRPOConfig(GRPOConfig):
         )
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+_is_int = is_int  # an int, never a bool (varpo.checks)
 
 
 def _integer(name: str, value, low: int, allowed: str | None = None) -> None:
@@ -367,8 +367,7 @@ def _integer(name: str, value, low: int, allowed: str | None = None) -> None:
         _fail(name, value, allowed or f"an int >= {low}")
 
 
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_finite = is_real  # a finite real number, never a bool (varpo.checks)
 
 
 def _fail(name: str, value, allowed: str) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from varpo.checks import is_real
+
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "train_summary.json"
 #: a key only the Trainer's end-of-training log has (``train_runtime``, ``train_loss``, ...: not a step's metrics)
@@ -54,7 +56,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
 def _step(record: dict) -> float | None:
     """A record's ``step`` as a number (0 when absent), None when it is not one (such a record cannot be placed)."""
     step = record.get("step", 0)
-    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+    return step if is_real(step) else None
 
 
 def repair_metrics(path: str | os.PathLike, max_step: int | None = None) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from varpo.checks import is_int
+
 SELECTIONS = ("most_recent", "uniform", "reward_stratified")
 
 
@@ -68,9 +70,6 @@ def validate_config(cfg) -> None:
 
     def fail(name: str, allowed: str) -> None:
         raise ValueError(f"{name}={getattr(cfg, name)!r} is invalid; allowed: {allowed}")
-
-    def is_int(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
 
     h, ext = cfg.gvpo_history_per_group, cfg.gvpo_external_column
     if not is_int(h) or h < 0:
