@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
+from varpo import significance
 from varpo.collapse import DEFAULT_WINDOW, CollapseAlarm
 
 SIGNAL_KEYS = ("adv/frac_signal/", "adv/group_std_mean/")
@@ -113,26 +113,10 @@ def curve_lost_step(curve: list[dict], name: str, lost_below: float) -> int | No
     return first
 
 
-def _binom_cdf(k: int, n: int, p: float) -> float:
-    """P(X <= k), X ~ Binomial(n, p), by exact summation (n is a few dozen here)."""
-    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
-
-
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float] | None:
-    """Exact two-sided (1 - alpha) interval for a binomial proportion k/n (bisection on the exact tails)."""
-    if n == 0:
-        return None
-
-    def solve(f, target: float) -> float:  # f increasing in p on [0, 1]
-        lo, hi = 0.0, 1.0
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
-        return (lo + hi) / 2
-
-    lower = 0.0 if k == 0 else solve(lambda p: 1 - _binom_cdf(k - 1, n, p), alpha / 2)
-    upper = 1.0 if k == n else solve(lambda p: 1 - _binom_cdf(k, n, p), 1 - alpha / 2)
-    return lower, upper
+    """Exact two-sided (1 - alpha) interval for a binomial proportion k/n (`varpo.significance.clopper_pearson`);
+    None when there is nothing to count (n = 0)."""
+    return None if n == 0 else significance.clopper_pearson(k, n, level=1 - alpha)
 
 
 def analyse(

@@ -1,8 +1,8 @@
 """Summary statistics for experiment results: t confidence intervals, monotonicity, centered moving averages and
 the smoothing window every curve of the report uses (:func:`smoothing_window`).
 
-Nothing here needs scipy: the Student-t quantile is computed from the closed-form t CDF for integer degrees of
-freedom (Abramowitz & Stegun 26.7.3–4) and inverted by bisection, exact to ~1e-12.
+Nothing here needs scipy: the Student-t quantile is :func:`varpo.significance.t_quantile` (the regularized
+incomplete beta function, inverted by bisection).
 """
 
 from __future__ import annotations
@@ -13,48 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def _t_two_sided_mass(t: float, df: int) -> float:
-    """A(t | ν) = P(|T| <= t) for T ~ Student-t with integer ν >= 1, θ = atan(t / √ν).
-
-    ν odd:  A = (2/π) [θ + sinθ (cosθ + (2/3) cos³θ + … + (2·4···(ν−3))/(1·3···(ν−2)) cos^{ν−2}θ)]  (ν = 1: 2θ/π)
-    ν even: A = sinθ [1 + (1/2) cos²θ + (1·3)/(2·4) cos⁴θ + … + (1·3···(ν−3))/(2·4···(ν−2)) cos^{ν−2}θ]
-    """
-    theta = math.atan(t / math.sqrt(df))
-    s, c = math.sin(theta), math.cos(theta)
-    if df % 2 == 1:
-        if df == 1:
-            return 2.0 * theta / math.pi
-        term, total = c, c
-        for j in range(3, df - 1, 2):  # ratio (j-1)/j times cos² each step
-            term *= c * c * (j - 1) / j
-            total += term
-        return 2.0 / math.pi * (theta + s * total)
-    term, total = 1.0, 1.0
-    for j in range(2, df - 1, 2):
-        term *= c * c * (j - 1) / j
-        total += term
-    return s * total
+from varpo import significance
 
 
 def t_quantile(confidence: float, df: int) -> float:
-    """Two-sided critical value t* with P(|T_df| <= t*) = confidence (e.g. 0.95, df=2 -> 4.303)."""
+    """Two-sided critical value t* with P(|T_df| <= t*) = confidence (e.g. 0.95, df=2 -> 4.303).
+
+    The quantile itself is :func:`varpo.significance.t_quantile` (the one Student-t in the project)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if df < 1 or int(df) != df:
         raise ValueError(f"df must be a positive integer, got {df}")
-    lo, hi = 0.0, 1.0
-    while _t_two_sided_mass(hi, int(df)) < confidence:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _t_two_sided_mass(mid, int(df)) < confidence:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-13 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
+    return significance.t_quantile(0.5 + confidence / 2, int(df))
 
 
 @dataclass(frozen=True)
