@@ -23,7 +23,7 @@ import itertools
 import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 ALPHA = 0.05
@@ -173,7 +173,8 @@ def mde(se: float, df: float | None = None, alpha: float = ALPHA, power: float =
 # ----------------------------------------------------------------------------------------------- exact tests
 
 
-def _two_sided_count(stats: list[float] | itertools.chain, observed: float) -> tuple[int, int]:
+def _two_sided_count(stats: Iterable[float], observed: float) -> tuple[int, int]:
+    """(relabellings whose |statistic| reaches the observed one, relabellings)."""
     bound = abs(observed) * (1 - _TIE) - _TIE
     hits = total = 0
     for s in stats:
